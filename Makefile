@@ -1,0 +1,35 @@
+# neudep: `make demo` (set up + run the default pipeline), `make test`, `make ui`.
+# NEUDEP_CONFIG picks another config file, NEUDEP_DATA another data root.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NEUDEP_DATA ?= data
+export NEUDEP_DATA
+export DAGSTER_HOME := $(abspath $(NEUDEP_DATA))/dagster
+# torch's OpenMP threads spin-wait otherwise; on a shared 2-core machine that costs ~15x.
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: demo test ui install clean-data
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/neudep demo
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest
+
+ui: $(BIN)/.installed
+	@mkdir -p $(DAGSTER_HOME)
+	@test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml
+
+clean-data:
+	rm -rf $(NEUDEP_DATA)/store $(NEUDEP_DATA)/artifacts $(NEUDEP_DATA)/pointers $(NEUDEP_DATA)/neudep.duckdb $(NEUDEP_DATA)/dagster

@@ -1,0 +1,142 @@
+"""`neudep` command line: run the default pipeline, query the result store, export results."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from neudep_assets.lib.config import config_path, data_root
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+
+
+def _dagster_home() -> Path:
+    """The persistent Dagster home under the data root, shared by `make demo` and `make ui`."""
+    home = Path(os.environ.get("DAGSTER_HOME") or data_root() / "dagster").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_pipeline(log=print) -> None:
+    """Materialize the whole graph for the config: dataset, every model, every ordered pair, comparisons."""
+    import dagster as dg
+
+    from neudep_assets.defs.partitions import pair_key, register
+    from neudep_assets.definitions import defs
+    from neudep_assets.lib.config import load_config
+
+    _dagster_home()
+    project = load_config()
+    instance = dg.DagsterInstance.get()
+    register(project, instance)
+    quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("NEUDEP_LOG_LEVEL", "INFO")}}}}
+    steps = [("dataset_job", None)] + [("model_job", m.name) for m in project.models]
+    steps += [("pair_job", pair_key(a, b)) for a, b in project.model_pairs()]
+    steps += [(name, None) for name in ("comparisons_job",) if _has_job(defs, name)]
+    for job_name, partition in steps:
+        t0 = time.perf_counter()
+        log(f"[neudep] {job_name}{f' [{partition}]' if partition else ''} ...")
+        result = defs.get_job_def(job_name).execute_in_process(
+            instance=instance, partition_key=partition, run_config=quiet, raise_on_error=False)
+        if not result.success:
+            raise SystemExit(f"[neudep] {job_name} [{partition}] failed (run {result.run_id}); see the log above "
+                             f"or `make ui`")
+        log(f"[neudep] {job_name}{f' [{partition}]' if partition else ''} done in {time.perf_counter() - t0:.1f}s")
+
+
+def _has_job(defs, name: str) -> bool:
+    try:
+        defs.get_job_def(name)
+        return True
+    except Exception:
+        return False
+
+
+def print_summary() -> None:
+    """What the store holds: models and accuracy, dependencies at λ_rel ≈ 0.1, the strongest ones."""
+    from neudep_assets.lib.store import ResultStore
+
+    store = ResultStore(data_root())
+    q = (SQL_DIR / "queries").joinpath
+    print("\n== models (val accuracy) ==")
+    print(_fmt(store.query(q("models.sql").read_text())))
+    print("\n== classes with a dependency (≤ 10 sources, Rel Err ≤ 20%) at λ_rel = 0.1 ==")
+    print(_fmt(store.query(q("dependency_share.sql").read_text())))
+    print("\n== the five strongest within-model dependencies at λ_rel = 0.1 ==")
+    print(_fmt(store.query(q("strongest_dependencies.sql").read_text())))
+
+
+def _fmt(df) -> str:
+    import pandas as pd
+
+    with pd.option_context("display.max_columns", 50, "display.width", 160, "display.max_colwidth", 90):
+        return df.to_string(index=False) if len(df) else "(no rows)"
+
+
+def cmd_demo(args) -> None:
+    t0 = time.perf_counter()
+    print(f"[neudep] config {config_path()}  data {data_root()}")
+    run_pipeline()
+    print_summary()
+    print(f"\n[neudep] demo finished in {time.perf_counter() - t0:.0f}s. `make ui` shows the runs; "
+          f"`neudep sql \"SELECT ...\"` queries the store.")
+
+
+def cmd_sql(args) -> None:
+    from neudep_assets.lib.store import ResultStore
+
+    if bool(args.query) == bool(args.file):
+        raise SystemExit("neudep sql: give either a query or --file FILE")
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise SystemExit(f"neudep sql: no such file: {path}")
+        query = path.read_text()
+    else:
+        query = args.query
+    params = {}
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"neudep sql: --param wants NAME=VALUE, got {item!r}")
+        params[key] = _coerce(value)
+    import duckdb
+
+    try:
+        df = ResultStore(data_root()).query(query, params or None)
+    except duckdb.Error as exc:
+        raise SystemExit(f"neudep sql: {exc}") from None
+    print(_fmt(df) if df is not None else "ok")
+
+
+def _coerce(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="neudep", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="materialize the whole pipeline for the config and print a summary")
+    sub.add_parser("summary", help="print the summary of what the result store holds")
+    p = sub.add_parser("sql", help="run a SQL query on the result store (read-only)")
+    p.add_argument("query", nargs="?", help="SQL text; $name placeholders take --param name=value")
+    p.add_argument("--file", help="read the query from a file, e.g. sql/queries/lineage.sql")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="bind $NAME in the query")
+    args = parser.parse_args(argv)
+    {"demo": cmd_demo, "summary": lambda a: print_summary(), "sql": cmd_sql}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

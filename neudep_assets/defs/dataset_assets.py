@@ -1,0 +1,41 @@
+"""The dataset asset: the embedded glyphs (rendered once, cached by dataset id) or ImageFolder splits."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pandas as pd
+
+from neudep_assets.defs.report import md_table
+from neudep_assets.defs.resources import Neudep
+from neudep_assets.lib.datasets import prepare_dataset
+
+DATASET_CODE_VERSION = "1"
+
+
+@dg.asset(code_version=DATASET_CODE_VERSION, group_name="data", kinds={"numpy"})
+def dataset(context: dg.AssetExecutionContext, neudep: Neudep) -> dg.Output[dict]:
+    """The image dataset of the project config: splits train / val / ood and class names.
+
+    The default is the glyph dataset rendered offline from matplotlib's fonts (one class per
+    character); an ImageFolder dataset is indexed instead. Cached by its dataset id.
+    """
+    project, store = neudep.project(), neudep.store()
+    ds = prepare_dataset(project.dataset, store.root, log=context.log.info)
+    if not store.has("datasets", ds.dataset_id):
+        store.write("classes", ds.dataset_id,
+                    [{"dataset_id": ds.dataset_id, "class_index": i, "name": n, "label": lab}
+                     for i, (n, lab) in enumerate(zip(ds.class_names, ds.class_labels))],
+                    run_id=context.run_id, code_version=DATASET_CODE_VERSION)
+        store.write("datasets", ds.dataset_id,
+                    [{"dataset_id": ds.dataset_id, "kind": ds.kind, "n_classes": ds.n_classes,
+                      "n_train": ds.counts.get("train"), "n_val": ds.counts.get("val"),
+                      "n_ood": ds.counts.get("ood"), "params_json": json.dumps(ds.params, default=str)}],
+                    run_id=context.run_id, code_version=DATASET_CODE_VERSION)
+    examples = pd.DataFrame({"class": range(min(12, ds.n_classes)), "name": ds.class_names[:12]})
+    return dg.Output(
+        ds.to_json(), data_version=dg.DataVersion(ds.dataset_id),
+        metadata={"dataset_id": ds.dataset_id, "kind": ds.kind, "n_classes": ds.n_classes,
+                  "samples": md_table(pd.DataFrame([ds.counts])), "first_classes": md_table(examples)},
+    )

@@ -1,0 +1,118 @@
+"""Per-model assets: checkpoint → logits (per split) → second moments."""
+
+from __future__ import annotations
+
+import hashlib
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from neudep_assets.defs.partitions import models_partitions
+from neudep_assets.defs.report import md_table
+from neudep_assets.defs.resources import Neudep
+from neudep_assets.lib.checkpoints import CheckpointInfo, obtain_checkpoint, split_logits
+from neudep_assets.lib.config import stable_hash, stable_json
+from neudep_assets.lib.datasets import PreparedDataset
+from neudep_assets.lib.moments import check_finite, second_moment, spectrum_summary
+from neudep_assets.lib.store import load_arrays, save_arrays
+
+CHECKPOINT_CODE_VERSION = "1"
+LOGITS_CODE_VERSION = "1"
+MOMENTS_CODE_VERSION = "1"
+
+
+class LogitsConfig(dg.Config):
+    batch_size: int = 512
+
+
+@dg.asset(partitions_def=models_partitions, code_version=CHECKPOINT_CODE_VERSION, group_name="models",
+          pool="gpu", kinds={"pytorch"})
+def checkpoint(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict) -> dg.Output[dict]:
+    """The model's checkpoint in timm's folder format: trained here, a local folder, or a hub model.
+
+    Its data version is the sha256 of `model.safetensors`.
+    """
+    project, store = neudep.project(), neudep.store()
+    spec = project.model(context.partition_key)
+    ds = PreparedDataset.from_json(dataset)
+    info = obtain_checkpoint(spec, ds, store.root, device=neudep.pick_device(), log=context.log.info)
+    if not store.has("checkpoints", info.sha256):
+        store.write("checkpoints", info.sha256, [{
+            "checkpoint_sha256": info.sha256, "model": info.model, "arch": info.arch, "origin": info.origin,
+            "source": info.source, "parent_sha256": None, "path": info.path, "dataset_id": ds.dataset_id,
+            "num_classes": info.num_classes, "num_features": info.num_features, "n_params": info.n_params,
+            "train_val_acc": info.train_val_acc, "train_seconds": info.train_seconds,
+            "config_json": stable_json(spec)}], run_id=context.run_id, code_version=CHECKPOINT_CODE_VERSION)
+    return dg.Output(info.to_json(), data_version=dg.DataVersion(info.sha256), metadata={
+        "sha256": info.sha256, "path": dg.MetadataValue.path(info.path), "origin": info.origin,
+        "arch": info.arch, "params": info.n_params, "feature_dim": info.num_features,
+        "val_acc_after_training": info.train_val_acc if info.train_val_acc is not None else float("nan"),
+        "train_seconds": info.train_seconds if info.train_seconds is not None else float("nan"),
+    })
+
+
+@dg.asset(partitions_def=models_partitions, code_version=LOGITS_CODE_VERSION, group_name="models",
+          pool="gpu", kinds={"pytorch"})
+def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neudep, dataset: dict,
+           checkpoint: dict) -> dg.Output[dict]:
+    """Raw logits of the model on every dataset split (GPU when present), with accuracy per split."""
+    store = neudep.store()
+    ds, info = PreparedDataset.from_json(dataset), CheckpointInfo(**checkpoint)
+    device = neudep.pick_device()
+    out, rows = {}, []
+    for split in ds.splits:
+        set_id = f"{info.sha256[:16]}-{ds.dataset_id}-{split}"
+        path = store.artifact("logits", set_id)
+        if store.has("logit_sets", set_id) and path.is_file():
+            row = store.read("logit_sets", set_id).iloc[0].to_dict()
+        else:
+            context.log.info(f"logits of {info.model} on {split} ({ds.counts.get(split)} samples) on {device}")
+            lg, labels, ids = split_logits(info, ds, split, device=device, log=context.log.info)
+            check_finite(lg, f"logits of model {info.model} ({info.path}) on split {split}")
+            lg = lg.astype(np.float32)
+            labelled = labels >= 0
+            acc = float((lg[labelled].argmax(1) == labels[labelled]).mean()) if labelled.any() else float("nan")
+            save_arrays(path, logits=lg, labels=labels.astype(np.int64), sample_ids=ids.astype(str))
+            row = {"logit_set_id": set_id, "checkpoint_sha256": info.sha256, "model": info.model,
+                   "dataset_id": ds.dataset_id, "split": split, "n_samples": len(lg), "n_classes": lg.shape[1],
+                   "logits_sha256": hashlib.sha256(lg.tobytes()).hexdigest(),
+                   "samples_sha256": hashlib.sha256("\n".join(ids.astype(str)).encode()).hexdigest(),
+                   "accuracy": acc, "path": str(path)}
+            store.write("logit_sets", set_id, [row], run_id=context.run_id, code_version=LOGITS_CODE_VERSION)
+        out[split] = {k: row[k] for k in ("logit_set_id", "path", "accuracy", "n_samples", "logits_sha256",
+                                          "samples_sha256")}
+        rows.append({"split": split, "samples": row["n_samples"], "accuracy": row["accuracy"]})
+    version = stable_hash([out[s]["logits_sha256"] for s in sorted(out)])
+    return dg.Output({"model": info.model, "checkpoint_sha256": info.sha256, "dataset_id": ds.dataset_id,
+                      "splits": out}, data_version=dg.DataVersion(version),
+                     metadata={"accuracy": md_table(pd.DataFrame(rows)), "device": device,
+                               "val_accuracy": float(out.get("val", {}).get("accuracy", float("nan")))})
+
+
+@dg.asset(partitions_def=models_partitions, code_version=MOMENTS_CODE_VERSION, group_name="dependencies",
+          kinds={"numpy"})
+def moments(context: dg.AssetExecutionContext, neudep: Neudep, logits: dict) -> dg.Output[dict]:
+    """C = E[f fᵀ] (uncentered, float64) of the raw logits on the fit split, with its spectrum."""
+    project, store = neudep.project(), neudep.store()
+    split = project.dependencies.fit_split
+    src = logits["splits"][split]
+    moments_id = f"{src['logit_set_id']}-second"
+    path = store.artifact("moments", moments_id)
+    if store.has("moments", moments_id) and path.is_file():
+        row = store.read("moments", moments_id).iloc[0].to_dict()
+    else:
+        lg = load_arrays(src["path"])["logits"]
+        C = second_moment(lg)
+        spec = spectrum_summary(C)
+        save_arrays(path, C=C)
+        row = {"moments_id": moments_id, "kind": "second", "model": logits["model"],
+               "checkpoint_sha256": logits["checkpoint_sha256"], "dataset_id": logits["dataset_id"],
+               "split": split, "n_samples": len(lg), "n_classes": C.shape[0], "path": str(path), **spec}
+        store.write("moments", moments_id, [row], run_id=context.run_id, code_version=MOMENTS_CODE_VERSION)
+    return dg.Output({"moments_id": moments_id, "path": row["path"], "split": split, "model": logits["model"],
+                      "checkpoint_sha256": logits["checkpoint_sha256"], "dataset_id": logits["dataset_id"]},
+                     data_version=dg.DataVersion(moments_id),
+                     metadata={"n_classes": int(row["n_classes"]), "rank": int(row["rank"]),
+                               "min_eig": float(row["min_eig"]), "max_eig": float(row["max_eig"]),
+                               "fit_split": split})

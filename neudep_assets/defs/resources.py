@@ -1,0 +1,64 @@
+"""Resources: the project config and result store, the device, and a JSON IO manager for pointers."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import dagster as dg
+from upath import UPath
+
+from neudep_assets.lib.config import ProjectConfig, config_path, data_root, load_config
+from neudep_assets.lib.store import ResultStore
+
+
+class Neudep(dg.ConfigurableResource):
+    """Where the project config and the data root are (NEUDEP_CONFIG / NEUDEP_DATA by default)."""
+
+    config_path: str
+    data_root: str
+    device: str = "auto"  # auto picks cuda -> mps -> cpu
+
+    def project(self) -> ProjectConfig:
+        return load_config(self.config_path)
+
+    def store(self) -> ResultStore:
+        return ResultStore(self.data_root)
+
+    def pick_device(self) -> str:
+        from neudep_assets.lib.logits import pick_device
+
+        wanted = self.device if self.device != "auto" else self.project().device
+        return pick_device(None if wanted == "auto" else wanted)
+
+
+class _JsonPointerIOManager(dg.UPathIOManager):
+    """Assets hand each other small JSON pointers to content-addressed artifacts (never pickles)."""
+
+    extension = ".json"
+
+    def dump_to_path(self, context: dg.OutputContext, obj, path: UPath) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=str(path.parent), suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=1, default=str)
+        os.replace(tmp, str(path))
+
+    def load_from_path(self, context: dg.InputContext, path: UPath):
+        return json.loads(path.read_text())
+
+
+class JsonPointerIOManager(dg.ConfigurableIOManagerFactory):
+    base_dir: str
+
+    def create_io_manager(self, context) -> _JsonPointerIOManager:
+        return _JsonPointerIOManager(base_path=UPath(self.base_dir))
+
+
+def default_resources() -> dict:
+    root = data_root()
+    return {
+        "neudep": Neudep(config_path=str(config_path()), data_root=str(root)),
+        "io_manager": JsonPointerIOManager(base_dir=str(root / "pointers")),
+    }

@@ -1,0 +1,124 @@
+"""Getting a checkpoint for a registered model: train it, take a local folder, or a hub model."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from neudep_assets.lib import models
+from neudep_assets.lib.config import stable_hash
+from neudep_assets.lib.datasets import PreparedDataset, load_images
+from neudep_assets.lib.models import CheckpointError, ModelSpec
+
+DEFAULT_MEAN, DEFAULT_STD = (0.5,), (0.5,)
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    model: str
+    sha256: str
+    path: str
+    origin: str  # trained | local | hub
+    source: str
+    arch: str
+    num_classes: int
+    num_features: int
+    n_params: int
+    train_val_acc: float | None = None
+    train_seconds: float | None = None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _describe(model, spec: ModelSpec, folder: Path, origin: str, source: str, **extra) -> CheckpointInfo:
+    return CheckpointInfo(
+        model=spec.name, sha256=models.weights_sha256(folder), path=str(folder), origin=origin, source=source,
+        arch=getattr(model, "pretrained_cfg", {}).get("architecture") or spec.arch or "unknown",
+        num_classes=int(model.num_classes), num_features=int(model.num_features),
+        n_params=int(sum(p.numel() for p in model.parameters())), **extra,
+    )
+
+
+def trained_checkpoint_dir(spec: ModelSpec, ds: PreparedDataset, root: Path) -> Path:
+    """Content address of a pipeline-trained checkpoint: architecture, arguments, training and data."""
+    key = stable_hash({"arch": spec.arch, "model_args": spec.model_args, "train": spec.train, "dataset": ds.dataset_id})
+    return root / "checkpoints" / spec.name / key
+
+
+def obtain_checkpoint(spec: ModelSpec, ds: PreparedDataset, root: Path, *, device: str = "cpu", log=print) -> CheckpointInfo:
+    """Return the checkpoint of `spec` for dataset `ds`, training it first if the pipeline owns it."""
+    if spec.checkpoint:
+        folder = Path(spec.checkpoint)
+        model = models.load_checkpoint(folder, expected_num_classes=ds.n_classes)
+        return _describe(model, spec, folder, "local", str(folder))
+    if spec.pretrained:
+        folder = root / "checkpoints" / spec.name / f"hub-{stable_hash(spec.arch, 12)}"
+        if not (folder / "model.safetensors").is_file():
+            model = models.create_model(spec, num_classes=ds.n_classes, in_chans=3)
+            models.save_checkpoint(model, folder, model_args=spec.model_args)
+        model = models.load_checkpoint(folder, expected_num_classes=ds.n_classes)
+        return _describe(model, spec, folder, "hub", spec.arch or "")
+
+    folder = trained_checkpoint_dir(spec, ds, root)
+    meta_file = folder / "neudep_training.json"
+    if (folder / "model.safetensors").is_file() and meta_file.is_file():
+        log(f"{spec.name}: found trained checkpoint {folder}")
+        model = models.load_checkpoint(folder, expected_num_classes=ds.n_classes)
+        meta = json.loads(meta_file.read_text())
+        return _describe(model, spec, folder, "trained", "neudep", train_val_acc=meta.get("val_acc"),
+                         train_seconds=meta.get("seconds"))
+    return _train(spec, ds, folder, device=device, log=log)
+
+
+def _train(spec: ModelSpec, ds: PreparedDataset, folder: Path, *, device: str, log) -> CheckpointInfo:
+    import torch
+
+    from neudep_assets.lib import glyphs, training
+
+    if ds.kind != "glyphs":
+        raise CheckpointError(f"model {spec.name}: training from scratch needs the glyph dataset")
+    gcfg = glyphs.GlyphConfig(**ds.params["glyphs"])
+    renderer = glyphs.GlyphRenderer.for_classes(glyphs.glyph_classes(gcfg), gcfg.image_size)
+    train_x, train_y, _ = load_images(ds, "train")
+    val_x, val_y, _ = load_images(ds, "val")
+    model = models.create_model(spec, num_classes=ds.n_classes, in_chans=1)
+    model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), "mean": DEFAULT_MEAN, "std": DEFAULT_STD,
+                            "input_size": (1, gcfg.image_size, gcfg.image_size)}
+    t = dict(spec.train)
+    t0 = time.perf_counter()
+    result = training.train_classifier(
+        model, train_images=train_x, train_labels=train_y, val_images=val_x, val_labels=val_y,
+        sampler=renderer.render if t.pop("fresh_samples", True) else None,
+        epochs=int(t.pop("epochs", 10)), lr=float(t.pop("lr", 2e-3)), batch_size=int(t.pop("batch_size", 128)),
+        weight_decay=float(t.pop("weight_decay", 0.05)), seed=int(t.pop("seed", 0)),
+        mean=DEFAULT_MEAN, std=DEFAULT_STD, device=device, log=log, **t,
+    )
+    seconds = time.perf_counter() - t0
+    model.to("cpu")
+    torch.manual_seed(0)
+    extra = {"val_acc": float(result["val_acc"]), "seconds": seconds, "dataset_id": ds.dataset_id}
+    models.save_checkpoint(model, folder, model_args=spec.model_args, extra={"neudep_training.json": extra})
+    return _describe(model, spec, folder, "trained", "neudep", train_val_acc=extra["val_acc"], train_seconds=seconds)
+
+
+def split_logits(info: CheckpointInfo, ds: PreparedDataset, split: str, *, device: str = "cpu", log=None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits (float32), labels and sample ids of one split under one checkpoint."""
+    from neudep_assets.lib import logits as logits_lib
+
+    model = models.load_checkpoint(Path(info.path), expected_num_classes=ds.n_classes)
+    if ds.kind == "glyphs":
+        images, labels, ids = load_images(ds, split)
+        cfg = model.pretrained_cfg
+        out = logits_lib.compute_logits(model, images, mean=cfg.get("mean", DEFAULT_MEAN),
+                                        std=cfg.get("std", DEFAULT_STD), device=device, log=log)
+        return out, labels, ids
+    out, labels, ids, _ = logits_lib.imagefolder_logits(model, Path(ds.splits[split]), device=device, log=log)
+    if split == "ood":
+        labels = np.full_like(labels, -1)
+    return out, labels, np.asarray(ids)

@@ -1,0 +1,125 @@
+"""One interface over the two dataset kinds: the embedded glyphs and a user's ImageFolder splits."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from neudep_assets.lib import glyphs
+from neudep_assets.lib.config import DatasetConfig, stable_hash
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used; the message names the folder or file."""
+
+
+@dataclass(frozen=True)
+class PreparedDataset:
+    dataset_id: str
+    kind: str
+    class_names: tuple[str, ...]
+    class_labels: tuple[str, ...]  # short label for plots (the glyph itself, or the folder name)
+    splits: dict[str, str]  # split -> npz file (glyphs) or folder (imagefolder)
+    counts: dict[str, int] = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_json(self) -> dict:
+        return {"dataset_id": self.dataset_id, "kind": self.kind, "class_names": list(self.class_names),
+                "class_labels": list(self.class_labels), "splits": self.splits, "counts": self.counts,
+                "params": self.params}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "PreparedDataset":
+        return cls(dataset_id=d["dataset_id"], kind=d["kind"], class_names=tuple(d["class_names"]),
+                   class_labels=tuple(d["class_labels"]), splits=dict(d["splits"]), counts=dict(d["counts"]),
+                   params=dict(d.get("params", {})))
+
+
+def prepare_dataset(cfg: DatasetConfig, root: Path, log=print) -> PreparedDataset:
+    """Render (or find cached) glyph splits, or index the ImageFolder splits."""
+    if cfg.kind == "glyphs":
+        paths = glyphs.build_splits(cfg.glyphs, root, log=log)
+        classes = glyphs.glyph_classes(cfg.glyphs)
+        counts = {split: int(len(glyphs.load_split(Path(p))[1])) for split, p in paths.items()}
+        return PreparedDataset(
+            dataset_id=glyphs.dataset_id(cfg.glyphs), kind="glyphs",
+            class_names=tuple(f"{c.char} {c.name.lower()}" for c in classes),
+            class_labels=tuple(c.char for c in classes),
+            splits={k: str(v) for k, v in paths.items()}, counts=counts,
+            params={"glyphs": cfg.glyphs.__dict__},
+        )
+    return _index_imagefolder(cfg)
+
+
+def _index_imagefolder(cfg: DatasetConfig) -> PreparedDataset:
+    listing = hashlib.sha256()
+    counts, classes = {}, None
+    for split, folder in sorted(cfg.splits.items()):
+        root = Path(folder)
+        if not root.is_dir():
+            raise DatasetError(f"dataset split {split!r}: folder not found: {root}")
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise DatasetError(f"dataset split {split!r}: no images under {root}")
+        split_classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        if split != "ood":
+            if classes is not None and split_classes != classes:
+                raise DatasetError(f"dataset split {split!r} ({root}) has other class folders than the train split")
+            classes = split_classes
+        counts[split] = len(files)
+        for p in files:
+            listing.update(f"{split}/{p.relative_to(root)}:{p.stat().st_size}\n".encode())
+    names = _readable_class_names(classes)
+    return PreparedDataset(
+        dataset_id=f"{cfg.name}-{stable_hash({'splits': cfg.splits, 'files': listing.hexdigest()}, 12)}",
+        kind="imagefolder", class_names=tuple(names), class_labels=tuple(classes), splits=dict(cfg.splits),
+        counts=counts, params={"name": cfg.name, "splits": cfg.splits},
+    )
+
+
+def _readable_class_names(folders: list[str]) -> list[str]:
+    """ImageNet synset folders (n01440764) get timm's descriptions; other folder names stay as they are."""
+    if folders and all(len(f) == 9 and f[0] == "n" and f[1:].isdigit() for f in folders):
+        try:
+            from timm.data import ImageNetInfo
+
+            info = ImageNetInfo()
+            return [info.label_name_to_description(f) for f in folders]
+        except Exception:  # unknown synsets: keep folder names
+            pass
+    return list(folders)
+
+
+def load_images(ds: PreparedDataset, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images, labels and sample ids of a glyph split."""
+    if split not in ds.splits:
+        raise DatasetError(f"dataset {ds.dataset_id} has no split {split!r} (has {sorted(ds.splits)})")
+    images, labels = glyphs.load_split(Path(ds.splits[split]))
+    ids = np.array([f"{split}/{i}" for i in range(len(labels))])
+    return images, labels, ids
+
+
+def class_examples(ds: PreparedDataset, split: str = "val") -> dict[int, np.ndarray]:
+    """One example image per class (for star pictures); empty for ImageFolder datasets."""
+    if ds.kind != "glyphs":
+        return {}
+    images, labels, _ = load_images(ds, split)
+    first: dict[int, np.ndarray] = {}
+    for i, y in enumerate(labels):
+        if y >= 0 and int(y) not in first:
+            first[int(y)] = images[i]
+    return first
+
+
+def write_classes_json(ds: PreparedDataset, path: Path) -> None:
+    path.write_text(json.dumps(ds.to_json(), indent=1))

@@ -1,0 +1,46 @@
+"""Uncentered second moments of logits (paper Remark 1: raw logits, no centering or scaling)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class LogitsError(ValueError):
+    """Logits that cannot be used (non-finite values, misaligned samples); names the culprit."""
+
+
+def check_finite(logits: np.ndarray, what: str) -> None:
+    bad = ~np.isfinite(logits)
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise LogitsError(f"{what}: {int(bad.sum())} non-finite logits (first at sample {rows[0]}, class {cols[0]})")
+
+
+def second_moment(f: np.ndarray, g: np.ndarray | None = None, *, chunk: int = 8192) -> np.ndarray:
+    """E[f fᵀ] (or E[f gᵀ] when `g` is given) in float64, accumulated in chunks of samples."""
+    if g is not None and len(g) != len(f):
+        raise LogitsError(f"cross moment needs the same samples: {len(f)} vs {len(g)} rows")
+    g_ = f if g is None else g
+    out = np.zeros((f.shape[1], g_.shape[1]), dtype=np.float64)
+    for start in range(0, len(f), chunk):
+        a = np.asarray(f[start:start + chunk], dtype=np.float64)
+        b = a if g is None else np.asarray(g_[start:start + chunk], dtype=np.float64)
+        out += a.T @ b
+    out /= max(len(f), 1)
+    if g is None:
+        out = 0.5 * (out + out.T)  # exact symmetry despite summation order
+    return out
+
+
+def spectrum_summary(C: np.ndarray, rtol: float | None = None) -> dict[str, float | int]:
+    """Smallest/largest eigenvalue and numerical rank (eigenvalues above rtol·max, numpy's default rtol)."""
+    w = np.linalg.eigvalsh(C)
+    rtol = C.shape[0] * np.finfo(np.float64).eps if rtol is None else rtol
+    return {"min_eig": float(w[0]), "max_eig": float(w[-1]), "rank": int((w > rtol * max(w[-1], 0.0)).sum())}
+
+
+def check_aligned(ids_f: np.ndarray, ids_g: np.ndarray, name_f: str, name_g: str) -> None:
+    """Between-model moments need the same samples in the same order."""
+    if ids_f.shape != ids_g.shape or not np.array_equal(ids_f, ids_g):
+        n_diff = "different counts" if ids_f.shape != ids_g.shape else f"{int((ids_f != ids_g).sum())} differ"
+        raise LogitsError(f"logits of {name_f} and {name_g} are not of the same samples in the same order ({n_diff})")

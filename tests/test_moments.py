@@ -1,0 +1,32 @@
+"""Second moments against the closed form, and the alignment / finiteness guards."""
+
+import numpy as np
+import pytest
+
+from neudep_assets.lib.moments import LogitsError, check_aligned, check_finite, second_moment, spectrum_summary
+
+
+def test_second_and_cross_moment_match_definition():
+    rng = np.random.default_rng(0)
+    f, g = rng.normal(size=(1000, 7)).astype(np.float32), rng.normal(size=(1000, 5))
+    assert np.allclose(second_moment(f, chunk=97), f.astype(np.float64).T @ f / 1000, rtol=1e-12)
+    assert np.allclose(second_moment(f, g, chunk=33), f.astype(np.float64).T @ g / 1000, rtol=1e-12)
+    C = second_moment(f)
+    assert np.array_equal(C, C.T) and C.dtype == np.float64
+
+
+def test_rank_of_planted_low_rank_logits():
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=(500, 4)) @ rng.normal(size=(4, 12))
+    assert spectrum_summary(second_moment(f))["rank"] == 4
+
+
+def test_guards_name_the_culprit():
+    bad = np.ones((3, 4))
+    bad[2, 1] = np.nan
+    with pytest.raises(LogitsError, match="model X.*sample 2, class 1"):
+        check_finite(bad, "model X")
+    with pytest.raises(LogitsError, match="cnn and vit"):
+        check_aligned(np.array(["a", "b"]), np.array(["a", "c"]), "cnn", "vit")
+    with pytest.raises(LogitsError):
+        second_moment(np.ones((3, 2)), np.ones((4, 2)))

@@ -1,0 +1,76 @@
+"""The result store: atomic keyed Parquet files, views in DuckDB, parameterised queries."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neudep_assets.lib.store import ResultStore, StoreError, load_arrays, save_arrays
+
+
+def _row(i: int) -> dict:
+    return {"dataset_id": "d1", "class_index": i, "name": f"class {i}", "label": chr(65 + i)}
+
+
+def test_rewriting_a_key_never_duplicates_rows(tmp_path):
+    store = ResultStore(tmp_path)
+    store.write("classes", "d1", [_row(0), _row(1)], run_id="r1", code_version="1")
+    store.write("classes", "d1", [_row(0), _row(1)], run_id="r2", code_version="1")
+    store.write("classes", "d2", [{**_row(5), "dataset_id": "d2"}], run_id="r3", code_version="1")
+    df = store.query("SELECT dataset_id, count(*) AS n, any_value(dagster_run_id) AS run FROM classes GROUP BY ALL ORDER BY 1")
+    assert df.to_dict("records") == [{"dataset_id": "d1", "n": 2, "run": "r2"}, {"dataset_id": "d2", "n": 1, "run": "r3"}]
+
+
+def test_views_exist_and_are_empty_before_any_result(tmp_path):
+    store = ResultStore(tmp_path)
+    for view in ("checkpoints", "dependency_lineage", "dependency_summary", "comparisons"):
+        assert len(store.query(f"SELECT * FROM {view}")) == 0
+    cols = set(store.query("SELECT * FROM dependency_lineage LIMIT 0").columns)
+    assert {"model", "checkpoint_sha256", "dataset", "fit_split", "eval_split", "lambda_rel", "lambda_abs",
+            "target_class", "target_name", "source_model", "source_class", "source_name", "coef",
+            "dagster_run_id"} <= cols
+
+
+def test_query_binds_parameters_instead_of_pasting(tmp_path):
+    store = ResultStore(tmp_path)
+    store.write("classes", "d1", [_row(0), _row(1)], run_id="r", code_version="1")
+    evil = "x' OR '1'='1"
+    assert len(store.query("SELECT * FROM classes WHERE name = $name", {"name": evil})) == 0
+    assert len(store.query("SELECT * FROM classes WHERE name = $name", {"name": "class 1"})) == 1
+
+
+def test_catalog_is_read_only_for_queries(tmp_path):
+    import duckdb
+
+    store = ResultStore(tmp_path)
+    with pytest.raises(duckdb.Error):
+        store.query("CREATE TABLE t AS SELECT 1")
+
+
+def test_unknown_columns_and_bad_keys_are_refused(tmp_path):
+    store = ResultStore(tmp_path)
+    with pytest.raises(StoreError, match="unexpected columns"):
+        store.write("classes", "d1", [{**_row(0), "oops": 1}], run_id="r", code_version="1")
+    with pytest.raises(StoreError, match="bad store key"):
+        store.write("classes", "../x", [_row(0)], run_id="r", code_version="1")
+    assert not list((tmp_path / "store" / "classes").glob("*.parquet")) if (tmp_path / "store" / "classes").exists() else True
+
+
+def test_arrays_round_trip_and_corrupt_file_is_named(tmp_path):
+    path = save_arrays(tmp_path / "a" / "x.npz", logits=np.arange(6.0).reshape(2, 3), ids=np.array(["a", "b"]))
+    back = load_arrays(path)
+    assert np.array_equal(back["logits"], np.arange(6.0).reshape(2, 3)) and list(back["ids"]) == ["a", "b"]
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(StoreError, match="x.npz"):
+        load_arrays(path)
+    with pytest.raises(TypeError):
+        save_arrays(tmp_path / "o.npz", bad=np.array([{"a": 1}], dtype=object))
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    store = ResultStore(tmp_path)
+    with pytest.raises(Exception):
+        store.write("classes", "d1", pd.DataFrame({"dataset_id": ["d"], "class_index": ["not an int"]}),
+                    run_id="r", code_version="1")
+    assert not store.has("classes", "d1")
+    assert not [p for p in (tmp_path / "store" / "classes").glob("*") if p.name != "_empty.parquet"]
