@@ -1,0 +1,166 @@
+"""The paper's Table-1 metrics of a dependency, evaluated on a split of logits.
+
+For a target class i with coefficients t (zero at i), the reconstruction is r = Σ_j t_j f_j:
+
+* Abs Err = mean |y_i − r| and Rel Err = Abs Err / mean |y_i|, over every sample of the split;
+* Acc = top-1 accuracy with logit i replaced by r (beside Ori. Acc, the accuracy without replacement),
+  over the samples that carry a label (label −1 = no class, e.g. out-of-distribution images);
+* Pos Acc = the same on the samples labelled i (beside Ori. Pos Acc), n_pos of them.
+
+Within a model y = f; between models (f → g) y = g: the reconstruction from f's logits replaces g's
+logit i among g's logits, so Acc and Pos Acc are the target model's accuracy with that logit replaced.
+
+The coefficients are fitted on one split and the logits passed here should be those of another (the
+evaluation split); this module does not know which split it is given.
+
+Cost: per λ one product R = L_src @ coefᵀ (sparse when the coefficients are, which they mostly are)
+and O(N) work per target: the arg-max with column i replaced is read off the top-2 of the original
+logits, never recomputed over all n columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+_COLUMNS = ["lambda_index", "target", "n_sources", "abs_err", "rel_err", "acc", "orig_acc", "pos_acc",
+            "orig_pos_acc", "n_pos"]
+
+
+def _top2(Y: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Index and value of the largest and of the largest-but-first entry of each row, with np.argmax's
+    tie rule (first index wins); a second index of −1 when there is a single column."""
+    N = Y.shape[0]
+    a1 = np.argmax(Y, axis=1) if N else np.zeros(0, dtype=np.int64)
+    v1 = Y[np.arange(N), a1]
+    if Y.shape[1] < 2:
+        return a1, v1, np.full(N, -1), np.full(N, -np.inf)
+    a2 = np.empty(N, dtype=np.int64)
+    for start in range(0, N, chunk):
+        part = np.array(Y[start:start + chunk], dtype=np.float64)
+        part[np.arange(part.shape[0]), a1[start:start + chunk]] = -np.inf
+        a2[start:start + chunk] = np.argmax(part, axis=1)
+    return a1, v1, a2, Y[np.arange(N), a2]
+
+
+class _Reconstructor:
+    """Rᵀ = W @ L_srcᵀ for coefficient blocks W (B, n), in the (B, N) layout that the per-target
+    reductions read contiguously: a sparse product when W is sparse (the usual case: a handful of
+    sources per target), BLAS otherwise."""
+
+    def __init__(self, LsT: np.ndarray):
+        self.LsT = LsT  # (n, N), C-contiguous
+
+    def __call__(self, W: np.ndarray) -> np.ndarray:
+        nnz = np.count_nonzero(W)
+        if nnz == 0:
+            return np.zeros((W.shape[0], self.LsT.shape[1]))
+        if nnz < 0.05 * W.size:
+            from scipy import sparse
+
+            return sparse.csr_matrix(W) @ self.LsT
+        return W @ self.LsT
+
+
+def table1_metrics(source_logits: np.ndarray, labels: np.ndarray, coef: np.ndarray, targets: np.ndarray, *,
+                   target_logits: np.ndarray | None = None, block: int = 128) -> pd.DataFrame:
+    """Table-1 metrics for every (λ, target) of a solution path.
+
+    source_logits (N, n): logits of the source model on the evaluation split; target_logits (N, m):
+    logits of the target model on the same samples (None: within, the source itself); labels (N,)
+    int, −1 = no class (excluded from the accuracies, not from the errors); coef (n_lambdas,
+    n_targets, n); targets (n_targets,) class indices of the target model.
+
+    One row per (lambda_index, target): n_sources (nonzero coefficients), abs_err, rel_err, acc,
+    orig_acc, pos_acc, orig_pos_acc, n_pos. Accuracies are NaN when no sample qualifies.
+    """
+    Ls = np.asarray(source_logits)
+    if Ls.ndim != 2:
+        raise ValueError(f"source_logits must be (N, n), got shape {Ls.shape}")
+    N, n = Ls.shape
+    Y = Ls if target_logits is None else np.asarray(target_logits)
+    if Y.ndim != 2 or Y.shape[0] != N:
+        raise ValueError(f"target_logits must be (N={N}, m), got shape {Y.shape}")
+    m = Y.shape[1]
+    labels = np.asarray(labels).ravel()
+    if labels.shape[0] != N:
+        raise ValueError(f"labels must have N={N} entries, got {labels.shape[0]}")
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(labels == np.round(labels)):
+            raise ValueError("labels must be integers (−1 = no class)")
+        labels = labels.astype(np.int64)
+    if labels.size and labels.max() >= m:
+        raise ValueError(f"labels reach {labels.max()} but the target model has {m} classes")
+    coef = np.asarray(coef, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.int64).ravel()
+    if coef.ndim != 3 or coef.shape[1] != targets.shape[0] or coef.shape[2] != n:
+        raise ValueError(f"coef must be (n_lambdas, n_targets={targets.shape[0]}, n={n}), got {coef.shape}")
+    if targets.size and (targets.min() < 0 or targets.max() >= m):
+        raise ValueError(f"targets must lie in [0, {m})")
+    if not (np.isfinite(Ls).all() and np.isfinite(Y).all()):
+        raise ValueError("logits contain non-finite values")
+    L, T = coef.shape[:2]
+    if L == 0 or T == 0:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in _COLUMNS})
+
+    # float64 throughout: the comparison of r with the other logits must not be decided by rounding
+    Ls64 = np.ascontiguousarray(Ls, dtype=np.float64)
+    Y64 = Ls64 if target_logits is None else np.ascontiguousarray(Y, dtype=np.float64)
+    a1, v1, a2, v2 = _top2(Y64)
+    labelled = labels >= 0
+    n_lab = int(labelled.sum())
+    correct = (a1 == labels) & labelled
+    orig_acc = correct.sum() / n_lab if n_lab else np.nan
+    mean_abs_y = np.abs(Y64[:, targets]).mean(axis=0)  # (T,)
+    n_sources = np.count_nonzero(coef, axis=2)  # (L, T)
+    n_pos = np.bincount(labels[labelled], minlength=m)[targets]
+    orig_pos_hits = np.bincount(labels[correct], minlength=m)[targets]
+    lab = np.where(labelled, labels, -1)[None, :]  # (1, N)
+    recon = _Reconstructor(np.ascontiguousarray(Ls64.T))
+
+    abs_err = np.empty((L, T))
+    hits = np.empty((L, T))
+    pos_hits = np.empty((L, T))
+    # everything below is laid out (targets, samples) so that the reductions over samples are contiguous
+    for start in range(0, T, block):
+        stop = min(start + block, T)
+        tb = targets[start:stop][:, None]  # (B, 1)
+        yb = np.ascontiguousarray(Y64[:, targets[start:stop]].T)  # (B, N)
+        own = a1[None, :] == tb  # the target is the original arg-max
+        other_idx = np.where(own, a2[None, :], a1[None, :])  # arg-max over the other columns
+        other_val = np.where(own, v2[None, :], v1[None, :])
+        # the reconstruction r wins iff r > other_val, or r == other_val and i < other_idx (np.argmax
+        # takes the first index): one comparison r > thr with thr one float below other_val in the latter
+        thr = np.where(tb < other_idx, np.nextafter(other_val, -np.inf), other_val)
+        thr[other_idx < 0] = -np.inf
+        other_hit = other_idx == lab  # correct when r loses (lab = −1 never matches)
+        n_other_hit = other_hit.sum(axis=1)
+        # r wins on a sample where the other arg-max was right: one comparison against thr_oh
+        thr_oh = np.where(other_hit, thr, np.inf)
+        # samples labelled with the block's targets (few per target): gathered, not masked
+        pk, ps = np.nonzero(lab == tb)
+        thr_pos = thr[pk, ps]
+        del own, other_idx, other_val, other_hit, thr
+        for li in range(L):
+            R = recon(coef[li, start:stop])  # (B, N)
+            ph = np.bincount(pk, weights=R[pk, ps] > thr_pos, minlength=stop - start)
+            lost = np.count_nonzero(R > thr_oh, axis=1)
+            np.subtract(yb, R, out=R)
+            np.abs(R, out=R)
+            abs_err[li, start:stop] = R.mean(axis=1)
+            pos_hits[li, start:stop] = ph
+            hits[li, start:stop] = ph + n_other_hit - lost
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_err = np.where(mean_abs_y > 0, abs_err / mean_abs_y, np.nan)
+        acc = hits / n_lab if n_lab else np.full((L, T), np.nan)
+        pos_acc = np.where(n_pos > 0, pos_hits / n_pos, np.nan)
+        orig_pos_acc = np.where(n_pos > 0, orig_pos_hits / np.maximum(n_pos, 1), np.nan)
+    return pd.DataFrame({
+        "lambda_index": np.repeat(np.arange(L, dtype=np.int64), T),
+        "target": np.tile(targets, L),
+        "n_sources": n_sources.ravel().astype(np.int64),
+        "abs_err": abs_err.ravel(), "rel_err": rel_err.ravel(), "acc": np.ravel(acc),
+        "orig_acc": np.full(L * T, orig_acc, dtype=np.float64), "pos_acc": pos_acc.ravel(),
+        "orig_pos_acc": np.tile(orig_pos_acc, L), "n_pos": np.tile(n_pos.astype(np.int64), L),
+    })

@@ -1,0 +1,470 @@
+"""The paper's §2.2/§2.3 theory as diagnostics of computed CovLasso solutions.
+
+Notation (paper §2.3): for a target i, Ĉ = C without row/column i, b = C[−i, i] (within) or
+b = E[f_{−i} g_i] (between, `cross = E[f gᵀ]`), s = C_ii (within) or E[g_i²] (between). The CovLasso
+problem is ``min_t tᵀĈt − 2bᵀt + λ‖t‖₁`` and err_i(t) = s − 2bᵀt + tᵀĈt is the mean squared
+reconstruction error of the target logit.
+
+Everything here works on the moments alone and in float64; one eigendecomposition of C serves all
+targets (n = 1000 takes well under a second).
+
+**Redundancy (§2.2, Eq. 5).** err_i(θ*(0)) = det C / det C₋ᵢ is the least-squares residual of the
+target on the sources, ``s − bᵀĈ⁺b``. The paper could not evaluate the determinant quotient (Remark 2:
+tiny eigenvalues → NaN). We never form determinants. We take C = QΛQᵀ, treat eigenvalues below
+τ = rtol·λ_max (numpy's ``matrix_rank`` rule, rtol = n·eps by default) as numerically zero and *floor*
+them at τ: C_τ = Q max(Λ, τ) Qᵀ, H = C_τ⁻¹. Then
+
+* within: err0_i = err_i of C_τ = 1 / H_ii (a sum of positive terms: no cancellation);
+* between: err0_i = s_i − bᵀ[(C_τ)₋ᵢ,₋ᵢ]⁻¹b, with the inverse of the principal submatrix obtained
+  from H by the Schur-complement identity (so again one eigendecomposition for all targets).
+
+For a well-conditioned C (all eigenvalues above τ) this *is* C_ii − bᵀĈ⁻¹b = det C / det C₋ᵢ. For a
+rank-deficient C it is the residual up to the numerical resolution τ of C: since C ⪯ C_τ ⪯ C + δI
+(δ = τ − min(λ_min, 0)), err0 is an upper bound on the exact residual that exceeds it by at most
+δ(1 + ‖θ*‖²). A class that takes part in an exact linear dependency (its coordinate axis has a
+component ``null_leverage`` = ‖Q₀ᵀeᵢ‖² in the numerical null space) gets err0 ≤ τ / null_leverage,
+i.e. ≈ 0 relative to C_ii. When the network's feature width d satisfies d + 1 < n every class is in
+such a dependency and err0 ≈ 0 for all of them: that is the exact answer, not a numerical accident.
+
+**Sparsity (§2.3).** Theorem 3 (Eq. 13) declares class j independent of i when
+
+    |b_j| / ‖b‖_∞ < 1 − 2 ‖A_j‖₂ ‖A⁻ᵀb‖₂ |1/λ − 1/λ_max|,   A = Ĉ^{1/2}.
+
+Since A is the symmetric square root, ‖A_j‖₂² = Ĉ_jj and ‖A⁻ᵀb‖₂² = bᵀĈ⁻¹b, so no matrix square root
+is needed. Read carefully, the derivation (Eqs. 9–12) is the "dual polytope projection" argument: with
+y = A⁻ᵀb the problem is the Lasso ``‖y − At‖² + λ‖t‖₁``, whose dual optimum is the projection of
+2y/λ on {u : |A_jᵀu| ≤ 1}; projection is non-expansive, hence Theorem 2, hence Theorem 3. The
+argument holds for *every* λ > 0 (not only λ < λ_max) and stays valid in the rank-deficient case with
+the pseudo-inverse, y = A⁺b, *provided b lies in the range of Ĉ*: then Aᵀy = b and the objective
+equals ‖y − At‖² − ‖y‖². For moments computed from the same samples this always holds (b = F₋ᵢᵀ g_i / N
+lies in the range of Ĉ = F₋ᵢᵀF₋ᵢ / N), and bᵀĈ⁺b = s − err0 ≤ s. If b has a component outside the range
+of Ĉ (moments that do not come from one set of samples), ‖A⁺b‖ is infinite — the problem is
+unbounded below for small λ — and the theorem is not applicable: detected as bᵀĈ_τ⁻¹b > s (only
+possible when s is known, i.e. always within, and between when `target_second_moment` is passed),
+reported as ``thm3_applicable = False`` with nothing screened.
+
+We evaluate ‖A⁺b‖² as s − err0 (the pinv value up to the numerical resolution, see above; option
+``thm3_norm="pinv"``), or with the always-valid bound ‖A⁺b‖² ≤ s (``thm3_norm="second_moment"``;
+bᵀĈ⁺b ≤ s because the residual is non-negative). With exact solutions the rule can therefore not be
+violated; a counted violation means an inexact solution (or a coefficient the solver left at a
+tiny nonzero value) and is worth reporting. What the rule *does* show on data is how little it
+screens: ‖A_j‖‖A⁺b‖ ≥ |b_j| (Cauchy–Schwarz), so the right-hand side is negative unless λ is close to
+λ_max.
+
+Conjecture 1 (Eq. 14) is the heuristic |b_j| / ‖b‖_∞ < λ / λ_max (i.e. |b_j| < λ/2). It is *not* a safe
+rule (it screens more than even the unsafe "strong rule" of Tibshirani et al. 2012); its violation
+rate is measured here, not assumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+_EPS = np.finfo(np.float64).eps
+
+
+# ----------------------------------------------------------------------------------------------
+# spectral helpers
+
+
+def _default_rtol(n: int) -> float:
+    return max(n, 1) * _EPS
+
+
+def _rtol(n: int, rtol) -> float:
+    if rtol is None:
+        return _default_rtol(n)
+    r = float(rtol)
+    if not (r > 0 and np.isfinite(r)):
+        raise ValueError(f"rtol must be a positive number, got {rtol!r}")
+    return r
+
+
+def numerical_rank(C: np.ndarray, rtol: float | None = None) -> int:
+    """Number of eigenvalues of the symmetric PSD matrix C above rtol·λ_max (rtol = n·eps by default,
+    numpy's ``matrix_rank`` rule on the singular values of C)."""
+    C = _check_square(C, "C")
+    w = np.linalg.eigvalsh(C)
+    rtol = _rtol(C.shape[0], rtol)
+    top = max(float(w[-1]), 0.0) if w.size else 0.0
+    return int((w > rtol * top).sum()) if top > 0 else 0
+
+
+@dataclass
+class _Spectral:
+    """The eigendecomposition of C split at the floor τ.
+
+    H = C_τ⁻¹ = H_r + P₀/τ with H_r = Q_r Λ_r⁻¹ Q_rᵀ and P₀ = Q₀Q₀ᵀ. The two parts are never added
+    into one matrix: H's entries are of size 1/τ, so every product with the assembled H would lose the
+    H_r part to rounding (absolute error eps·‖H‖ = eps/τ, about 0.01 for τ ≈ 1e-14).
+    """
+
+    Qr: np.ndarray  # (n, r) eigenvectors above the floor
+    wr: np.ndarray  # (r,) their eigenvalues
+    Q0: np.ndarray  # (n, n − r) eigenvectors at or below the floor
+    tau: float  # eigenvalue floor (rtol · λ_max)
+    slack: float  # δ = ‖C_τ − C‖₂ = tau − min(λ_min, 0) if anything was floored, else 0
+    min_eig: float
+
+    @property
+    def rank(self) -> int:
+        return int(self.wr.shape[0])
+
+    @property
+    def degenerate(self) -> bool:  # C has no positive eigenvalue
+        return self.tau <= 0
+
+    @property
+    def null_leverage(self) -> np.ndarray:  # ‖Q₀ᵀ e_i‖²
+        return (self.Q0 ** 2).sum(axis=1)
+
+    def h_diag(self) -> np.ndarray:
+        """diag(C_τ⁻¹)."""
+        return ((self.Qr ** 2) / self.wr).sum(axis=1) + self.null_leverage / self.tau
+
+    def h_apply(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(H_r X, P₀ X / τ), kept apart (see the class docstring)."""
+        return self.Qr @ ((self.Qr.T @ X) / self.wr[:, None]), self.Q0 @ (self.Q0.T @ X) / self.tau
+
+
+def _spectral(C: np.ndarray, rtol: float | None) -> _Spectral:
+    n = C.shape[0]
+    w, Q = np.linalg.eigh(C)
+    rtol = _rtol(n, rtol)
+    top = max(float(w[-1]), 0.0) if n else 0.0
+    tau = rtol * top
+    small = w <= tau
+    slack = float(tau - min(float(w[0]), 0.0)) if (n and small.any() and top > 0) else 0.0
+    return _Spectral(Qr=Q[:, ~small], wr=w[~small], Q0=Q[:, small], tau=tau, slack=slack,
+                     min_eig=float(w[0]) if n else 0.0)
+
+
+def _check_square(C, what: str) -> np.ndarray:
+    C = np.asarray(C, dtype=np.float64)
+    if C.ndim != 2 or C.shape[0] != C.shape[1]:
+        raise ValueError(f"{what} must be a square matrix, got shape {C.shape}")
+    if not np.isfinite(C).all():
+        raise ValueError(f"{what} has non-finite entries")
+    return 0.5 * (C + C.T)
+
+
+@dataclass
+class _Problem:
+    """Per-target data of the CovLasso problems: b (zero at the excluded source), s, and which
+    source index is excluded (−1 when none)."""
+
+    X: np.ndarray  # (n, T): column t is b for target t, padded with 0 at the excluded source
+    X_raw: np.ndarray  # (n, T): the same columns of C (or cross) without the zero
+    s: np.ndarray | None  # (T,) second moment of the target logit (None: unknown, between only)
+    excluded: np.ndarray  # (T,) source index excluded for target t, or -1
+    targets: np.ndarray  # (T,)
+
+
+def _problem(C: np.ndarray, cross, targets, target_second_moment) -> _Problem:
+    n = C.shape[0]
+    if cross is None:
+        M = C
+        m = n
+    else:
+        M = np.asarray(cross, dtype=np.float64)
+        if M.ndim != 2 or M.shape[0] != n:
+            raise ValueError(f"cross must have shape (n={n}, m), got {M.shape}")
+        m = M.shape[1]
+    targets = np.arange(m) if targets is None else np.asarray(targets, dtype=np.int64).ravel()
+    if targets.size and (targets.min() < 0 or targets.max() >= m):
+        raise ValueError(f"targets must lie in [0, {m}), got range [{targets.min()}, {targets.max()}]")
+    X_raw = M[:, targets]
+    X = X_raw.copy()
+    excluded = np.where(targets < n, targets, -1)
+    cols = np.nonzero(excluded >= 0)[0]
+    X[excluded[cols], cols] = 0.0
+    if cross is None:
+        s = np.diag(C)[targets].copy()
+    elif target_second_moment is not None:
+        sm = np.asarray(target_second_moment, dtype=np.float64).ravel()
+        if sm.shape[0] != m:
+            raise ValueError(f"target_second_moment must have {m} entries, got {sm.shape[0]}")
+        s = sm[targets].copy()
+    else:
+        s = None
+    return _Problem(X=X, X_raw=X_raw, s=s, excluded=excluded, targets=targets)
+
+
+def _quad_inv(sp: _Spectral, pb: _Problem) -> np.ndarray:
+    """q_t = bᵀ[(C_τ)₋ᵢ,₋ᵢ]⁻¹ b for every target, via the Schur complement of H = C_τ⁻¹.
+
+    H − H eᵢeᵢᵀH / H_ii is the inverse of (C_τ)₋ᵢ,₋ᵢ padded with a zero row and column i, so the
+    entry x_i of the padded vector does not matter. We keep the original column x = C[:, i] (or
+    cross[:, i]), which lies in the range of C for moments of one sample set: then Hx has no 1/τ
+    component, and nothing cancels catastrophically (zeroing x_i would put a component of size 1/τ into
+    both terms of the difference).
+    """
+    X = pb.X_raw
+    Ur, U0 = sp.h_apply(X)
+    q = np.einsum("nt,nt->t", X, Ur) + np.einsum("nt,nt->t", X, U0)
+    cols = np.nonzero(pb.excluded >= 0)[0]
+    ex = pb.excluded[cols]
+    q[cols] -= (Ur[ex, cols] + U0[ex, cols]) ** 2 / sp.h_diag()[ex]
+    return q
+
+
+def _err0(C: np.ndarray, sp: _Spectral, pb: _Problem, cross) -> tuple[np.ndarray | None, np.ndarray]:
+    """(err0, q) per target; err0 is None when s is unknown (between without target_second_moment)."""
+    if sp.degenerate:
+        q = np.zeros(pb.targets.shape[0])
+        return (None if pb.s is None else pb.s.copy()), q
+    if cross is None:
+        err0 = 1.0 / sp.h_diag()[pb.targets]
+        # ‖A⁺b‖² consistent with err0 (s − err0), not the separately computed q (differs by O(τ))
+        q = pb.s - err0
+        return err0, q
+    q = _quad_inv(sp, pb)
+    return (None if pb.s is None else pb.s - q), q
+
+
+# ----------------------------------------------------------------------------------------------
+# §2.2 redundancy
+
+
+def redundancy(C, *, cross=None, target_second_moment=None, rtol=None) -> pd.DataFrame:
+    """err_i(θ*(0)) per target class, computed stably (see the module docstring).
+
+    Within (cross=None): one row per class of C. Between (cross = E[f gᵀ], shape (n, m)): one row per
+    class i of g, regressed on all classes of f except i; needs ``target_second_moment`` = E[g_i²]
+    (shape (m,)) for err0 (without it err0 and rel_err0 are NaN and only ``explained`` = bᵀĈ⁺b is
+    given).
+
+    Columns: target, err0 (≥ 0 up to rounding; an upper bound within the numerical resolution),
+    rel_err0 = err0 / s (s = C_ii or E[g_i²]; the fraction of the target's second moment that the other
+    logits cannot explain), second_moment (s), explained (bᵀĈ⁺b = s − err0), null_leverage (> 0: the
+    source side of this class lies in an exact linear dependency; within only meaningful for the class
+    itself), rank (numerical rank of C used, the same on every row), eig_floor (δ: the bound on
+    ‖C_τ − C‖₂), consistent (False when err0 < −1e-8·s: moments that do not come from one sample set).
+    """
+    C = _check_square(C, "C")
+    sp = _spectral(C, rtol)
+    pb = _problem(C, cross, None, target_second_moment)
+    err0, q = _err0(C, sp, pb, cross)
+    T = pb.targets.shape[0]
+    s = pb.s if pb.s is not None else np.full(T, np.nan)
+    e = err0 if err0 is not None else np.full(T, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(s > 0, e / s, np.nan)
+    lev = np.where(pb.excluded >= 0, sp.null_leverage[np.maximum(pb.excluded, 0)], np.nan) if cross is not None \
+        else sp.null_leverage[pb.targets]
+    consistent = ~(e < -1e-8 * np.abs(s))
+    return pd.DataFrame({
+        "target": pb.targets, "err0": e, "rel_err0": rel, "second_moment": s, "explained": q,
+        "null_leverage": lev, "rank": np.full(T, sp.rank, dtype=np.int64), "eig_floor": np.full(T, sp.slack),
+        "consistent": consistent,
+    })
+
+
+# ----------------------------------------------------------------------------------------------
+# Eq. 5 along a path
+
+
+def _path_arrays(path, n: int):
+    coef = np.asarray(path.coef, dtype=np.float64)
+    if coef.ndim != 3 or coef.shape[2] != n:
+        raise ValueError(f"path.coef must have shape (n_lambdas, n_targets, n={n}), got {coef.shape}")
+    lam = np.asarray(path.lambda_abs, dtype=np.float64)
+    if lam.shape != coef.shape[:2]:
+        raise ValueError(f"path.lambda_abs must have shape {coef.shape[:2]}, got {lam.shape}")
+    targets = np.asarray(path.targets, dtype=np.int64).ravel()
+    if targets.shape[0] != coef.shape[1]:
+        raise ValueError(f"path.targets has {targets.shape[0]} entries for {coef.shape[1]} targets")
+    return coef, lam, targets
+
+
+def path_errors(C, path, *, cross=None, target_second_moment=None) -> np.ndarray:
+    """err_i(θ*(λ)) = s − 2bᵀt + tᵀĈt per (λ, target), shape (n_lambdas, n_targets)."""
+    C = _check_square(C, "C")
+    coef, _, targets = _path_arrays(path, C.shape[0])
+    pb = _problem(C, cross, targets, target_second_moment)
+    if pb.s is None:
+        raise ValueError("between-model errors need target_second_moment = E[g_i²]")
+    # the coefficient at the excluded source must be 0; zero it so that b's padding is irrelevant
+    coef = coef.copy()
+    cols = np.nonzero(pb.excluded >= 0)[0]
+    coef[:, cols, pb.excluded[cols]] = 0.0
+    quad = np.einsum("ltn,ltn->lt", coef @ C, coef)
+    lin = np.einsum("ltn,nt->lt", coef, pb.X)
+    return pb.s[None, :] - 2.0 * lin + quad
+
+
+def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None, rtol=1e-9,
+                   rank_rtol=None) -> pd.DataFrame:
+    """Check Eq. 5 along every computed path: err_i(θ*(λ)) non-decreasing in λ and within
+    [err_i(θ*(0)), s].
+
+    A violation is a step where err decreases by more than ``rtol·s`` as λ grows, a value above
+    s + rtol·s, or a value below err0 − rtol·s − δ(1 + ‖t‖²) (δ: the eigenvalue floor of
+    :func:`redundancy`, which makes its err0 an upper bound on the exact residual; the slack keeps the
+    lower bound rigorous). ``err0`` may be given (array over the path's targets or over all classes,
+    or the DataFrame of :func:`redundancy`) to avoid recomputing it.
+
+    Columns per target: target, n_violations, max_violation (largest violation / s, 0 when none),
+    n_monotone_violations, n_lower_violations, n_upper_violations, err_min_lambda, err_max_lambda.
+    """
+    C = _check_square(C, "C")
+    n = C.shape[0]
+    coef, lam, targets = _path_arrays(path, n)
+    err = path_errors(C, path, cross=cross, target_second_moment=target_second_moment)
+    pb = _problem(C, cross, targets, target_second_moment)
+    s = pb.s
+    w = np.linalg.eigvalsh(C)
+    rr = _rtol(n, rank_rtol)
+    tau = rr * max(float(w[-1]), 0.0)
+    slack = float(tau - min(float(w[0]), 0.0)) if (w <= tau).any() else 0.0
+
+    m_all = n if cross is None else np.asarray(cross).shape[1]
+    if err0 is None:
+        red = redundancy(C, cross=cross, target_second_moment=target_second_moment, rtol=rank_rtol)
+        e0 = red["err0"].to_numpy()[targets]
+    elif isinstance(err0, pd.DataFrame):
+        e0 = err0.set_index("target").loc[targets, "err0"].to_numpy()
+        if "eig_floor" in err0:
+            slack = float(err0["eig_floor"].iloc[0])
+    else:
+        e0 = np.asarray(err0, dtype=np.float64).ravel()
+        if e0.shape[0] == m_all and m_all != targets.shape[0]:
+            e0 = e0[targets]
+        elif e0.shape[0] != targets.shape[0]:
+            raise ValueError(f"err0 has {e0.shape[0]} entries; expected {targets.shape[0]} (targets) or {m_all}")
+
+    tol = rtol * np.abs(s)  # (T,)
+    tnorm2 = (coef ** 2).sum(axis=2)  # (L, T)
+    rows = []
+    scale = np.where(np.abs(s) > 0, np.abs(s), 1.0)
+    for t in range(targets.shape[0]):
+        order = np.argsort(lam[:, t], kind="stable")
+        e = err[order, t]
+        drop = e[:-1] - e[1:]  # > 0: err decreased while λ increased
+        mono = drop[drop > tol[t]]
+        up = e - s[t]
+        up = up[up > tol[t]]
+        low_gap = (e0[t] - tol[t] - slack * (1.0 + tnorm2[order, t])) - e
+        low = (e0[t] - e)[low_gap > 0]
+        amounts = np.concatenate([mono, up, low])
+        rows.append({
+            "target": int(targets[t]), "n_violations": int(amounts.size),
+            "max_violation": float(amounts.max() / scale[t]) if amounts.size else 0.0,
+            "n_monotone_violations": int(mono.size), "n_lower_violations": int(low.size),
+            "n_upper_violations": int(up.size), "err_min_lambda": float(e[0]), "err_max_lambda": float(e[-1]),
+        })
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# §2.3 screening rules
+
+
+def _screen_setup(C, path, cross, target_second_moment, thm3_norm, rank_rtol):
+    C = _check_square(C, "C")
+    n = C.shape[0]
+    coef, lam, targets = _path_arrays(path, n)
+    if thm3_norm not in ("pinv", "second_moment"):
+        raise ValueError(f"thm3_norm must be 'pinv' or 'second_moment', got {thm3_norm!r}")
+    pb = _problem(C, cross, targets, target_second_moment)
+    sp = _spectral(C, rank_rtol)
+    _, q = _err0(C, sp, pb, cross)
+    # within: b is in the range of Ĉ whenever C is PSD; a clearly negative eigenvalue (beyond the
+    # resolution τ) means C is no second-moment matrix and the problem can be unbounded below
+    applicable = np.full(targets.shape[0], sp.min_eig >= -max(sp.tau, 0.0))
+    if pb.s is not None:
+        # bᵀĈ⁺b ≤ s for moments of one sample set; beyond it b has a component outside range(Ĉ)
+        applicable &= q <= pb.s * (1 + 1e-8) + 1e-300
+        q = np.minimum(q, pb.s)
+        if thm3_norm == "second_moment":
+            q = pb.s.copy()
+    elif thm3_norm == "second_moment":
+        raise ValueError("thm3_norm='second_moment' needs target_second_moment for between-model screening")
+    q = np.maximum(q, 0.0)
+    absb = np.abs(pb.X)  # (n, T), zero at the excluded source
+    bmax = absb.max(axis=0) if n else np.zeros(targets.shape[0])
+    cand = np.ones((n, targets.shape[0]), dtype=bool)
+    cols = np.nonzero(pb.excluded >= 0)[0]
+    cand[pb.excluded[cols], cols] = False
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(bmax > 0, absb / bmax, 0.0)  # |b_j| / ‖b‖_∞
+    K = np.sqrt(np.maximum(np.diag(C), 0.0))[:, None] * np.sqrt(q)[None, :]  # ‖A_j‖‖A⁺b‖
+    return C, coef, lam, targets, pb, bmax, ratio, K, cand, applicable
+
+
+def _rules(lam_t, bmax, ratio, K, applicable):
+    """Boolean (n, T) masks of the Theorem-3 and Conjecture-1 screens at λ = lam_t (per target),
+    plus the Theorem-3 threshold."""
+    lmax = 2.0 * bmax
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.abs(1.0 / lam_t - 1.0 / lmax)
+        thr = 1.0 - 2.0 * K * gap[None, :]
+        lrat = np.where(lmax > 0, lam_t / lmax, np.inf)
+    zero_b = bmax <= 0  # target uncorrelated with every source: t = 0 solves it for every λ
+    thr = np.where(zero_b[None, :], np.inf, thr)
+    thr = np.where(applicable[None, :], thr, -np.inf)
+    thm3 = ratio < thr
+    conj = ratio < lrat[None, :]
+    return thm3, conj, thr, lrat
+
+
+def screening(C, path, *, cross=None, target_second_moment=None, coef_tol: float = 0.0,
+              thm3_norm: str = "pinv", rank_rtol=None) -> pd.DataFrame:
+    """Theorem 3 (safe rule) and Conjecture 1 (heuristic) against the computed solutions.
+
+    One row per (lambda_index, target): lambda_abs, lambda_ratio (λ/λ_max with λ_max = 2‖b‖_∞),
+    n_candidates (sources), n_nonzero (|coef| > coef_tol), thm3_screened / conj1_screened (sources
+    each rule declares independent), thm3_violations / conj1_violations (of those, how many have
+    |coef| > coef_tol in the solution), thm3_max_violating_coef / conj1_max_violating_coef (largest
+    such |coef|, 0 when none), thm3_applicable (False: b outside the range of Ĉ, nothing screened).
+    See the module docstring for how ‖A⁻ᵀb‖ is evaluated (``thm3_norm``).
+    """
+    C, coef, lam, targets, pb, bmax, ratio, K, cand, applicable = _screen_setup(
+        C, path, cross, target_second_moment, thm3_norm, rank_rtol)
+    L, T = lam.shape
+    out = []
+    for li in range(L):
+        thm3, conj, _, lrat = _rules(lam[li], bmax, ratio, K, applicable)
+        thm3 &= cand
+        conj &= cand
+        nz = (np.abs(coef[li].T) > coef_tol) & cand  # (n, T)
+        a = np.abs(coef[li].T)
+        out.append(pd.DataFrame({
+            "lambda_index": np.full(T, li, dtype=np.int64), "target": targets, "lambda_abs": lam[li],
+            "lambda_ratio": lrat, "n_candidates": cand.sum(axis=0), "n_nonzero": nz.sum(axis=0),
+            "thm3_screened": thm3.sum(axis=0), "thm3_violations": (thm3 & nz).sum(axis=0),
+            "conj1_screened": conj.sum(axis=0), "conj1_violations": (conj & nz).sum(axis=0),
+            "thm3_max_violating_coef": np.where(thm3 & nz, a, 0.0).max(axis=0, initial=0.0),
+            "conj1_max_violating_coef": np.where(conj & nz, a, 0.0).max(axis=0, initial=0.0),
+            "thm3_applicable": applicable,
+        }))
+    return pd.concat(out, ignore_index=True)
+
+
+def fig3_data(C, path, target_pos, lambda_index, *, cross=None, target_second_moment=None,
+              thm3_norm: str = "pinv", rank_rtol=None) -> pd.DataFrame:
+    """The data of the paper's Fig. 3 for one target (position ``target_pos`` in ``path.targets``) and
+    one λ: per source j, corr_ratio = |E[f_i f_j]| / max_s |E[f_i f_s]| (between: |E[f_j g_i]| / max),
+    coef = θ_j, abs_coef, lambda_ratio = λ/λ_max (the Conjecture-1 bar), thm3_threshold (the right-hand
+    side of Eq. 13), conj1_screened, thm3_screened."""
+    C, coef, lam, targets, pb, bmax, ratio, K, cand, applicable = _screen_setup(
+        C, path, cross, target_second_moment, thm3_norm, rank_rtol)
+    t = int(target_pos)
+    if not 0 <= t < targets.shape[0]:
+        raise ValueError(f"target_pos {t} out of range for {targets.shape[0]} targets")
+    li = int(lambda_index)
+    if not 0 <= li < lam.shape[0]:
+        raise ValueError(f"lambda_index {li} out of range for {lam.shape[0]} lambdas")
+    thm3, conj, thr, lrat = _rules(lam[li, t:t + 1], bmax[t:t + 1], ratio[:, t:t + 1], K[:, t:t + 1],
+                                   applicable[t:t + 1])
+    src = np.nonzero(cand[:, t])[0]
+    c = coef[li, t, src]
+    return pd.DataFrame({
+        "target": np.full(src.shape[0], targets[t], dtype=np.int64), "source": src,
+        "corr_ratio": ratio[src, t], "coef": c, "abs_coef": np.abs(c),
+        "lambda_ratio": np.full(src.shape[0], float(lrat[0])), "thm3_threshold": thr[src, 0],
+        "conj1_screened": conj[src, 0], "thm3_screened": thm3[src, 0],
+    })
