@@ -24,46 +24,46 @@ def _dagster_home() -> Path:
     return home
 
 
-def run_pipeline(log=print) -> None:
+class PipelineError(RuntimeError):
+    """A pipeline step failed; the message carries the step's own error."""
+
+
+def run_pipeline(config: Path | None = None, root: Path | None = None, *, instance=None, log=print) -> None:
     """Materialize the whole graph for the config: dataset, every model, every ordered pair, comparisons."""
     import dagster as dg
 
     from neudep_assets.defs.partitions import pair_key, register
-    from neudep_assets.definitions import defs
+    from neudep_assets.definitions import build_defs
     from neudep_assets.lib.config import load_config
 
-    _dagster_home()
-    project = load_config()
-    instance = dg.DagsterInstance.get()
+    defs = build_defs(config and str(config), root and str(root))
+    project = load_config(config)
+    if instance is None:
+        _dagster_home()
+        instance = dg.DagsterInstance.get()
     register(project, instance)
     quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("NEUDEP_LOG_LEVEL", "INFO")}}}}
     steps = [("dataset_job", None)] + [("model_job", m.name) for m in project.models]
     steps += [("pair_job", pair_key(a, b)) for a, b in project.model_pairs()]
-    steps += [(name, None) for name in ("comparisons_job",) if _has_job(defs, name)]
+    steps += [("comparisons_job", None)]
     for job_name, partition in steps:
         t0 = time.perf_counter()
         log(f"[neudep] {job_name}{f' [{partition}]' if partition else ''} ...")
-        result = defs.get_job_def(job_name).execute_in_process(
+        result = defs.resolve_job_def(job_name).execute_in_process(
             instance=instance, partition_key=partition, run_config=quiet, raise_on_error=False)
         if not result.success:
-            raise SystemExit(f"[neudep] {job_name} [{partition}] failed (run {result.run_id}); see the log above "
-                             f"or `make ui`")
+            errors = [f"  {e.step_key}: {_root_cause(e.step_failure_data.error)}"
+                      for e in result.get_step_failure_events() if e.step_failure_data.error]
+            raise PipelineError(f"{job_name}{f' [{partition}]' if partition else ''} failed (run {result.run_id}):\n"
+                                + "\n".join(errors or ["  see the log above or `make ui`"]))
         log(f"[neudep] {job_name}{f' [{partition}]' if partition else ''} done in {time.perf_counter() - t0:.1f}s")
 
 
-def _has_job(defs, name: str) -> bool:
-    try:
-        defs.get_job_def(name)
-        return True
-    except Exception:
-        return False
-
-
-def print_summary() -> None:
-    """What the store holds: models and accuracy, dependencies at λ_rel ≈ 0.1, the strongest ones."""
+def print_summary(root: Path | None = None) -> None:
+    """What the store holds: models and accuracy, dependencies at λ_rel = 0.1, the strongest ones."""
     from neudep_assets.lib.store import ResultStore
 
-    store = ResultStore(data_root())
+    store = ResultStore(root or data_root())
     q = (SQL_DIR / "queries").joinpath
     print("\n== models (val accuracy) ==")
     print(_fmt(store.query(q("models.sql").read_text())))
@@ -80,10 +80,20 @@ def _fmt(df) -> str:
         return df.to_string(index=False) if len(df) else "(no rows)"
 
 
+def _root_cause(error) -> str:
+    """The user's own exception inside Dagster's wrappers (it names the culprit)."""
+    while error.cause is not None and error.cls_name and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    return error.message.strip()
+
+
 def cmd_demo(args) -> None:
     t0 = time.perf_counter()
     print(f"[neudep] config {config_path()}  data {data_root()}")
-    run_pipeline()
+    try:
+        run_pipeline()
+    except (PipelineError, ValueError) as exc:
+        raise SystemExit(f"[neudep] {exc}") from None
     print_summary()
     print(f"\n[neudep] demo finished in {time.perf_counter() - t0:.0f}s. `make ui` shows the runs; "
           f"`neudep sql \"SELECT ...\"` queries the store.")

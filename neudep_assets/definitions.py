@@ -4,17 +4,25 @@ import dagster as dg
 
 from neudep_assets.defs.checks import (between_dependencies_certified, dependencies_certified, logits_finite,
                                        moments_symmetric_psd)
+from neudep_assets.defs.comparison_assets import comparisons
 from neudep_assets.defs.dataset_assets import dataset
 from neudep_assets.defs.dependency_assets import between_dependencies, dependencies
-from neudep_assets.defs.jobs import dataset_job, model_job, pair_job
+from neudep_assets.defs.jobs import comparisons_job, dataset_job, model_job, pair_job
 from neudep_assets.defs.model_assets import checkpoint, logits, moments
 from neudep_assets.defs.resources import default_resources
 from neudep_assets.defs.sensors import model_registry
 
-defs = dg.Definitions(
-    assets=[dataset, checkpoint, logits, moments, dependencies, between_dependencies],
-    asset_checks=[logits_finite, moments_symmetric_psd, dependencies_certified, between_dependencies_certified],
-    jobs=[dataset_job, model_job, pair_job],
-    sensors=[model_registry],
-    resources=default_resources(),
-)
+
+
+def build_defs(config_path: str | None = None, data_root: str | None = None) -> dg.Definitions:
+    """The code location for one config file and data root (default: NEUDEP_CONFIG / NEUDEP_DATA)."""
+    return dg.Definitions(
+        assets=[dataset, checkpoint, logits, moments, dependencies, between_dependencies, comparisons],
+        asset_checks=[logits_finite, moments_symmetric_psd, dependencies_certified, between_dependencies_certified],
+        jobs=[dataset_job, model_job, pair_job, comparisons_job],
+        sensors=[model_registry],
+        resources=default_resources(config_path, data_root),
+    )
+
+
+defs = build_defs()

@@ -1,6 +1,5 @@
 """Blocking asset checks: finite logits, symmetric PSD moments, certified CovLasso solutions."""
 
-from __future__ import annotations
 
 import dagster as dg
 import numpy as np

@@ -1,6 +1,5 @@
 """The dataset asset: the embedded glyphs (rendered once, cached by dataset id) or ImageFolder splits."""
 
-from __future__ import annotations
 
 import json
 
@@ -27,12 +26,12 @@ def dataset(context: dg.AssetExecutionContext, neudep: Neudep) -> dg.Output[dict
         store.write("classes", ds.dataset_id,
                     [{"dataset_id": ds.dataset_id, "class_index": i, "name": n, "label": lab}
                      for i, (n, lab) in enumerate(zip(ds.class_names, ds.class_labels))],
-                    run_id=context.run_id, code_version=DATASET_CODE_VERSION)
+                    run_id=context.run.run_id, code_version=DATASET_CODE_VERSION)
         store.write("datasets", ds.dataset_id,
                     [{"dataset_id": ds.dataset_id, "kind": ds.kind, "n_classes": ds.n_classes,
                       "n_train": ds.counts.get("train"), "n_val": ds.counts.get("val"),
                       "n_ood": ds.counts.get("ood"), "params_json": json.dumps(ds.params, default=str)}],
-                    run_id=context.run_id, code_version=DATASET_CODE_VERSION)
+                    run_id=context.run.run_id, code_version=DATASET_CODE_VERSION)
     examples = pd.DataFrame({"class": range(min(12, ds.n_classes)), "name": ds.class_names[:12]})
     return dg.Output(
         ds.to_json(), data_version=dg.DataVersion(ds.dataset_id),

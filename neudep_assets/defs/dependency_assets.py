@@ -1,18 +1,17 @@
 """Dependency assets: within-model CovLasso per model, between-model per ordered model pair."""
 
-from __future__ import annotations
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 
 from neudep_assets.defs.partitions import models_partitions, pairs_partitions, parse_pair
 from neudep_assets.defs.report import md_image, md_images, md_table
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib import plots
-from neudep_assets.lib.analysis import analyse, summarize
+from neudep_assets.lib.analysis import analyse, best_targets, fig3_png, summarize
 from neudep_assets.lib.config import DependencyConfig, stable_hash, stable_json
-from neudep_assets.lib.datasets import PreparedDataset, class_examples
+from neudep_assets.lib.datasets import PreparedDataset
+from neudep_assets.lib.exports import star_pictures
 from neudep_assets.lib.moments import LogitsError, check_aligned, second_moment
 from neudep_assets.lib.store import ResultStore, load_arrays
 
@@ -60,25 +59,30 @@ def _run_rows(run_key: str, kind: str, eff: DependencyConfig, res, *, model: str
             for li, lam in enumerate(eff.lambdas)]
 
 
+def _reference_lambda(eff: DependencyConfig) -> int:
+    """Index of the λ the UI pictures use: the one closest to 0.1 (λ_rel in the paper's range)."""
+    return int(np.argmin(np.abs(np.asarray(eff.lambdas) - 0.1)))
+
+
+def _save_fig3(store: ResultStore, run_key: str, res, eff: DependencyConfig, ds: PreparedDataset, C, title: str,
+               **between) -> None:
+    li = _reference_lambda(eff)
+    best = best_targets(res.per_target, li, 1)
+    if best:
+        store.save_png(run_key, "fig3", fig3_png(C, res, best[0], li, title=f"{title}: {ds.class_names[best[0]]}, "
+                                                 f"λ={eff.lambdas[li]:g}", **between))
+
+
 def _publish(store: ResultStore, run_key: str, eff: DependencyConfig, ds: PreparedDataset, title: str) -> dict:
-    """UI metadata read back from the store: per-λ summary table, sparsity plot, star pictures."""
+    """UI metadata read back from the store: per-λ summary table, plots, star pictures."""
     per_target = store.read("dependency_metrics", run_key)
+    per_target["lambda_rel"] = per_target["lambda_abs"] / per_target["lambda_max"]
     edges = store.read("dependencies", run_key)
     diag = store.read("class_diagnostics", run_key)
     summary = summarize(per_target, eff.lambdas)
-    li = int(np.argmin(np.abs(np.asarray(eff.lambdas) - 0.1)))
-    at = per_target[(per_target["lambda_index"] == li) & (per_target["n_sources"].between(1, 10))]
-    strongest = at.nsmallest(eff.star_plots, "rel_err")["target_class"].tolist()
-    examples = class_examples(ds)
-    stars = []
-    for t in strongest:
-        e = edges[(edges["lambda_index"] == li) & (edges["target_class"] == t)]
-        e = e.reindex(e["coef"].abs().sort_values(ascending=False).index)
-        rel = float(at.loc[at["target_class"] == t, "rel_err"].iloc[0])
-        stars.append((f"{ds.class_names[t]} (Rel Err {100 * rel:.1f}%)", plots.star_plot(
-            ds.class_labels[t], [(ds.class_labels[s], float(c)) for s, c in zip(e["source_class"], e["coef"])],
-            target_image=examples.get(t), source_images=[examples.get(int(s)) for s in e["source_class"]] if examples else None,
-            title=f"{title}: {ds.class_names[t]}, λ={eff.lambdas[li]:g}")))
+    li = _reference_lambda(eff)
+    stars = star_pictures(edges, per_target, ds, li, best_targets(per_target, li, eff.star_plots), title,
+                          eff.lambdas[li])
     return {
         "lambda_summary": md_table(summary),
         "share_with_dependency_at_0.1": float(summary["share_with_dependency"].iloc[li]),
@@ -88,7 +92,10 @@ def _publish(store: ResultStore, run_key: str, eff: DependencyConfig, ds: Prepar
         "thm3_violations": int(per_target["thm3_violations"].sum()),
         "conj1_violation_rate": float(per_target["conj1_violations"].sum() / max(per_target["conj1_screened"].sum(), 1)),
         "sparsity_plot": md_image(plots.sparsity_plot(per_target), "sparsity"),
+        "screening_plot": md_image(plots.screening_plot(per_target), "screening (Theorem 3, Conjecture 1)"),
         "strongest_dependencies": md_images(stars),
+        **({"fig3": md_image(fig3.read_bytes(), "Fig. 3")} if (fig3 := store.artifacts_dir / "plots" / run_key /
+                                                               "fig3.png").is_file() else {}),
         "dependency_run_id": run_key,
     }
 
@@ -113,10 +120,11 @@ def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, 
         context.log.info(f"CovLasso: {C.shape[0]} targets × {len(eff.lambdas)} λ")
         res = analyse(C, eff.lambdas, eval_source=e["logits"], eval_labels=e["labels"], lambda_mode=eff.lambda_mode,
                       tol=eff.tol)
+        _save_fig3(store, run_key, res, eff, ds, C, logits["model"])
         _write_results(store, run_key, res, _run_rows(
             run_key, "within", eff, res, model=logits["model"], sha=logits["checkpoint_sha256"],
             source_model=logits["model"], source_sha=logits["checkpoint_sha256"], dataset_id=ds.dataset_id,
-            moments_id=moments["moments_id"]), context.run_id)
+            moments_id=moments["moments_id"]), context.run.run_id)
     meta = _publish(store, run_key, eff, ds, logits["model"])
     return dg.Output({"dependency_run_id": run_key, "kind": "within", "model": logits["model"]},
                      data_version=dg.DataVersion(run_key), metadata=meta)
@@ -163,13 +171,15 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
         F, G = arrays["fit_f"]["logits"], arrays["fit_g"]["logits"]
         C, cross = second_moment(F), second_moment(F, G)
         context.log.info(f"between CovLasso {src}->{tgt}: {C.shape[0]} targets × {len(eff.lambdas)} λ")
-        res = analyse(C, eff.lambdas, cross=cross, target_second_moment=(G.astype(np.float64) ** 2).mean(0),
+        tsm = (G.astype(np.float64) ** 2).mean(0)
+        res = analyse(C, eff.lambdas, cross=cross, target_second_moment=tsm,
                       eval_source=arrays["ev_f"]["logits"], eval_target=arrays["ev_g"]["logits"],
                       eval_labels=arrays["ev_g"]["labels"], lambda_mode=eff.lambda_mode, tol=eff.tol)
+        _save_fig3(store, run_key, res, eff, ds, C, f"{src}→{tgt}", cross=cross, target_second_moment=tsm)
         _write_results(store, run_key, res, _run_rows(
             run_key, "between", eff, res, model=tgt, sha=g["checkpoint_sha256"], source_model=src,
             source_sha=f["checkpoint_sha256"], dataset_id=ds.dataset_id,
-            moments_id=f"{fit_f['logit_set_id']}-x-{fit_g['logit_set_id']}"), context.run_id)
+            moments_id=f"{fit_f['logit_set_id']}-x-{fit_g['logit_set_id']}"), context.run.run_id)
     meta = _publish(store, run_key, eff, ds, f"{src}→{tgt}")
     return dg.Output({"dependency_run_id": run_key, "kind": "between", "model": tgt, "source_model": src},
                      data_version=dg.DataVersion(run_key), metadata=meta)

@@ -1,6 +1,5 @@
 """Per-model assets: checkpoint → logits (per split) → second moments."""
 
-from __future__ import annotations
 
 import hashlib
 
@@ -43,7 +42,7 @@ def checkpoint(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict)
             "source": info.source, "parent_sha256": None, "path": info.path, "dataset_id": ds.dataset_id,
             "num_classes": info.num_classes, "num_features": info.num_features, "n_params": info.n_params,
             "train_val_acc": info.train_val_acc, "train_seconds": info.train_seconds,
-            "config_json": stable_json(spec)}], run_id=context.run_id, code_version=CHECKPOINT_CODE_VERSION)
+            "config_json": stable_json(spec)}], run_id=context.run.run_id, code_version=CHECKPOINT_CODE_VERSION)
     return dg.Output(info.to_json(), data_version=dg.DataVersion(info.sha256), metadata={
         "sha256": info.sha256, "path": dg.MetadataValue.path(info.path), "origin": info.origin,
         "arch": info.arch, "params": info.n_params, "feature_dim": info.num_features,
@@ -79,7 +78,7 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
                    "logits_sha256": hashlib.sha256(lg.tobytes()).hexdigest(),
                    "samples_sha256": hashlib.sha256("\n".join(ids.astype(str)).encode()).hexdigest(),
                    "accuracy": acc, "path": str(path)}
-            store.write("logit_sets", set_id, [row], run_id=context.run_id, code_version=LOGITS_CODE_VERSION)
+            store.write("logit_sets", set_id, [row], run_id=context.run.run_id, code_version=LOGITS_CODE_VERSION)
         out[split] = {k: row[k] for k in ("logit_set_id", "path", "accuracy", "n_samples", "logits_sha256",
                                           "samples_sha256")}
         rows.append({"split": split, "samples": row["n_samples"], "accuracy": row["accuracy"]})
@@ -109,7 +108,7 @@ def moments(context: dg.AssetExecutionContext, neudep: Neudep, logits: dict) -> 
         row = {"moments_id": moments_id, "kind": "second", "model": logits["model"],
                "checkpoint_sha256": logits["checkpoint_sha256"], "dataset_id": logits["dataset_id"],
                "split": split, "n_samples": len(lg), "n_classes": C.shape[0], "path": str(path), **spec}
-        store.write("moments", moments_id, [row], run_id=context.run_id, code_version=MOMENTS_CODE_VERSION)
+        store.write("moments", moments_id, [row], run_id=context.run.run_id, code_version=MOMENTS_CODE_VERSION)
     return dg.Output({"moments_id": moments_id, "path": row["path"], "split": split, "model": logits["model"],
                       "checkpoint_sha256": logits["checkpoint_sha256"], "dataset_id": logits["dataset_id"]},
                      data_version=dg.DataVersion(moments_id),

@@ -1,6 +1,5 @@
 """Dynamic partitions: one per registered model, one per ordered model pair."""
 
-from __future__ import annotations
 
 import dagster as dg
 

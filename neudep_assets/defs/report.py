@@ -1,6 +1,5 @@
 """Metadata for the Dagster UI: Markdown tables and inline PNG pictures (presentation only)."""
 
-from __future__ import annotations
 
 import base64
 

@@ -1,12 +1,13 @@
 """Resources: the project config and result store, the device, and a JSON IO manager for pointers."""
 
-from __future__ import annotations
 
 import json
 import os
 import tempfile
+from pathlib import Path
 
 import dagster as dg
+from dagster_duckdb import DuckDBResource
 from upath import UPath
 
 from neudep_assets.lib.config import ProjectConfig, config_path, data_root, load_config
@@ -56,9 +57,10 @@ class JsonPointerIOManager(dg.ConfigurableIOManagerFactory):
         return _JsonPointerIOManager(base_path=UPath(self.base_dir))
 
 
-def default_resources() -> dict:
-    root = data_root()
+def default_resources(config: str | None = None, root: str | None = None) -> dict:
+    root = Path(root).resolve() if root else data_root()
     return {
-        "neudep": Neudep(config_path=str(config_path()), data_root=str(root)),
+        "neudep": Neudep(config_path=str(Path(config).resolve() if config else config_path()), data_root=str(root)),
         "io_manager": JsonPointerIOManager(base_dir=str(root / "pointers")),
+        "duckdb": DuckDBResource(database=str(root / "neudep.duckdb"), connection_config={"access_mode": "READ_ONLY"}),
     }

@@ -1,6 +1,5 @@
 """The model registry sensor: neudep.yaml's models become partitions; changed checkpoints rerun."""
 
-from __future__ import annotations
 
 import json
 from pathlib import Path

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from neudep_assets.lib import metrics, theory
+from neudep_assets.lib import metrics, plots, theory
 from neudep_assets.lib.covlasso import CovLassoPath, solve_path
 
 
@@ -32,7 +32,7 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
     path = solve_path(C, lambdas, cross=cross, lambda_mode=lambda_mode, tol=tol, device=device)
     targets = np.asarray(path.targets)
     table1 = metrics.table1_metrics(eval_source, eval_labels, path.coef, targets, target_logits=eval_target)
-    screen = theory.screening(C, path, cross=cross)
+    screen = theory.screening(C, path, cross=cross, target_second_moment=target_second_moment)
     red = theory.redundancy(C, cross=cross, target_second_moment=target_second_moment)
     eq5 = theory.eq5_violations(C, path, cross=cross, target_second_moment=target_second_moment,
                                 err0=red["err0"].to_numpy())
@@ -49,8 +49,9 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
     per_target = (solver
                   .merge(table1.rename(columns={"target": "target_class"}), on=["lambda_index", "target_class"])
                   .merge(screen.rename(columns={"target": "target_class"})
-                         [["lambda_index", "target_class", "thm3_screened", "thm3_violations", "conj1_screened",
-                           "conj1_violations"]], on=["lambda_index", "target_class"]))
+                         [["lambda_index", "target_class", "n_candidates", "n_nonzero", "thm3_screened",
+                           "thm3_violations", "conj1_screened", "conj1_violations"]],
+                         on=["lambda_index", "target_class"]))
     per_class = (red.rename(columns={"target": "target_class"})
                  .merge(eq5.rename(columns={"target": "target_class", "n_violations": "eq5_violations",
                                             "max_violation": "eq5_max_violation"}), on="target_class"))
@@ -59,6 +60,20 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
     return DependencyAnalysis(path=path, edges=edges, per_target=per_target,
                               per_class=per_class[["target_class", "err0", "rel_err0", "rank", "eq5_violations",
                                                    "eq5_max_violation"]], rank=rank)
+
+
+def fig3_png(C: np.ndarray, res: DependencyAnalysis, target_class: int, lambda_index: int, *, title: str,
+             cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None) -> bytes:
+    """The paper's Fig. 3 for one target and λ: covariance ratio against |θ_j|, with λ/λ_max."""
+    pos = int(np.flatnonzero(np.asarray(res.path.targets) == target_class)[0])
+    df = theory.fig3_data(C, res.path, pos, lambda_index, cross=cross, target_second_moment=target_second_moment)
+    return plots.fig3_plot(df, title=title)
+
+
+def best_targets(per_target: pd.DataFrame, lambda_index: int, k: int, max_sources: int = 10) -> list[int]:
+    """The k targets reconstructed best (lowest Rel Err) from 1..max_sources sources at one λ."""
+    at = per_target[(per_target["lambda_index"] == lambda_index) & per_target["n_sources"].between(1, max_sources)]
+    return [int(t) for t in at.nsmallest(k, "rel_err")["target_class"]]
 
 
 def _fit_err(C, path: CovLassoPath, cross, target_second_moment) -> np.ndarray:

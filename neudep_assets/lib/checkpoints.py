@@ -76,8 +76,6 @@ def obtain_checkpoint(spec: ModelSpec, ds: PreparedDataset, root: Path, *, devic
 
 
 def _train(spec: ModelSpec, ds: PreparedDataset, folder: Path, *, device: str, log) -> CheckpointInfo:
-    import torch
-
     from neudep_assets.lib import glyphs, training
 
     if ds.kind != "glyphs":
@@ -86,21 +84,16 @@ def _train(spec: ModelSpec, ds: PreparedDataset, folder: Path, *, device: str, l
     renderer = glyphs.GlyphRenderer.for_classes(glyphs.glyph_classes(gcfg), gcfg.image_size)
     train_x, train_y, _ = load_images(ds, "train")
     val_x, val_y, _ = load_images(ds, "val")
-    model = models.create_model(spec, num_classes=ds.n_classes, in_chans=1)
-    model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), "mean": DEFAULT_MEAN, "std": DEFAULT_STD,
-                            "input_size": (1, gcfg.image_size, gcfg.image_size)}
-    t = dict(spec.train)
+    model = models.create_model(spec, num_classes=ds.n_classes, in_chans=1, mean=DEFAULT_MEAN, std=DEFAULT_STD,
+                                img_size=gcfg.image_size)
+    t = {**training.TRAIN_DEFAULTS, **spec.train}
+    log(f"{spec.name}: training {spec.arch} on {len(train_y)} images of {ds.n_classes} classes: {t}")
     t0 = time.perf_counter()
     result = training.train_classifier(
         model, train_images=train_x, train_labels=train_y, val_images=val_x, val_labels=val_y,
-        sampler=renderer.render if t.pop("fresh_samples", True) else None,
-        epochs=int(t.pop("epochs", 10)), lr=float(t.pop("lr", 2e-3)), batch_size=int(t.pop("batch_size", 128)),
-        weight_decay=float(t.pop("weight_decay", 0.05)), seed=int(t.pop("seed", 0)),
-        mean=DEFAULT_MEAN, std=DEFAULT_STD, device=device, log=log, **t,
-    )
+        sampler=renderer.render, mean=DEFAULT_MEAN, std=DEFAULT_STD, device=device, log=log, **t)
     seconds = time.perf_counter() - t0
     model.to("cpu")
-    torch.manual_seed(0)
     extra = {"val_acc": float(result["val_acc"]), "seconds": seconds, "dataset_id": ds.dataset_id}
     models.save_checkpoint(model, folder, model_args=spec.model_args, extra={"neudep_training.json": extra})
     return _describe(model, spec, folder, "trained", "neudep", train_val_acc=extra["val_acc"], train_seconds=seconds)

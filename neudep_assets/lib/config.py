@@ -153,9 +153,6 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: model names must be unique, got {names}")
-    for name in names:
-        if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise ConfigError(f"{where}: model name {name!r} may hold only letters, digits, '-', '_' and '.'")
 
     dep = _section(raw, "dependencies", where, set(DependencyConfig.__dataclass_fields__))
     if "lambdas" in dep:

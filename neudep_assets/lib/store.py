@@ -57,7 +57,8 @@ TABLES: dict[str, pa.Schema] = {
         "dependency_metrics": [("dependency_run_id", _S), ("lambda_index", _I), ("target_class", _I),
                                ("lambda_abs", _F), ("lambda_max", _F), ("kkt", _F), ("n_sources", _I),
                                ("abs_err", _F), ("rel_err", _F), ("acc", _F), ("orig_acc", _F), ("pos_acc", _F),
-                               ("orig_pos_acc", _F), ("n_pos", _I), ("fit_err", _F), ("thm3_screened", _I),
+                               ("orig_pos_acc", _F), ("n_pos", _I), ("fit_err", _F), ("n_candidates", _I),
+                               ("n_nonzero", _I), ("thm3_screened", _I),
                                ("thm3_violations", _I), ("conj1_screened", _I), ("conj1_violations", _I)],
         "class_diagnostics": [("dependency_run_id", _S), ("target_class", _I), ("err0", _F), ("rel_err0", _F),
                               ("rank", _I), ("eq5_violations", _I), ("eq5_max_violation", _F)],
@@ -158,6 +159,12 @@ class ResultStore:
     # -- artifacts --------------------------------------------------------------------------
     def artifact(self, kind: str, key: str) -> Path:
         return self.artifacts_dir / kind / f"{key}.npz"
+
+    def save_png(self, run_key: str, name: str, png: bytes) -> Path:
+        """A picture belonging to one analysis: artifacts/plots/<run_key>/<name>.png (atomic)."""
+        path = self.artifacts_dir / "plots" / run_key / f"{name}.png"
+        _atomic_replace(path, lambda tmp: Path(tmp).write_bytes(png))
+        return path
 
     # -- catalog ----------------------------------------------------------------------------
     def ensure_catalog(self, *, force: bool = False) -> Path:
