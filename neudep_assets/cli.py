@@ -126,6 +126,72 @@ def cmd_sql(args) -> None:
     print(_fmt(df) if df is not None else "ok")
 
 
+LINEAGE_SQL = """
+SELECT * FROM dependency_lineage
+WHERE model = $model AND source_model = $source AND lambda_mode = 'relative' AND abs(lambda_rel - $lam) < 1e-9
+  AND ($run = '' OR dependency_run_id = $run)
+"""
+
+
+def _selection(args) -> dict:
+    return {"model": args.model, "source": args.source_model or args.model, "lam": args.lam, "run": args.run or ""}
+
+
+def cmd_export_graph(args) -> None:
+    from neudep_assets.lib.exports import write_dependency_graph
+    from neudep_assets.lib.store import ResultStore
+
+    store = ResultStore(data_root())
+    lineage = store.query(LINEAGE_SQL, _selection(args))
+    classes = store.query("SELECT class_index, name FROM classes WHERE dataset_id = $d",
+                          {"d": lineage["dataset"].iloc[0]}) if len(lineage) else None
+    try:
+        path = write_dependency_graph(lineage, classes, Path(args.out), args.format)
+    except ValueError as exc:
+        raise SystemExit(f"neudep export-graph: {exc}") from None
+    print(f"wrote {path} ({lineage['target_class'].nunique()} targets, {len(lineage)} edges)")
+
+
+def cmd_stars(args) -> None:
+    from neudep_assets.lib.analysis import best_targets
+    from neudep_assets.lib.datasets import PreparedDataset
+    from neudep_assets.lib.exports import star_pictures
+    from neudep_assets.lib.store import ResultStore
+
+    store = ResultStore(data_root())
+    sel = _selection(args)
+    runs = store.query("SELECT DISTINCT dependency_run_id, lambda_index, dataset_id FROM dependency_runs WHERE model = "
+                       "$model AND source_model = $source AND abs(lambda_rel - $lam) < 1e-9 AND ($run = '' OR "
+                       "dependency_run_id = $run)", sel)
+    if len(runs) != 1:
+        raise SystemExit(f"neudep stars: {len(runs)} analyses match {sel}; pass --run to choose one" if len(runs)
+                         else f"neudep stars: no analysis matches {sel}")
+    run, li, dataset_id = runs.iloc[0]
+    ds_path = store.root / "pointers" / "dataset.json"
+    if not ds_path.is_file():
+        raise SystemExit(f"neudep stars: no materialized dataset under {store.root}")
+    import json
+
+    ds = PreparedDataset.from_json(json.loads(ds_path.read_text()))
+    if ds.dataset_id != dataset_id:
+        raise SystemExit(f"neudep stars: the analysis is of dataset {dataset_id}, the data root holds {ds.dataset_id}")
+    per_target, edges = store.read("dependency_metrics", run), store.read("dependencies", run)
+    names = [n.lower() for n in ds.class_names]
+    targets = ([names.index(t.lower()) if t.lower() in names else _fail(f"no class named {t!r}") for t in args.target]
+               if args.target else best_targets(per_target, int(li), args.top))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    title = sel["model"] if sel["source"] == sel["model"] else f"{sel['source']}→{sel['model']}"
+    for t, (_, png) in zip(targets, star_pictures(edges, per_target, ds, int(li), targets, title, args.lam)):
+        path = out / f"star_{title.replace('→', '_to_')}_{t:04d}.png"
+        path.write_bytes(png)
+        print(f"wrote {path}  ({ds.class_names[t]})")
+
+
+def _fail(message: str):
+    raise SystemExit(f"neudep: {message}")
+
+
 def _coerce(value: str):
     for cast in (int, float):
         try:
@@ -144,8 +210,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("query", nargs="?", help="SQL text; $name placeholders take --param name=value")
     p.add_argument("--file", help="read the query from a file, e.g. sql/queries/lineage.sql")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="bind $NAME in the query")
+    for name, help_ in (("export-graph", "write the dependency graph at one λ as GraphML or node-link JSON"),
+                        ("stars", "write star pictures (paper Fig. 2) of the best or of named targets as PNG")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--model", required=True, help="the (target) model")
+        p.add_argument("--source-model", help="source model of a between analysis (default: within)")
+        p.add_argument("--lambda", dest="lam", type=float, default=0.1, help="relative λ (default 0.1)")
+        p.add_argument("--run", help="a dependency_run_id, when several analyses match")
+        if name == "export-graph":
+            p.add_argument("--format", choices=("graphml", "json"), default="graphml")
+            p.add_argument("--out", required=True, help="output file")
+        else:
+            p.add_argument("--target", action="append", help="class name (repeatable); default: the best --top")
+            p.add_argument("--top", type=int, default=6)
+            p.add_argument("--out", default=str(data_root() / "exports"), help="output folder")
     args = parser.parse_args(argv)
-    {"demo": cmd_demo, "summary": lambda a: print_summary(), "sql": cmd_sql}[args.command](args)
+    {"demo": cmd_demo, "summary": lambda a: print_summary(), "sql": cmd_sql, "export-graph": cmd_export_graph,
+     "stars": cmd_stars}[args.command](args)
 
 
 if __name__ == "__main__":
