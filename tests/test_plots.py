@@ -153,3 +153,15 @@ def test_graph_errors(tmp_path):
     with pytest.raises(Exception):
         graph_export.write_graph(G, p, fmt="graphml")
     assert p.read_bytes() == before and not list(tmp_path.glob("*.tmp"))
+
+
+def test_screening_plot_when_a_rule_screens_nothing():
+    """A rule that screens nothing at any λ has an undefined violation rate: still a picture."""
+    import pandas as pd
+
+    from neudep_assets.lib.plots import screening_plot
+
+    df = pd.DataFrame({"lambda_index": [0, 1, 2], "lambda_rel": [0.5, 0.1, 0.02], "n_candidates": [9, 9, 9],
+                       "n_nonzero": [1, 3, 6], "thm3_screened": [0, 0, 0], "thm3_violations": [0, 0, 0],
+                       "conj1_screened": [0, 0, 0], "conj1_violations": [0, 0, 0]})
+    assert screening_plot(df).startswith(b"\x89PNG")

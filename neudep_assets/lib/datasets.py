@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,7 +118,3 @@ def class_examples(ds: PreparedDataset, split: str = "val") -> dict[int, np.ndar
         if y >= 0 and int(y) not in first:
             first[int(y)] = images[i]
     return first
-
-
-def write_classes_json(ds: PreparedDataset, path: Path) -> None:
-    path.write_text(json.dumps(ds.to_json(), indent=1))

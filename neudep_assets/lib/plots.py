@@ -218,6 +218,7 @@ def sparsity_plot(metrics_df, *, max_sources: int = 10, max_rel_err: float = 0.2
         for ax in axes:
             ax.set_xlabel(xlabel)
             if logx:
+                ax.set_xlim(xs.min() / 1.2, xs.max() * 1.2)  # an axis of all-NaN lines has no data limits
                 ax.set_xscale("log")
             ax.grid(alpha=0.25, lw=0.5)
         return _png(fig)
@@ -256,6 +257,7 @@ def screening_plot(screen_df) -> bytes:
         for ax in (a, b):
             ax.set_xlabel(xlabel)
             if logx:
+                ax.set_xlim(xs.min() / 1.2, xs.max() * 1.2)  # an axis of all-NaN lines has no data limits
                 ax.set_xscale("log")
             ax.grid(alpha=0.25, lw=0.5)
         return _png(fig)
