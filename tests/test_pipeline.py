@@ -101,3 +101,14 @@ def test_missing_checkpoint_folder_and_unknown_arch_are_named(tmp_path):
     with pytest.raises(PipelineError, match="resnet_does_not_exist"):
         run_pipeline(cfg, tmp_path / "d2", instance=dg.DagsterInstance.ephemeral(), log=lambda *_: None)
     assert _counts(ResultStore(tmp_path / "d2"))["checkpoints"] == 0
+
+
+@pytest.mark.parametrize("query", sorted((Path(__file__).parents[1] / "sql" / "queries").glob("*.sql")),
+                         ids=lambda p: p.stem)
+def test_cookbook_queries_run_on_a_real_store(tiny_run, query):
+    root, _ = tiny_run
+    params = {"model": "cnn", "target": "%", "lam": 0.1}
+    text = query.read_text()
+    used = {k: v for k, v in params.items() if f"${k}" in text}
+    df = ResultStore(root).query(text, used or None)
+    assert len(df) > 0, query.name
