@@ -22,6 +22,8 @@ MOMENTS_CODE_VERSION = "1"
 
 
 class LogitsConfig(dg.Config):
+    """Launchpad settings of the logits asset."""
+
     batch_size: int = 512
 
 
@@ -67,7 +69,8 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
             row = store.read("logit_sets", set_id).iloc[0].to_dict()
         else:
             context.log.info(f"logits of {info.model} on {split} ({ds.counts.get(split)} samples) on {device}")
-            lg, labels, ids = split_logits(info, ds, split, device=device, log=context.log.info)
+            lg, labels, ids = split_logits(info, ds, split, device=device, batch_size=config.batch_size,
+                                           log=context.log.info)
             check_finite(lg, f"logits of model {info.model} ({info.path}) on split {split}")
             lg = lg.astype(np.float32)
             labelled = labels >= 0

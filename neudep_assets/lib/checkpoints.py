@@ -99,8 +99,8 @@ def _train(spec: ModelSpec, ds: PreparedDataset, folder: Path, *, device: str, l
     return _describe(model, spec, folder, "trained", "neudep", train_val_acc=extra["val_acc"], train_seconds=seconds)
 
 
-def split_logits(info: CheckpointInfo, ds: PreparedDataset, split: str, *, device: str = "cpu", log=None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_logits(info: CheckpointInfo, ds: PreparedDataset, split: str, *, device: str = "cpu", batch_size: int = 512,
+                 log=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits (float32), labels and sample ids of one split under one checkpoint."""
     from neudep_assets.lib import logits as logits_lib
 
@@ -109,9 +109,11 @@ def split_logits(info: CheckpointInfo, ds: PreparedDataset, split: str, *, devic
         images, labels, ids = load_images(ds, split)
         cfg = model.pretrained_cfg
         out = logits_lib.compute_logits(model, images, mean=cfg.get("mean", DEFAULT_MEAN),
-                                        std=cfg.get("std", DEFAULT_STD), device=device, log=log)
+                                        std=cfg.get("std", DEFAULT_STD), batch_size=batch_size, device=device,
+                                        log=log)
         return out, labels, ids
-    out, labels, ids, _ = logits_lib.imagefolder_logits(model, Path(ds.splits[split]), device=device, log=log)
+    out, labels, ids, _ = logits_lib.imagefolder_logits(model, Path(ds.splits[split]), batch_size=batch_size,
+                                                        device=device, log=log)
     if split == "ood":
         labels = np.full_like(labels, -1)
     return out, labels, np.asarray(ids)
