@@ -16,15 +16,6 @@ from neudep_assets.lib import logits, models  # noqa: E402
 from neudep_assets.lib.models import ModelSpec  # noqa: E402
 
 MEAN, STD = (0.2,), (0.25,)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run best on one thread (and do not fight other processes for the cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 S = 16
 
 

@@ -20,15 +20,6 @@ from neudep_assets.lib.logits import compute_logits  # noqa: E402
 from neudep_assets.lib.models import CheckpointError, ModelSpec  # noqa: E402
 
 MEAN, STD = (0.2,), (0.25,)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run best on one thread (and do not fight other processes for the cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 S = 16
 CNN = dict(name="cnn", arch="resnet10t", model_args={"channels": [8, 8, 16, 16], "stem_width": 8},
            train={"epochs": 2, "lr": 3e-3, "batch_size": 16, "weight_decay": 0.01, "seed": 3})
