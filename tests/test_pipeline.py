@@ -112,3 +112,25 @@ def test_cookbook_queries_run_on_a_real_store(tiny_run, query):
     used = {k: v for k, v in params.items() if f"${k}" in text}
     df = ResultStore(root).query(text, used or None)
     assert len(df) > 0, query.name
+
+
+def test_pair_with_a_missing_side_names_both_models_and_writes_nothing(tiny_run, tmp_path):
+    from neudep_assets.defs.partitions import register
+    from neudep_assets.definitions import build_defs
+    from neudep_assets.lib.config import load_config
+
+    root, _ = tiny_run
+    data = tmp_path / "data"
+    shutil.copytree(root / "checkpoints", data / "checkpoints")  # no retraining
+    defs = build_defs(str(TINY), str(data))
+    instance = dg.DagsterInstance.ephemeral()
+    register(load_config(TINY), instance)
+    for job, key in (("dataset_job", None), ("model_job", "cnn")):
+        assert defs.resolve_job_def(job).execute_in_process(instance=instance, partition_key=key).success
+    result = defs.resolve_job_def("pair_job").execute_in_process(
+        instance=instance, partition_key="cnn->vit", raise_on_error=False)
+    assert not result.success
+    message = str(result.get_step_failure_events()[0].step_failure_data.error.message)
+    assert "cnn->vit" in message and "'vit'" in message
+    kinds = ResultStore(data).query("SELECT DISTINCT kind, model FROM dependency_runs")
+    assert kinds.to_dict("records") == [{"kind": "within", "model": "cnn"}]  # nothing of the pair
