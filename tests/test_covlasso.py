@@ -270,19 +270,9 @@ def test_conjecture1_screening_is_not_safe_but_solver_is():
 # ----------------------------------------------------------------------------- torch path
 
 
-@pytest.fixture
-def torch_one_thread():
-    """The torch CPU path is a correctness check of the GPU code; with other work on the cores
-    (numba's OpenMP pool included) torch's own pool only adds contention at these sizes."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("mode", ["within", "between"])
-def test_torch_batched_path_matches_numba_on_cpu(mode, torch_one_thread):
+def test_torch_batched_path_matches_numba_on_cpu(mode):
+    """The GPU code path, run on the CPU (one torch thread, see conftest) against numba."""
     rng = np.random.default_rng(18)
     F = np.maximum(rng.normal(size=(300, 16)), 0) @ rng.normal(size=(16, 40)) + 0.05 * rng.normal(size=(300, 40))
     if mode == "within":
@@ -296,7 +286,7 @@ def test_torch_batched_path_matches_numba_on_cpu(mode, torch_one_thread):
     np.testing.assert_allclose(b.coef, a.coef, atol=1e-8)
 
 
-def test_torch_batched_path_certifies_degenerate_input(torch_one_thread):
+def test_torch_batched_path_certifies_degenerate_input():
     F = _logits(200, 30, rank=8, seed=19)
     F[:, 5] = F[:, 3]
     F[:, 9] = 0.0

@@ -368,6 +368,8 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
     tA = np.empty(n)  # coefficient per factor position
     d = np.empty(n)
     y = np.empty(n)
+    ys = np.empty(n)  # L⁻¹ s_A, kept up to date on appends (one new entry)
+    ys_ok = False
     w = np.empty(n)
     r1 = np.empty(n)
     r2 = np.empty(n)
@@ -414,9 +416,11 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
             continue
 
         if not dir_ok:
-            # d = C_AA⁻¹ s_A ;  a = C[:, A] d
-            _fwd(L, k, s, y)
-            _bwd(L, k, y, d)
+            # d = C_AA⁻¹ s_A = L⁻ᵀ (L⁻¹ s_A) ;  a = C[:, A] d
+            if not ys_ok:
+                _fwd(L, k, s, ys)
+                ys_ok = True
+            _bwd(L, k, ys, d)
             _gemv_rows(C, A, k, d, a, n)
             dir_ok = True
 
@@ -524,6 +528,7 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
                         k += 1
                 L = _grow(L, 0, k + 1)
                 info[5] += 1
+                ys_ok = False
                 if not _cholesky(C, A, k, L):
                     cd_mode = True  # tfull is the state the fallback starts from
                 _residual(C, b, tfull, A, k, c, n)
@@ -554,9 +559,12 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
                 blocked[j] = 2  # in the span of the active set: a tie, stays out
                 info[3] += 1
                 continue  # same direction, j excluded
+            acc = ev_sign
             for q in range(k):
                 L[k, q] = w[q]
+                acc -= w[q] * ys[q]
             L[k, k] = np.sqrt(sch)
+            ys[k] = acc / L[k, k]
             A[k] = j
             pos[j] = k
             s[k] = ev_sign
@@ -572,6 +580,7 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
             j = A[p]
             sj = s[p]
             _chol_delete(L, k, p)
+            ys_ok = False
             for q in range(p, k - 1):
                 A[q] = A[q + 1]
                 s[q] = s[q + 1]
