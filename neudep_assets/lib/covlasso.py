@@ -292,7 +292,6 @@ def solve_path(
     """
     t0 = time.perf_counter()
     C, lam, cross, tg = _validate(C, lambdas, cross, targets, lambda_mode, tol)
-    n = C.shape[0]
     B, excl, lam_max = _rhs(C, cross, tg)
     T = tg.size
     if lambda_mode == "relative":
