@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from neudep_assets.lib.moments import LogitsError, check_aligned, check_finite, second_moment, spectrum_summary
+from neudep_assets.lib.moments import (LogitsError, check_aligned, check_finite, psd_report, second_moment,
+                                       spectrum_summary)
 
 
 def test_second_and_cross_moment_match_definition():
@@ -30,3 +31,13 @@ def test_guards_name_the_culprit():
         check_aligned(np.array(["a", "b"]), np.array(["a", "c"]), "cnn", "vit")
     with pytest.raises(LogitsError):
         second_moment(np.ones((3, 2)), np.ones((4, 2)))
+
+
+def test_psd_report_flags_asymmetric_and_indefinite_matrices():
+    C = second_moment(np.random.default_rng(2).normal(size=(50, 6)))
+    ok = psd_report(C)
+    assert ok["relative_asymmetry"] == 0 and ok["relative_min_eigenvalue"] >= -1e-14
+    bad = C.copy()
+    bad[0, 1] += 0.1
+    assert psd_report(bad)["relative_asymmetry"] > 1e-3
+    assert psd_report(C - 2 * np.eye(6) * np.abs(C).max())["relative_min_eigenvalue"] < -0.5

@@ -8,6 +8,7 @@ from neudep_assets.defs.dependency_assets import between_dependencies, dependenc
 from neudep_assets.defs.model_assets import logits, moments
 from neudep_assets.defs.partitions import models_partitions, pairs_partitions
 from neudep_assets.defs.resources import Neudep
+from neudep_assets.lib.moments import psd_report
 from neudep_assets.lib.store import load_arrays
 
 KKT_TOLERANCE = 1e-8  # relative KKT violation accepted as a certificate of optimality
@@ -23,12 +24,9 @@ def logits_finite(logits: dict) -> dg.AssetCheckResult:
 @dg.asset_check(asset=moments, blocking=True, partitions_def=models_partitions)
 def moments_symmetric_psd(moments: dict) -> dg.AssetCheckResult:
     """C is symmetric and positive semi-definite up to rounding."""
-    C = load_arrays(moments["path"])["C"]
-    scale = float(np.abs(C).max()) or 1.0
-    asym = float(np.abs(C - C.T).max()) / scale
-    min_eig = float(np.linalg.eigvalsh(C)[0]) / scale
-    ok = asym <= 1e-12 and min_eig >= -1e-10
-    return dg.AssetCheckResult(passed=ok, metadata={"relative_asymmetry": asym, "relative_min_eigenvalue": min_eig})
+    report = psd_report(load_arrays(moments["path"])["C"])
+    ok = report["relative_asymmetry"] <= 1e-12 and report["relative_min_eigenvalue"] >= -1e-10
+    return dg.AssetCheckResult(passed=ok, metadata=report)
 
 
 def _certificate(store, run_key: str) -> dg.AssetCheckResult:

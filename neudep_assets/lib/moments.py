@@ -39,6 +39,13 @@ def spectrum_summary(C: np.ndarray, rtol: float | None = None) -> dict[str, floa
     return {"min_eig": float(w[0]), "max_eig": float(w[-1]), "rank": int((w > rtol * max(w[-1], 0.0)).sum())}
 
 
+def psd_report(C: np.ndarray) -> dict[str, float]:
+    """Asymmetry and smallest eigenvalue of C, relative to its largest entry (0 and ≥ 0 for a valid C)."""
+    scale = float(np.abs(C).max()) or 1.0
+    return {"relative_asymmetry": float(np.abs(C - C.T).max()) / scale,
+            "relative_min_eigenvalue": float(np.linalg.eigvalsh(0.5 * (C + C.T))[0]) / scale}
+
+
 def check_aligned(ids_f: np.ndarray, ids_g: np.ndarray, name_f: str, name_g: str) -> None:
     """Between-model moments need the same samples in the same order."""
     if ids_f.shape != ids_g.shape or not np.array_equal(ids_f, ids_g):
