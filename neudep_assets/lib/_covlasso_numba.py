@@ -180,6 +180,25 @@ def _kkt_abs(c, t, excl, mu, n):
     return v
 
 
+@njit(cache=True, fastmath=_FM)
+def _solve_refined(L, C, A, k, rhs, x, r, dx, n_refine):
+    """x = C_AA⁻¹ rhs from the Cholesky factor L, then n_refine steps of iterative refinement on the
+    exact C_AA (the factor has been updated many times along the path)."""
+    _fwd(L, k, rhs, x)
+    _bwd(L, k, x, x)
+    for _ in range(n_refine):
+        for q in range(k):
+            acc = rhs[q]
+            row = C[A[q]]
+            for p in range(k):
+                acc -= row[A[p]] * x[p]
+            r[q] = acc
+        _fwd(L, k, r, dx)
+        _bwd(L, k, dx, dx)
+        for q in range(k):
+            x[q] += dx[q]
+
+
 @njit(cache=True)
 def _residual(C, b, t, idx, m, c, n):
     """c = b − C t for t supported on idx[:m]."""
@@ -192,6 +211,18 @@ def _residual(C, b, t, idx, m, c, n):
 
 
 # --------------------------------------------------------------------------- the polisher
+
+
+@njit(cache=True)
+def _certify(C, b, t, idx, c, excl, mu, n):
+    """Residual c of t (from its support only, gathered into idx) and its absolute KKT violation."""
+    m = 0
+    for j in range(n):
+        if t[j] != 0.0:
+            idx[m] = j
+            m += 1
+    _residual(C, b, t, idx, m, c, n)
+    return _kkt_abs(c, t, excl, mu, n)
 
 
 @njit(cache=True, fastmath=_FM)
@@ -219,19 +250,7 @@ def _newton_on_support(C, b, t, mu, n, excl, work_L, out):
     dx = np.empty(k)
     for q in range(k):
         rhs[q] = b[A[q]] - (mu if t[A[q]] > 0.0 else -mu)
-    _fwd(L, k, rhs, x)
-    _bwd(L, k, x, x)
-    for _ in range(2):
-        for q in range(k):
-            acc = rhs[q]
-            row = C[A[q]]
-            for p in range(k):
-                acc -= row[A[p]] * x[p]
-            r[q] = acc
-        _fwd(L, k, r, dx)
-        _bwd(L, k, dx, dx)
-        for q in range(k):
-            x[q] += dx[q]
+    _solve_refined(L, C, A, k, rhs, x, r, dx, 2)
     for q in range(k):
         if x[q] * t[A[q]] <= 0.0:
             return False
@@ -255,13 +274,7 @@ def _polish_one(C, b, excl, mu, mu0, t, tol_abs, max_outer):
     cand = np.empty(n)
     cbuf = np.empty(n)
     Lw = np.empty((1, 1))
-    m = 0
-    for j in range(n):
-        if t[j] != 0.0:
-            idx[m] = j
-            m += 1
-    _residual(C, b, t, idx, m, c, n)
-    best = _kkt_abs(c, t, excl, mu, n)
+    best = _certify(C, b, t, idx, c, excl, mu, n)
     if best <= tol_abs:
         return best
     ws = np.empty(n, np.int64)
@@ -297,22 +310,10 @@ def _polish_one(C, b, excl, mu, mu0, t, tol_abs, max_outer):
                         maxd = e
             if maxd <= 1e-3 * tol_abs or maxd <= 1e-15 * scale:
                 break
-        m = 0
-        for j in range(n):
-            if t[j] != 0.0:
-                idx[m] = j
-                m += 1
-        _residual(C, b, t, idx, m, c, n)
-        v = _kkt_abs(c, t, excl, mu, n)
+        v = _certify(C, b, t, idx, c, excl, mu, n)
         # Newton on the support, certified independently
         if _newton_on_support(C, b, t, mu, n, excl, Lw, cand):
-            m2 = 0
-            for j in range(n):
-                if cand[j] != 0.0:
-                    idx[m2] = j
-                    m2 += 1
-            _residual(C, b, cand, idx, m2, cbuf, n)
-            v2 = _kkt_abs(cbuf, cand, excl, mu, n)
+            v2 = _certify(C, b, cand, idx, cbuf, excl, mu, n)
             if v2 < v:
                 for j in range(n):
                     t[j] = cand[j]
@@ -330,6 +331,19 @@ def _polish_one(C, b, excl, mu, mu0, t, tol_abs, max_outer):
 
 
 # --------------------------------------------------------------------------- the homotopy
+
+
+@njit(cache=True)
+def _record(coef, nact, kkt_out, status, li, t, kkt, st, n):
+    """Write the solution t at λ index li with its certificate and status."""
+    cnt = 0
+    for j in range(n):
+        coef[li, j] = t[j]
+        if t[j] != 0.0:
+            cnt += 1
+    nact[li] = cnt
+    kkt_out[li] = kkt
+    status[li] = st
 
 
 @njit(cache=True, fastmath=_FM)
@@ -403,14 +417,7 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
                     tfull[A[q]] = tA[q]
             cd_mode = True
             v = _polish_one(C, b, excl, target, mu0, tfull, tol_abs, 20)
-            cnt = 0
-            for j in range(n):
-                coef[li, j] = tfull[j]
-                if tfull[j] != 0.0:
-                    cnt += 1
-            nact[li] = cnt
-            kkt_out[li] = v / mu0
-            status[li] = 1 if v <= tol_abs else 2
+            _record(coef, nact, kkt_out, status, li, tfull, v / mu0, 1 if v <= tol_abs else 2, n)
             info[4] += 1
             li += 1
             continue
@@ -488,18 +495,7 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
             # ---- requested μ: re-solve on the factor, refine, certify
             for q in range(k):
                 w[q] = b[A[q]] - mu * s[q]
-            _fwd(L, k, w, y)
-            _bwd(L, k, y, y)
-            for q in range(k):  # one step of iterative refinement on the exact C_AA
-                acc = w[q]
-                row = C[A[q]]
-                for p in range(k):
-                    acc -= row[A[p]] * y[p]
-                r1[q] = acc
-            _fwd(L, k, r1, r2)
-            _bwd(L, k, r2, r2)
-            for q in range(k):
-                y[q] += r2[q]
+            _solve_refined(L, C, A, k, w, y, r1, r2, 1)
             for j in range(n):
                 tfull[j] = 0.0
             for q in range(k):
@@ -537,14 +533,7 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
                 for j in range(n):
                     blocked[j] = 0
                 last_added = -1
-            cnt = 0
-            for j in range(n):
-                coef[li, j] = tfull[j]
-                if tfull[j] != 0.0:
-                    cnt += 1
-            nact[li] = cnt
-            kkt_out[li] = v / mu0
-            status[li] = st
+            _record(coef, nact, kkt_out, status, li, tfull, v / mu0, st, n)
             li += 1
             dir_ok = False if st != 0 else dir_ok
             # the refined tA lies on the same segment: the direction stays valid

@@ -186,6 +186,15 @@ def _lambda_axis(df):
     return idx, idx.astype(float), "λ index", False
 
 
+def _style_lambda_axes(axes, xs, xlabel: str, logx: bool) -> None:
+    for ax in axes:
+        ax.set_xlabel(xlabel)
+        if logx:
+            ax.set_xlim(xs.min() / 1.2, xs.max() * 1.2)  # an axis of all-NaN lines has no data limits
+            ax.set_xscale("log")
+        ax.grid(alpha=0.25, lw=0.5)
+
+
 def sparsity_plot(metrics_df, *, max_sources: int = 10, max_rel_err: float = 0.2) -> bytes:
     """Per λ: the share of target classes with a dependency (any source; and 1–``max_sources``
     sources with Rel Err ≤ ``max_rel_err``), the median number of sources and the median Rel Err.
@@ -215,12 +224,7 @@ def sparsity_plot(metrics_df, *, max_sources: int = 10, max_rel_err: float = 0.2
         axes[2].plot(xs, 100 * med_err, "o-", color=_NEG)
         axes[2].set_title("median Rel Err (%)")
         axes[2].set_ylim(bottom=0)
-        for ax in axes:
-            ax.set_xlabel(xlabel)
-            if logx:
-                ax.set_xlim(xs.min() / 1.2, xs.max() * 1.2)  # an axis of all-NaN lines has no data limits
-                ax.set_xscale("log")
-            ax.grid(alpha=0.25, lw=0.5)
+        _style_lambda_axes(axes, xs, xlabel, logx)
         return _png(fig)
 
 
@@ -254,12 +258,7 @@ def screening_plot(screen_df) -> bytes:
         b.set_title("violation rate")
         b.set_ylim(bottom=0)
         b.legend(fontsize=7, frameon=False, loc="best")
-        for ax in (a, b):
-            ax.set_xlabel(xlabel)
-            if logx:
-                ax.set_xlim(xs.min() / 1.2, xs.max() * 1.2)  # an axis of all-NaN lines has no data limits
-                ax.set_xscale("log")
-            ax.grid(alpha=0.25, lw=0.5)
+        _style_lambda_axes((a, b), xs, xlabel, logx)
         return _png(fig)
 
 
