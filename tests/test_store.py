@@ -52,7 +52,8 @@ def test_unknown_columns_and_bad_keys_are_refused(tmp_path):
         store.write("classes", "d1", [{**_row(0), "oops": 1}], run_id="r", code_version="1")
     with pytest.raises(StoreError, match="bad store key"):
         store.write("classes", "../x", [_row(0)], run_id="r", code_version="1")
-    assert not list((tmp_path / "store" / "classes").glob("*.parquet")) if (tmp_path / "store" / "classes").exists() else True
+    assert not store.has("classes", "d1")
+    assert not list(tmp_path.rglob("*.parquet"))
 
 
 def test_arrays_round_trip_and_corrupt_file_is_named(tmp_path):
