@@ -138,7 +138,7 @@ def _selection(args) -> dict:
 
 
 def cmd_export_graph(args) -> None:
-    from neudep_assets.lib.exports import write_dependency_graph
+    from neudep_assets.lib.report import write_dependency_graph
     from neudep_assets.lib.store import ResultStore
 
     store = ResultStore(data_root())
@@ -154,8 +154,8 @@ def cmd_export_graph(args) -> None:
 
 def cmd_stars(args) -> None:
     from neudep_assets.lib.analysis import best_targets
-    from neudep_assets.lib.datasets import PreparedDataset
-    from neudep_assets.lib.exports import star_pictures
+    from neudep_assets.lib.data import PreparedDataset
+    from neudep_assets.lib.report import star_pictures
     from neudep_assets.lib.store import ResultStore
 
     store = ResultStore(data_root())

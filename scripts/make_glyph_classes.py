@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from neudep_assets.lib import glyphs as G  # noqa: E402
+from neudep_assets.lib import data as G  # noqa: E402
+from neudep_assets.lib.specs import GLYPH_CLASSES_FILE  # noqa: E402
 
 REF_SIZE = 32
 THRESHOLD = 0.10
@@ -104,7 +105,7 @@ def distances(imgs: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=pathlib.Path, default=G.CLASSES_FILE)
+    ap.add_argument("--out", type=pathlib.Path, default=GLYPH_CLASSES_FILE)
     ap.add_argument("--threshold", type=float, default=THRESHOLD)
     ap.add_argument("--report", action="store_true", help="print the removed characters")
     a = ap.parse_args(argv)

@@ -72,7 +72,8 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from neudep_assets.lib import glyphs, models, training
+    from neudep_assets.lib import data as glyphs
+    from neudep_assets.lib import models
 
     torch.set_num_threads(args.threads)
     mean, std = (args.mean,), (args.std,)
@@ -118,9 +119,9 @@ def main(argv=None) -> int:
         d = models.num_features(model)
         print(f"\n== {name}: {spec.arch} {spec.model_args} d={d} params={n_params / 1e6:.2f}M train={train}",
               flush=True)
-        kw = training.resolve_train_config(spec.train)
+        kw = models.resolve_train_config(spec.train)
         cpu0 = time.process_time()
-        res = training.train_classifier(
+        res = models.train_classifier(
             model, train_images=xtr, train_labels=ytr, val_images=xv, val_labels=yv, sampler=renderer.render,
             mean=mean, std=std, log=lambda s: print("  " + s, flush=True), **kw)
         cpu = time.process_time() - cpu0

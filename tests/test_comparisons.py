@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from neudep_assets.lib.comparisons import chance_jaccard, compare, jaccard
+from neudep_assets.lib.analysis.comparisons import chance_jaccard, compare, jaccard
 
 
 def _runs_and_edges():

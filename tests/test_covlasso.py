@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neudep_assets.lib.covlasso import kkt_violation, objective_terms, solve_path
+from neudep_assets.lib.covlasso import kkt_violation, path_errors, solve_path, target_rhs
 
 # ----------------------------------------------------------------------------- data
 
@@ -179,15 +179,14 @@ def test_fallbacks_polisher_and_restart_reach_the_same_certified_solutions():
     breakpoints (the rest of the path is then solved by the warm-started polisher)."""
     import numba
 
-    from neudep_assets.lib import _covlasso_numba as K
-    from neudep_assets.lib.covlasso import _rhs
+    from neudep_assets.lib.covlasso import numba_kernel as K
 
     C = _moments(_logits(200, 25, rank=10, seed=20) + 0.1 * _logits(200, 25, seed=21))
     lams = np.geomspace(0.8, 0.01, 6)
     ref = solve_path(C, lams)
     assert np.all(ref.status == 0)
     tg = ref.targets
-    B, excl, lam_max = _rhs(C, None, tg)
+    B, excl, lam_max = target_rhs(C, None, tg)
     mus = np.ascontiguousarray(0.5 * ref.lambda_abs.T)
     # polisher alone, cold
     L_, T = mus.shape[1], tg.size
@@ -224,7 +223,7 @@ def test_eq5_error_is_monotone_and_bounded_along_every_path():
     C = _moments(F)
     lams = np.r_[np.geomspace(1.2, 1e-3, 25), 0.0]
     p = solve_path(C, lams)
-    err = objective_terms(C, p)["err"]  # (L, T), L ordered by decreasing λ
+    err = path_errors(C, p.coef, target_rhs(C, None, p.targets)[0], np.diag(C))  # (L, T), decreasing λ
     assert np.all(np.diff(err, axis=0) <= 1e-12 * np.diag(C).max())  # non-increasing as λ drops
     np.testing.assert_allclose(err[0], np.diag(C))  # λ ≥ λ_max: err = C_ii
     for i in range(30):  # err_i(θ*(0)): least-squares residual of f_i on the others
@@ -240,10 +239,9 @@ def test_eq5_between_quadratic_part_is_monotone():
     G = F @ np.random.default_rng(15).normal(size=(25, 25)) * 0.2 + np.random.default_rng(16).normal(size=(300, 25))
     C, cross, gg = _moments(F, G)
     p = solve_path(C, np.geomspace(1.0, 1e-3, 20), cross=cross)
-    terms = objective_terms(C, p, cross=cross, g_second_moment=gg)
-    assert np.all(np.diff(terms["quad"], axis=0) <= 1e-12)
-    assert np.all(terms["err"] >= -1e-12) and np.all(terms["err"] <= gg[None, :] + 1e-12)
-    assert objective_terms(C, p, cross=cross)["err"] is None
+    err = path_errors(C, p.coef, target_rhs(C, cross, p.targets)[0], gg)
+    assert np.all(np.diff(err, axis=0) <= 1e-12)
+    assert np.all(err >= -1e-12) and np.all(err <= gg[None, :] + 1e-12)
 
 
 def test_conjecture1_screening_is_not_safe_but_solver_is():

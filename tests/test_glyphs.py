@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from neudep_assets.lib import glyphs as G
+from neudep_assets.lib import data as G
+from neudep_assets.lib.data import glyph_catalog
 
 SMALL = dict(n_classes=20, n_ood_classes=6, train_per_class=4, val_per_class=2, ood_per_class=2)
 
@@ -19,12 +20,12 @@ def small_cfg():
 
 @pytest.fixture(scope="module")
 def shipped():
-    return json.loads(G.CLASSES_FILE.read_text())
+    return json.loads(glyph_catalog.GLYPH_CLASSES_FILE.read_text())
 
 
 # ---------------------------------------------------------------- shipped class list
 def test_class_file_small_and_well_formed(shipped):
-    assert G.CLASSES_FILE.stat().st_size < 200_000
+    assert glyph_catalog.GLYPH_CLASSES_FILE.stat().st_size < 200_000
     assert tuple(shipped["faces"]) == G.FACES
     cps = [r[0] for r in shipped["classes"]]
     assert len(cps) == len(set(cps)) and len(cps) >= 1000
@@ -115,7 +116,7 @@ def test_default_selection_mixes_scripts():
     groups = {G.script_of(g.codepoint) for g in cls}
     assert {"LATIN", "GREEK", "CYRILLIC", "DIGIT", "PUNCTUATION", "SYMBOL-Sm"} <= groups
     cps = [g.codepoint for g in cls]
-    shipped = G._shipped()[0]
+    shipped = glyph_catalog._shipped()[0]
     assert cps != list(shipped[:300])
     assert not set(cps) & {g.codepoint for g in G.ood_glyphs(cfg)}
 

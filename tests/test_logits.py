@@ -12,7 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
-from neudep_assets.lib import logits, models  # noqa: E402
+from neudep_assets.lib import models
+from neudep_assets.lib.models import logits  # noqa: E402
 from neudep_assets.lib.models import ModelSpec  # noqa: E402
 
 MEAN, STD = (0.2,), (0.25,)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neudep_assets.lib.metrics import table1_metrics
+from neudep_assets.lib.analysis.table1 import table1_metrics
 
 
 def naive_table1(source, labels, coef, targets, target=None) -> pd.DataFrame:

@@ -15,8 +15,9 @@ import pytest
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
-from neudep_assets.lib import models, training  # noqa: E402
-from neudep_assets.lib.logits import compute_logits  # noqa: E402
+from neudep_assets.lib import models
+from neudep_assets.lib.models import training  # noqa: E402
+from neudep_assets.lib.models import compute_logits  # noqa: E402
 from neudep_assets.lib.models import CheckpointError, ModelSpec  # noqa: E402
 
 MEAN, STD = (0.2,), (0.25,)
@@ -213,13 +214,15 @@ def test_vit_roundtrip(tmp_path):
     assert models.model_data_config(loaded)["input_size"] == (1, S, S)
 
 
-def test_create_model_with_checkpoint_spec_loads_it(tmp_path):
+def test_checkpoint_spec_is_loaded_not_created(tmp_path):
     spec, m = _cnn()
     models.save_checkpoint(m, tmp_path / "ck", model_args=spec.model_args)
     ck = ModelSpec.from_dict({"name": "mine", "checkpoint": str(tmp_path / "ck")})
-    assert _sd_equal(models.create_model(ck, 5, 1), m)
+    with pytest.raises(ValueError, match="load_checkpoint"):
+        models.create_model(ck, 5, 1)
+    assert _sd_equal(models.load_checkpoint(ck.checkpoint, expected_num_classes=5), m)
     with pytest.raises(CheckpointError, match="5 classes.*9 classes"):
-        models.create_model(ck, 9, 1)
+        models.load_checkpoint(ck.checkpoint, expected_num_classes=9)
 
 
 @pytest.fixture()
@@ -348,7 +351,7 @@ def _toy_data(n_classes=4, per_class=24, seed=0):
 def test_train_classifier_learns_and_is_deterministic():
     x, y = _toy_data()
     xv, yv = _toy_data(per_class=8, seed=1)
-    kw = training.resolve_train_config({"epochs": 4, "lr": 1e-2, "batch_size": 16, "seed": 3,
+    kw = models.resolve_train_config({"epochs": 4, "lr": 1e-2, "batch_size": 16, "seed": 3,
                                       "warmup_epochs": 0.5})
     logs = []
     spec, m1 = _cnn(num_classes=4)
@@ -388,25 +391,25 @@ def test_train_classifier_with_sampler_and_shift():
 
 
 def test_shift_keeps_shape_and_moves_pixels():
-    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
     x = torch.zeros(64, 1, 8, 8)
     x[:, :, 4, 4] = 1
-    out = training._shift(x, g)
+    out = training._shift(x)
     assert out.shape == x.shape
     assert torch.all(out.sum(dim=(1, 2, 3)) == 1)
     assert (out[:, 0, 4, 4] == 0).any()
 
 
 def test_resolve_train_config_defaults():
-    kw = training.resolve_train_config({"epochs": 2})
-    assert kw["epochs"] == 2 and kw["lr"] == training.TRAIN_DEFAULTS["lr"]
+    kw = models.resolve_train_config({"epochs": 2})
+    assert kw["epochs"] == 2 and kw["lr"] == models.TRAIN_DEFAULTS["lr"]
     with pytest.raises(ValueError, match="momentum"):
-        training.resolve_train_config({"momentum": 0.9})
+        models.resolve_train_config({"momentum": 0.9})
 
 
 @pytest.mark.skipif(os.environ.get("NEUDEP_SLOW") != "1", reason="set NEUDEP_SLOW=1")
 def test_glyph_smoke(tmp_path):  # pragma: no cover - dev check
-    from neudep_assets.lib import glyphs
+    from neudep_assets.lib import data as glyphs
 
     cfg = glyphs.GlyphConfig(n_classes=10, n_ood_classes=2, train_per_class=10, val_per_class=4)
     paths = glyphs.build_splits(cfg, tmp_path)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from neudep_assets.lib.moments import (LogitsError, check_aligned, check_finite, psd_report, second_moment,
+from neudep_assets.lib.analysis.moments import (LogitsError, check_aligned, check_finite, psd_report, second_moment,
                                        spectrum_summary)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neudep_assets.lib import graph_export, plots
+from neudep_assets.lib.report import graph_export, plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -159,7 +159,7 @@ def test_screening_plot_when_a_rule_screens_nothing():
     """A rule that screens nothing at any λ has an undefined violation rate: still a picture."""
     import pandas as pd
 
-    from neudep_assets.lib.plots import screening_plot
+    from neudep_assets.lib.report.plots import screening_plot
 
     df = pd.DataFrame({"lambda_index": [0, 1, 2], "lambda_rel": [0.5, 0.1, 0.02], "n_candidates": [9, 9, 9],
                        "n_nonzero": [1, 3, 6], "thm3_screened": [0, 0, 0], "thm3_violations": [0, 0, 0],

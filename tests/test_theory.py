@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from neudep_assets.lib import theory
+from neudep_assets.lib.analysis import theory
 
 
 # ------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from neudep_assets.defs.dependency_assets import between_dependencies, dependenc
 from neudep_assets.defs.model_assets import logits, moments
 from neudep_assets.defs.partitions import models_partitions, pairs_partitions
 from neudep_assets.defs.resources import Neudep
-from neudep_assets.lib.moments import psd_report
+from neudep_assets.lib.analysis.moments import psd_report
 from neudep_assets.lib.store import load_arrays
 
 KKT_TOLERANCE = 1e-8  # relative KKT violation accepted as a certificate of optimality

@@ -7,9 +7,9 @@ from dagster_duckdb import DuckDBResource
 
 from neudep_assets.defs.report import md_table
 from neudep_assets.defs.resources import Neudep
-from neudep_assets.lib.comparisons import compare
+from neudep_assets.lib.analysis.comparisons import compare
 from neudep_assets.lib.config import stable_hash
-from neudep_assets.lib.datasets import PreparedDataset
+from neudep_assets.lib.data import PreparedDataset
 
 COMPARISONS_CODE_VERSION = "1"
 SUMMARY_SQL = """

@@ -8,7 +8,7 @@ import pandas as pd
 
 from neudep_assets.defs.report import md_table
 from neudep_assets.defs.resources import Neudep
-from neudep_assets.lib.datasets import prepare_dataset
+from neudep_assets.lib.data import prepare_dataset
 
 DATASET_CODE_VERSION = "1"
 

@@ -8,12 +8,13 @@ import numpy as np
 from neudep_assets.defs.partitions import models_partitions, pairs_partitions, parse_pair
 from neudep_assets.defs.report import md_image, md_images, md_table
 from neudep_assets.defs.resources import Neudep
-from neudep_assets.lib import plots
-from neudep_assets.lib.analysis import analyse, best_targets, fig3_png, summarize
+from neudep_assets.lib.report import plots
+from neudep_assets.lib.analysis import analyse, best_targets, summarize
+from neudep_assets.lib.report import fig3_png
 from neudep_assets.lib.config import DependencyConfig, stable_hash, stable_json
-from neudep_assets.lib.datasets import PreparedDataset
-from neudep_assets.lib.exports import star_pictures
-from neudep_assets.lib.moments import LogitsError, check_aligned, second_moment
+from neudep_assets.lib.data import PreparedDataset
+from neudep_assets.lib.report import star_pictures
+from neudep_assets.lib.analysis.moments import LogitsError, check_aligned, second_moment
 from neudep_assets.lib.store import ResultStore, load_arrays
 
 DEPENDENCIES_CODE_VERSION = "1"

@@ -10,10 +10,10 @@ import pandas as pd
 from neudep_assets.defs.partitions import models_partitions
 from neudep_assets.defs.report import md_table
 from neudep_assets.defs.resources import Neudep
-from neudep_assets.lib.checkpoints import CheckpointInfo, obtain_checkpoint, split_logits
+from neudep_assets.lib.models.checkpoints import CheckpointInfo, obtain_checkpoint, split_logits
 from neudep_assets.lib.config import stable_hash, stable_json
-from neudep_assets.lib.datasets import PreparedDataset
-from neudep_assets.lib.moments import check_finite, second_moment, spectrum_summary
+from neudep_assets.lib.data import PreparedDataset
+from neudep_assets.lib.analysis.moments import check_finite, second_moment, spectrum_summary
 from neudep_assets.lib.store import load_arrays, save_arrays
 
 CHECKPOINT_CODE_VERSION = "1"

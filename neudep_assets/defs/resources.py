@@ -2,8 +2,6 @@
 
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -11,7 +9,7 @@ from dagster_duckdb import DuckDBResource
 from upath import UPath
 
 from neudep_assets.lib.config import ProjectConfig, config_path, data_root, load_config
-from neudep_assets.lib.store import ResultStore
+from neudep_assets.lib.store import ResultStore, atomic_write
 
 
 class Neudep(dg.ConfigurableResource):
@@ -28,7 +26,7 @@ class Neudep(dg.ConfigurableResource):
         return ResultStore(self.data_root)
 
     def pick_device(self) -> str:
-        from neudep_assets.lib.logits import pick_device
+        from neudep_assets.lib.models import pick_device
 
         wanted = self.device if self.device != "auto" else self.project().device
         return pick_device(None if wanted == "auto" else wanted)
@@ -40,11 +38,7 @@ class _JsonPointerIOManager(dg.UPathIOManager):
     extension = ".json"
 
     def dump_to_path(self, context: dg.OutputContext, obj, path: UPath) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=str(path.parent), suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, default=str)
-        os.replace(tmp, str(path))
+        atomic_write(Path(str(path)), lambda fh: fh.write(json.dumps(obj, indent=1, default=str).encode()))
 
     def load_from_path(self, context: dg.InputContext, path: UPath):
         return json.loads(path.read_text())

@@ -15,8 +15,7 @@ from typing import Any
 
 import yaml
 
-from neudep_assets.lib.glyphs import GlyphConfig
-from neudep_assets.lib.models import ModelSpec
+from neudep_assets.lib.specs import GlyphConfig, ModelSpec
 
 DEFAULT_CONFIG = "neudep.yaml"
 DEFAULT_LAMBDAS = (0.5, 0.2, 0.1, 0.05, 0.02)

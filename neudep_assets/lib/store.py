@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -72,17 +72,35 @@ class StoreError(RuntimeError):
     pass
 
 
-def _atomic_replace(path: Path, write) -> None:
-    """Write via `write(tmp_path)` then rename into place, so a reader never sees half a file."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """Write a file whole or not at all: ``write(fh)`` fills a temporary file beside ``path``, which is
+    fsynced and renamed into place (then the folder is fsynced), so a reader or a crash never sees
+    half a file. The one atomic writer of the project (store, datasets, graphs, Dagster pointers)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix + ".tmp")
-    os.close(fd)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        write(tmp)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. a platform without directory handles
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_arrays(path: Path, **arrays: np.ndarray) -> Path:
@@ -91,12 +109,7 @@ def save_arrays(path: Path, **arrays: np.ndarray) -> Path:
         if np.asarray(arr).dtype == object:
             raise TypeError(f"array {name!r} has dtype object; store strings as a fixed-width unicode array")
 
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-
-    _atomic_replace(path, write)
-    return path
+    return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def load_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -147,7 +160,7 @@ class ResultStore:
             df[name] = None
         tbl = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
         path = self.table_file(table, key)
-        _atomic_replace(path, lambda tmp: pq.write_table(tbl, tmp))
+        atomic_write(path, lambda fh: pq.write_table(tbl, fh))
         return path
 
     def read(self, table: str, key: str) -> pd.DataFrame:
@@ -163,7 +176,7 @@ class ResultStore:
     def save_png(self, run_key: str, name: str, png: bytes) -> Path:
         """A picture belonging to one analysis: artifacts/plots/<run_key>/<name>.png (atomic)."""
         path = self.artifacts_dir / "plots" / run_key / f"{name}.png"
-        _atomic_replace(path, lambda tmp: Path(tmp).write_bytes(png))
+        atomic_write(path, lambda fh: fh.write(png))
         return path
 
     # -- catalog ----------------------------------------------------------------------------
@@ -174,7 +187,7 @@ class ResultStore:
         for table, schema in TABLES.items():
             empty = self.tables_dir / table / "_empty.parquet"
             if not empty.is_file():
-                _atomic_replace(empty, lambda tmp, s=schema: pq.write_table(s.empty_table(), tmp))
+                atomic_write(empty, lambda fh, s=schema: pq.write_table(s.empty_table(), fh))
         if self.catalog_path.is_file() and not force:
             try:
                 with duckdb.connect(str(self.catalog_path), read_only=True) as con:

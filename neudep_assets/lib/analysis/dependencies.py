@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from neudep_assets.lib import metrics, plots, theory
-from neudep_assets.lib.covlasso import CovLassoPath, solve_path
+from neudep_assets.lib.analysis import table1, theory
+from neudep_assets.lib.covlasso import solve_path
 
 
 @dataclass
@@ -30,8 +30,9 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
     evaluation split (for between, `eval_target` are the target model's logits of the same samples).
     """
     path = solve_path(C, lambdas, cross=cross, lambda_mode=lambda_mode, tol=tol, device=device)
+    s = np.diag(C) if cross is None else target_second_moment
     targets = np.asarray(path.targets)
-    table1 = metrics.table1_metrics(eval_source, eval_labels, path.coef, targets, target_logits=eval_target)
+    t1 = table1.table1_metrics(eval_source, eval_labels, path.coef, targets, target_logits=eval_target)
     screen = theory.screening(C, path, cross=cross, target_second_moment=target_second_moment)
     red = theory.redundancy(C, cross=cross, target_second_moment=target_second_moment)
     eq5 = theory.eq5_violations(C, path, cross=cross, target_second_moment=target_second_moment,
@@ -44,10 +45,11 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
     solver = pd.DataFrame({
         "lambda_index": np.repeat(np.arange(n_l), n_t), "target_class": np.tile(targets, n_l),
         "lambda_abs": path.lambda_abs.ravel(), "lambda_max": np.tile(path.lambda_max, n_l),
-        "kkt": path.kkt.ravel(), "fit_err": _fit_err(C, path, cross, target_second_moment).ravel(),
+        "kkt": path.kkt.ravel(),
+        "fit_err": theory.path_errors(C, path, cross=cross, target_second_moment=s).ravel(),
     })
     per_target = (solver
-                  .merge(table1.rename(columns={"target": "target_class"}), on=["lambda_index", "target_class"])
+                  .merge(t1.rename(columns={"target": "target_class"}), on=["lambda_index", "target_class"])
                   .merge(screen.rename(columns={"target": "target_class"})
                          [["lambda_index", "target_class", "n_candidates", "n_nonzero", "thm3_screened",
                            "thm3_violations", "conj1_screened", "conj1_violations"]],
@@ -62,29 +64,10 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
                                                    "eq5_max_violation"]], rank=rank)
 
 
-def fig3_png(C: np.ndarray, res: DependencyAnalysis, target_class: int, lambda_index: int, *, title: str,
-             cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None) -> bytes:
-    """The paper's Fig. 3 for one target and λ: covariance ratio against |θ_j|, with λ/λ_max."""
-    pos = int(np.flatnonzero(np.asarray(res.path.targets) == target_class)[0])
-    df = theory.fig3_data(C, res.path, pos, lambda_index, cross=cross, target_second_moment=target_second_moment)
-    return plots.fig3_plot(df, title=title)
-
-
 def best_targets(per_target: pd.DataFrame, lambda_index: int, k: int, max_sources: int = 10) -> list[int]:
     """The k targets reconstructed best (lowest Rel Err) from 1..max_sources sources at one λ."""
     at = per_target[(per_target["lambda_index"] == lambda_index) & per_target["n_sources"].between(1, max_sources)]
     return [int(t) for t in at.nsmallest(k, "rel_err")["target_class"]]
-
-
-def _fit_err(C, path: CovLassoPath, cross, target_second_moment) -> np.ndarray:
-    """err_i(θ*(λ)) = E[(target_i − Σ t_j f_j)²] on the fit split, per (λ, target)."""
-    targets = np.asarray(path.targets)
-    b = (C if cross is None else cross)[:, targets]  # (n, n_targets)
-    cii = np.diag(C)[targets] if cross is None else np.asarray(target_second_moment)[targets]
-    t = path.coef  # (L, T, n)
-    quad = np.einsum("ltn,nm,ltm->lt", t, C, t)
-    lin = np.einsum("ltn,nt->lt", t, b)
-    return cii[None, :] - 2 * lin + quad
 
 
 def summarize(per_target: pd.DataFrame, lambdas, *, max_sources: int = 10, max_rel_err: float = 0.2) -> pd.DataFrame:

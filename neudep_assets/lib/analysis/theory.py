@@ -63,92 +63,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-_EPS = np.finfo(np.float64).eps
+from neudep_assets.lib.analysis.spectral import Spectral, check_square, numerical_rank, rtol_of, spectral
+from neudep_assets.lib.covlasso.problem import masked, path_errors as _path_errors, target_rhs
 
-
-# ----------------------------------------------------------------------------------------------
-# spectral helpers
-
-
-def _default_rtol(n: int) -> float:
-    return max(n, 1) * _EPS
-
-
-def _rtol(n: int, rtol) -> float:
-    if rtol is None:
-        return _default_rtol(n)
-    r = float(rtol)
-    if not (r > 0 and np.isfinite(r)):
-        raise ValueError(f"rtol must be a positive number, got {rtol!r}")
-    return r
-
-
-def numerical_rank(C: np.ndarray, rtol: float | None = None) -> int:
-    """Number of eigenvalues of the symmetric PSD matrix C above rtol·λ_max (rtol = n·eps by default,
-    numpy's ``matrix_rank`` rule on the singular values of C)."""
-    C = _check_square(C, "C")
-    w = np.linalg.eigvalsh(C)
-    rtol = _rtol(C.shape[0], rtol)
-    top = max(float(w[-1]), 0.0) if w.size else 0.0
-    return int((w > rtol * top).sum()) if top > 0 else 0
-
-
-@dataclass
-class _Spectral:
-    """The eigendecomposition of C split at the floor τ.
-
-    H = C_τ⁻¹ = H_r + P₀/τ with H_r = Q_r Λ_r⁻¹ Q_rᵀ and P₀ = Q₀Q₀ᵀ. The two parts are never added
-    into one matrix: H's entries are of size 1/τ, so every product with the assembled H would lose the
-    H_r part to rounding (absolute error eps·‖H‖ = eps/τ, about 0.01 for τ ≈ 1e-14).
-    """
-
-    Qr: np.ndarray  # (n, r) eigenvectors above the floor
-    wr: np.ndarray  # (r,) their eigenvalues
-    Q0: np.ndarray  # (n, n − r) eigenvectors at or below the floor
-    tau: float  # eigenvalue floor (rtol · λ_max)
-    slack: float  # δ = ‖C_τ − C‖₂ = tau − min(λ_min, 0) if anything was floored, else 0
-    min_eig: float
-
-    @property
-    def rank(self) -> int:
-        return int(self.wr.shape[0])
-
-    @property
-    def degenerate(self) -> bool:  # C has no positive eigenvalue
-        return self.tau <= 0
-
-    @property
-    def null_leverage(self) -> np.ndarray:  # ‖Q₀ᵀ e_i‖²
-        return (self.Q0 ** 2).sum(axis=1)
-
-    def h_diag(self) -> np.ndarray:
-        """diag(C_τ⁻¹)."""
-        return ((self.Qr ** 2) / self.wr).sum(axis=1) + self.null_leverage / self.tau
-
-    def h_apply(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(H_r X, P₀ X / τ), kept apart (see the class docstring)."""
-        return self.Qr @ ((self.Qr.T @ X) / self.wr[:, None]), self.Q0 @ (self.Q0.T @ X) / self.tau
-
-
-def _spectral(C: np.ndarray, rtol: float | None) -> _Spectral:
-    n = C.shape[0]
-    w, Q = np.linalg.eigh(C)
-    rtol = _rtol(n, rtol)
-    top = max(float(w[-1]), 0.0) if n else 0.0
-    tau = rtol * top
-    small = w <= tau
-    slack = float(tau - min(float(w[0]), 0.0)) if (n and small.any() and top > 0) else 0.0
-    return _Spectral(Qr=Q[:, ~small], wr=w[~small], Q0=Q[:, small], tau=tau, slack=slack,
-                     min_eig=float(w[0]) if n else 0.0)
-
-
-def _check_square(C, what: str) -> np.ndarray:
-    C = np.asarray(C, dtype=np.float64)
-    if C.ndim != 2 or C.shape[0] != C.shape[1]:
-        raise ValueError(f"{what} must be a square matrix, got shape {C.shape}")
-    if not np.isfinite(C).all():
-        raise ValueError(f"{what} has non-finite entries")
-    return 0.5 * (C + C.T)
 
 
 @dataclass
@@ -176,11 +93,8 @@ def _problem(C: np.ndarray, cross, targets, target_second_moment) -> _Problem:
     targets = np.arange(m) if targets is None else np.asarray(targets, dtype=np.int64).ravel()
     if targets.size and (targets.min() < 0 or targets.max() >= m):
         raise ValueError(f"targets must lie in [0, {m}), got range [{targets.min()}, {targets.max()}]")
-    X_raw = M[:, targets]
-    X = X_raw.copy()
-    excluded = np.where(targets < n, targets, -1)
-    cols = np.nonzero(excluded >= 0)[0]
-    X[excluded[cols], cols] = 0.0
+    X_raw, excluded, _ = target_rhs(C, cross if cross is None else M, targets)
+    X = masked(X_raw, excluded)
     if cross is None:
         s = np.diag(C)[targets].copy()
     elif target_second_moment is not None:
@@ -193,7 +107,7 @@ def _problem(C: np.ndarray, cross, targets, target_second_moment) -> _Problem:
     return _Problem(X=X, X_raw=X_raw, s=s, excluded=excluded, targets=targets)
 
 
-def _quad_inv(sp: _Spectral, pb: _Problem) -> np.ndarray:
+def _quad_inv(sp: Spectral, pb: _Problem) -> np.ndarray:
     """q_t = bᵀ[(C_τ)₋ᵢ,₋ᵢ]⁻¹ b for every target, via the Schur complement of H = C_τ⁻¹.
 
     H − H eᵢeᵢᵀH / H_ii is the inverse of (C_τ)₋ᵢ,₋ᵢ padded with a zero row and column i, so the
@@ -211,7 +125,7 @@ def _quad_inv(sp: _Spectral, pb: _Problem) -> np.ndarray:
     return q
 
 
-def _err0(C: np.ndarray, sp: _Spectral, pb: _Problem, cross) -> tuple[np.ndarray | None, np.ndarray]:
+def _err0(C: np.ndarray, sp: Spectral, pb: _Problem, cross) -> tuple[np.ndarray | None, np.ndarray]:
     """(err0, q) per target; err0 is None when s is unknown (between without target_second_moment)."""
     if sp.degenerate:
         q = np.zeros(pb.targets.shape[0])
@@ -244,8 +158,8 @@ def redundancy(C, *, cross=None, target_second_moment=None, rtol=None) -> pd.Dat
     itself), rank (numerical rank of C used, the same on every row), eig_floor (δ: the bound on
     ‖C_τ − C‖₂), consistent (False when err0 < −1e-8·s: moments that do not come from one sample set).
     """
-    C = _check_square(C, "C")
-    sp = _spectral(C, rtol)
+    C = check_square(C, "C")
+    sp = spectral(C, rtol)
     pb = _problem(C, cross, None, target_second_moment)
     err0, q = _err0(C, sp, pb, cross)
     T = pb.targets.shape[0]
@@ -282,7 +196,7 @@ def _path_arrays(path, n: int):
 
 def path_errors(C, path, *, cross=None, target_second_moment=None) -> np.ndarray:
     """err_i(θ*(λ)) = s − 2bᵀt + tᵀĈt per (λ, target), shape (n_lambdas, n_targets)."""
-    C = _check_square(C, "C")
+    C = check_square(C, "C")
     coef, _, targets = _path_arrays(path, C.shape[0])
     pb = _problem(C, cross, targets, target_second_moment)
     if pb.s is None:
@@ -291,9 +205,7 @@ def path_errors(C, path, *, cross=None, target_second_moment=None) -> np.ndarray
     coef = coef.copy()
     cols = np.nonzero(pb.excluded >= 0)[0]
     coef[:, cols, pb.excluded[cols]] = 0.0
-    quad = np.einsum("ltn,ltn->lt", coef @ C, coef)
-    lin = np.einsum("ltn,nt->lt", coef, pb.X)
-    return pb.s[None, :] - 2.0 * lin + quad
+    return _path_errors(C, coef, pb.X, pb.s)
 
 
 def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None, rtol=1e-9,
@@ -310,14 +222,14 @@ def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None,
     Columns per target: target, n_violations, max_violation (largest violation / s, 0 when none),
     n_monotone_violations, n_lower_violations, n_upper_violations, err_min_lambda, err_max_lambda.
     """
-    C = _check_square(C, "C")
+    C = check_square(C, "C")
     n = C.shape[0]
     coef, lam, targets = _path_arrays(path, n)
     err = path_errors(C, path, cross=cross, target_second_moment=target_second_moment)
     pb = _problem(C, cross, targets, target_second_moment)
     s = pb.s
     w = np.linalg.eigvalsh(C)
-    rr = _rtol(n, rank_rtol)
+    rr = rtol_of(n, rank_rtol)
     tau = rr * max(float(w[-1]), 0.0)
     slack = float(tau - min(float(w[0]), 0.0)) if (w <= tau).any() else 0.0
 
@@ -364,13 +276,13 @@ def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None,
 
 
 def _screen_setup(C, path, cross, target_second_moment, thm3_norm, rank_rtol):
-    C = _check_square(C, "C")
+    C = check_square(C, "C")
     n = C.shape[0]
     coef, lam, targets = _path_arrays(path, n)
     if thm3_norm not in ("pinv", "second_moment"):
         raise ValueError(f"thm3_norm must be 'pinv' or 'second_moment', got {thm3_norm!r}")
     pb = _problem(C, cross, targets, target_second_moment)
-    sp = _spectral(C, rank_rtol)
+    sp = spectral(C, rank_rtol)
     _, q = _err0(C, sp, pb, cross)
     # within: b is in the range of Ĉ whenever C is PSD; a clearly negative eigenvalue (beyond the
     # resolution τ) means C is no second-moment matrix and the problem can be unbounded below

@@ -72,6 +72,8 @@ from typing import Sequence
 
 import numpy as np
 
+from neudep_assets.lib.covlasso.problem import target_rhs
+
 __all__ = ["CovLassoPath", "solve_path", "objective_terms", "kkt_violation"]
 
 _SYM_RTOL = 1e-6  # C may come from a float32 computation; it is symmetrised after the check
@@ -208,27 +210,12 @@ def _certify(C, B, excl, coef, lam_abs, lam_max):
     """The certificate for every (λ, target), from C and coef only (sparse products)."""
     import numba
 
-    from . import _covlasso_numba as K
+    from neudep_assets.lib.covlasso import numba_kernel as K
 
     return K.kkt_many(C, B, excl, coef, np.ascontiguousarray(lam_abs), lam_max, numba.get_num_threads())
 
 
 # ----------------------------------------------------------------------------- the solver
-
-
-def _rhs(C, cross, tg):
-    n = C.shape[0]
-    if cross is None:
-        B = np.ascontiguousarray(C[:, tg])
-        excl = tg.copy()
-    else:
-        B = np.ascontiguousarray(cross[:, tg])
-        excl = np.where(tg < n, tg, -1).astype(np.int64)
-    Bm = np.abs(B).copy()
-    rows = np.nonzero(excl >= 0)[0]
-    Bm[excl[rows], rows] = 0.0
-    lam_max = 2.0 * Bm.max(axis=0)
-    return B, excl, lam_max
 
 
 def _device(device) -> str:
@@ -253,7 +240,7 @@ def _device(device) -> str:
 def _solve_numba(C, B, excl, mus, tol):
     import numba
 
-    from . import _covlasso_numba as K
+    from neudep_assets.lib.covlasso import numba_kernel as K
 
     T, Ls = mus.shape
     n = C.shape[0]
@@ -292,7 +279,7 @@ def solve_path(
     """
     t0 = time.perf_counter()
     C, lam, cross, tg = _validate(C, lambdas, cross, targets, lambda_mode, tol)
-    B, excl, lam_max = _rhs(C, cross, tg)
+    B, excl, lam_max = target_rhs(C, cross, tg)
     T = tg.size
     if lambda_mode == "relative":
         lam_abs = lam[:, None] * lam_max[None, :]
@@ -305,7 +292,7 @@ def solve_path(
     if dev == "cpu":
         coef_s, stat_s, breakpoints = _solve_numba(C, B, excl, mus, tol)
     else:
-        from ._covlasso_torch import solve_many_torch
+        from neudep_assets.lib.covlasso.torch_kernel import solve_many_torch
 
         coef_s, stat_s, breakpoints, need_cpu = solve_many_torch(
             C, B, excl, mus, float(tol), dev.removeprefix("torch:")
@@ -325,7 +312,7 @@ def solve_path(
     kkt = _certify(C, B, excl, coef, lam_abs, lam_max)
     bad = np.argwhere((kkt > tol) & (status < 2))
     if bad.size:
-        from . import _covlasso_numba as K
+        from neudep_assets.lib.covlasso import numba_kernel as K
 
         ls, ks = bad[:, 0], bad[:, 1]
         sub = np.ascontiguousarray(coef[ls, ks])
@@ -365,25 +352,3 @@ def solve_path(
         seconds=time.perf_counter() - t0,
         device=dev,
     )
-
-
-def objective_terms(C, path: CovLassoPath, cross=None, g_second_moment=None) -> dict:
-    """Terms of the objective along a computed path, per (λ, target):
-
-    quad = tᵀĈt − 2bᵀt, l1 = ‖t‖₁, and err = E[(target − Σ t_j f_j)²] = E[target²] + quad,
-    i.e. err_i(θ*(λ)) of the paper's Eq. 5. Within a model E[f_i²] = C_ii; between models it is
-    E[g_i²], which only the caller knows (``g_second_moment``, shape (m,)); without it ``err``
-    is None. ``quad`` alone is non-decreasing in λ in both modes (Eq. 5)."""
-    C = np.asarray(C, dtype=np.float64)
-    B, _, _ = _rhs(C, None if cross is None else np.asarray(cross, dtype=np.float64), path.targets)
-    coef = path.coef
-    Ct = coef @ C  # C symmetric: (C t)ᵀ per row
-    quad = np.einsum("ltm,ltm->lt", coef, Ct) - 2.0 * np.einsum("ltn,nt->lt", coef, B)
-    l1 = np.abs(coef).sum(axis=2)
-    if cross is None:
-        err = np.diag(C)[path.targets][None, :] + quad
-    elif g_second_moment is not None:
-        err = np.asarray(g_second_moment, dtype=np.float64)[path.targets][None, :] + quad
-    else:
-        err = None
-    return {"quad": quad, "l1": l1, "err": err}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._covlasso_numba import DEN_EPS, SCHUR_RTOL
+from neudep_assets.lib.covlasso.numba_kernel import DEN_EPS, SCHUR_RTOL
 
 
 def solve_many_torch(C_np, B_np, excl_np, mus_np, tol, device, batch=None):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neudep_assets.lib import glyphs
+from neudep_assets.lib.data import glyph_catalog, glyph_renderer
 from neudep_assets.lib.config import DatasetConfig, stable_hash
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -47,11 +47,11 @@ class PreparedDataset:
 def prepare_dataset(cfg: DatasetConfig, root: Path, log=print) -> PreparedDataset:
     """Render (or find cached) glyph splits, or index the ImageFolder splits."""
     if cfg.kind == "glyphs":
-        paths = glyphs.build_splits(cfg.glyphs, root, log=log)
-        classes = glyphs.glyph_classes(cfg.glyphs)
-        counts = {split: int(len(glyphs.load_split(Path(p))[1])) for split, p in paths.items()}
+        paths = glyph_renderer.build_splits(cfg.glyphs, root, log=log)
+        classes = glyph_catalog.glyph_classes(cfg.glyphs)
+        counts = {split: int(len(glyph_renderer.load_split(Path(p))[1])) for split, p in paths.items()}
         return PreparedDataset(
-            dataset_id=glyphs.dataset_id(cfg.glyphs), kind="glyphs",
+            dataset_id=glyph_catalog.dataset_id(cfg.glyphs), kind="glyphs",
             class_names=tuple(f"{c.char} {c.name.lower()}" for c in classes),
             class_labels=tuple(c.char for c in classes),
             splits={k: str(v) for k, v in paths.items()}, counts=counts,
@@ -103,7 +103,7 @@ def load_images(ds: PreparedDataset, split: str) -> tuple[np.ndarray, np.ndarray
     """Images, labels and sample ids of a glyph split."""
     if split not in ds.splits:
         raise DatasetError(f"dataset {ds.dataset_id} has no split {split!r} (has {sorted(ds.splits)})")
-    images, labels = glyphs.load_split(Path(ds.splits[split]))
+    images, labels = glyph_renderer.load_split(Path(ds.splits[split]))
     ids = np.array([f"{split}/{i}" for i in range(len(labels))])
     return images, labels, ids
 

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from neudep_assets.lib import models
 from neudep_assets.lib.config import stable_hash
-from neudep_assets.lib.datasets import PreparedDataset, load_images
-from neudep_assets.lib.models import CheckpointError, ModelSpec
+from neudep_assets.lib.data import GlyphRenderer, PreparedDataset, glyph_classes, load_images
+from neudep_assets.lib.models import training
+from neudep_assets.lib.models.checkpoint_io import load_checkpoint, save_checkpoint, weights_sha256
+from neudep_assets.lib.models.logits import compute_logits, imagefolder_logits
+from neudep_assets.lib.models.timm_models import CheckpointError, create_model
+from neudep_assets.lib.specs import TRAIN_DEFAULTS, GlyphConfig, ModelSpec
 
 DEFAULT_MEAN, DEFAULT_STD = (0.5,), (0.5,)
 
@@ -37,7 +40,7 @@ class CheckpointInfo:
 
 def _describe(model, spec: ModelSpec, folder: Path, origin: str, source: str, **extra) -> CheckpointInfo:
     return CheckpointInfo(
-        model=spec.name, sha256=models.weights_sha256(folder), path=str(folder), origin=origin, source=source,
+        model=spec.name, sha256=weights_sha256(folder), path=str(folder), origin=origin, source=source,
         arch=getattr(model, "pretrained_cfg", {}).get("architecture") or spec.arch or "unknown",
         num_classes=int(model.num_classes), num_features=int(model.num_features),
         n_params=int(sum(p.numel() for p in model.parameters())), **extra,
@@ -54,21 +57,21 @@ def obtain_checkpoint(spec: ModelSpec, ds: PreparedDataset, root: Path, *, devic
     """Return the checkpoint of `spec` for dataset `ds`, training it first if the pipeline owns it."""
     if spec.checkpoint:
         folder = Path(spec.checkpoint)
-        model = models.load_checkpoint(folder, expected_num_classes=ds.n_classes)
+        model = load_checkpoint(folder, expected_num_classes=ds.n_classes)
         return _describe(model, spec, folder, "local", str(folder))
     if spec.pretrained:
         folder = root / "checkpoints" / spec.name / f"hub-{stable_hash(spec.arch, 12)}"
         if not (folder / "model.safetensors").is_file():
-            model = models.create_model(spec, num_classes=ds.n_classes, in_chans=3)
-            models.save_checkpoint(model, folder, model_args=spec.model_args)
-        model = models.load_checkpoint(folder, expected_num_classes=ds.n_classes)
+            model = create_model(spec, num_classes=ds.n_classes, in_chans=3)
+            save_checkpoint(model, folder, model_args=spec.model_args)
+        model = load_checkpoint(folder, expected_num_classes=ds.n_classes)
         return _describe(model, spec, folder, "hub", spec.arch or "")
 
     folder = trained_checkpoint_dir(spec, ds, root)
     meta_file = folder / "neudep_training.json"
     if (folder / "model.safetensors").is_file() and meta_file.is_file():
         log(f"{spec.name}: found trained checkpoint {folder}")
-        model = models.load_checkpoint(folder, expected_num_classes=ds.n_classes)
+        model = load_checkpoint(folder, expected_num_classes=ds.n_classes)
         meta = json.loads(meta_file.read_text())
         return _describe(model, spec, folder, "trained", "neudep", train_val_acc=meta.get("val_acc"),
                          train_seconds=meta.get("seconds"))
@@ -76,17 +79,15 @@ def obtain_checkpoint(spec: ModelSpec, ds: PreparedDataset, root: Path, *, devic
 
 
 def _train(spec: ModelSpec, ds: PreparedDataset, folder: Path, *, device: str, log) -> CheckpointInfo:
-    from neudep_assets.lib import glyphs, training
-
     if ds.kind != "glyphs":
         raise CheckpointError(f"model {spec.name}: training from scratch needs the glyph dataset")
-    gcfg = glyphs.GlyphConfig(**ds.params["glyphs"])
-    renderer = glyphs.GlyphRenderer.for_classes(glyphs.glyph_classes(gcfg), gcfg.image_size)
+    gcfg = GlyphConfig(**ds.params["glyphs"])
+    renderer = GlyphRenderer.for_classes(glyph_classes(gcfg), gcfg.image_size)
     train_x, train_y, _ = load_images(ds, "train")
     val_x, val_y, _ = load_images(ds, "val")
-    model = models.create_model(spec, num_classes=ds.n_classes, in_chans=1, mean=DEFAULT_MEAN, std=DEFAULT_STD,
+    model = create_model(spec, num_classes=ds.n_classes, in_chans=1, mean=DEFAULT_MEAN, std=DEFAULT_STD,
                                 img_size=gcfg.image_size)
-    t = {**training.TRAIN_DEFAULTS, **spec.train}
+    t = {**TRAIN_DEFAULTS, **spec.train}
     log(f"{spec.name}: training {spec.arch} on {len(train_y)} images of {ds.n_classes} classes: {t}")
     t0 = time.perf_counter()
     result = training.train_classifier(
@@ -95,24 +96,22 @@ def _train(spec: ModelSpec, ds: PreparedDataset, folder: Path, *, device: str, l
     seconds = time.perf_counter() - t0
     model.to("cpu")
     extra = {"val_acc": float(result["val_acc"]), "seconds": seconds, "dataset_id": ds.dataset_id}
-    models.save_checkpoint(model, folder, model_args=spec.model_args, extra={"neudep_training.json": extra})
+    save_checkpoint(model, folder, model_args=spec.model_args, extra={"neudep_training.json": extra})
     return _describe(model, spec, folder, "trained", "neudep", train_val_acc=extra["val_acc"], train_seconds=seconds)
 
 
 def split_logits(info: CheckpointInfo, ds: PreparedDataset, split: str, *, device: str = "cpu", batch_size: int = 512,
                  log=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Logits (float32), labels and sample ids of one split under one checkpoint."""
-    from neudep_assets.lib import logits as logits_lib
-
-    model = models.load_checkpoint(Path(info.path), expected_num_classes=ds.n_classes)
+    model = load_checkpoint(Path(info.path), expected_num_classes=ds.n_classes)
     if ds.kind == "glyphs":
         images, labels, ids = load_images(ds, split)
         cfg = model.pretrained_cfg
-        out = logits_lib.compute_logits(model, images, mean=cfg.get("mean", DEFAULT_MEAN),
+        out = compute_logits(model, images, mean=cfg.get("mean", DEFAULT_MEAN),
                                         std=cfg.get("std", DEFAULT_STD), batch_size=batch_size, device=device,
                                         log=log)
         return out, labels, ids
-    out, labels, ids, _ = logits_lib.imagefolder_logits(model, Path(ds.splits[split]), batch_size=batch_size,
+    out, labels, ids, _ = imagefolder_logits(model, Path(ds.splits[split]), batch_size=batch_size,
                                                         device=device, log=log)
     if split == "ood":
         labels = np.full_like(labels, -1)

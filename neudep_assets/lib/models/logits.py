@@ -2,7 +2,7 @@
 
 Logits are returned raw (float32, no centering or normalization: paper, Remark 1). Preprocessing is
 the model's own: images scaled to [0, 1] then ``(x - mean) / std`` with the mean/std of its
-``pretrained_cfg`` (config.json) — the same as in :mod:`neudep_assets.lib.training`.
+``pretrained_cfg`` (config.json) — the same as in :mod:`neudep_assets.lib.models.training`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+from neudep_assets.lib.data import IMAGE_EXTENSIONS
+from neudep_assets.lib.models.timm_models import model_data_config, model_in_chans, num_classes_of
 
 
 def pick_device(preferred: str | None = None) -> str:
@@ -57,8 +58,6 @@ class _Progress:
 
 def _model_input(model):
     """(in_chans, (H, W) or None when the model takes any size)."""
-    from .models import model_in_chans
-
     cfg = getattr(model, "pretrained_cfg", None) or {}
     in_chans = model_in_chans(model)
     size = None
@@ -116,8 +115,6 @@ def compute_logits(
             out.append(model(xb).float().cpu().numpy())
             progress.update(min(n, s + batch_size))
     if not out:
-        from .models import num_classes_of
-
         return np.zeros((0, num_classes_of(model)), dtype=np.float32)
     return np.concatenate(out).astype(np.float32, copy=False)
 
@@ -141,8 +138,6 @@ def imagefolder_logits(
     from PIL import Image
     from timm.data import create_transform
     from torchvision.datasets import ImageFolder
-
-    from .models import model_data_config
 
     root = Path(root)
     if not root.exists():

@@ -1,125 +1,30 @@
 """Train a timm classifier from scratch on the CPU (or a GPU when given one).
 
-AdamW with linear warm-up then cosine decay (per step), label smoothing, no weight decay on
-norms/biases/embeddings. Images arrive as uint8 (fixed set) or come from a ``sampler`` that draws
+AdamW (timm's optimizer factory: no weight decay on norms/biases/embeddings) with timm's cosine
+schedule after a linear warm-up (per step), label smoothing. Images arrive as uint8 (fixed set) or come from a ``sampler`` that draws
 fresh samples every epoch (the glyph renderer). Inputs are scaled to [0, 1] and normalized with
-``(x - mean) / std``: the same preprocessing as :func:`neudep_assets.lib.logits.compute_logits`.
+``(x - mean) / std``: the same preprocessing as :func:`neudep_assets.lib.models.logits.compute_logits`.
 Deterministic for a given seed on the CPU.
 """
 from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-# every key a spec's ``train:`` block may hold, with its default
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "epochs": 10,
-    "lr": 2e-3,
-    "batch_size": 128,
-    "weight_decay": 0.05,
-    "seed": 0,
-    "label_smoothing": 0.1,
-    "warmup_epochs": 1.0,
-    "min_lr_ratio": 0.0,
-    "grad_clip": None,
-    "augment": "none",
-    "eval_every": 1,
-    "fresh_samples": True,
-}
-_AUGMENTS = ("none", "shift")
+from neudep_assets.lib.models.logits import compute_logits
+from neudep_assets.lib.specs import AUGMENTS
 
-_INT_KEYS = ("epochs", "batch_size", "seed", "eval_every")
-_FLOAT_KEYS = ("lr", "weight_decay", "label_smoothing", "warmup_epochs", "min_lr_ratio", "grad_clip")
-
-
-def validate_train_config(train: Mapping[str, Any], *, where: str = "train") -> dict:
-    """Check a ``train:`` block (unknown keys, types, ranges); returns it as a plain dict."""
-    out: dict[str, Any] = {}
-    unknown = sorted(str(k) for k in train if k not in TRAIN_DEFAULTS)
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown train setting(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(TRAIN_DEFAULTS)}"
-        )
-    for k, v in train.items():
-        if k in _INT_KEYS:
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ValueError(f"{where}: train.{k} must be an integer, got {v!r}")
-            v = int(v)
-            if k != "seed" and v < 1:
-                raise ValueError(f"{where}: train.{k} must be >= 1, got {v}")
-        elif k in _FLOAT_KEYS:
-            if v is None and k == "grad_clip":
-                out[k] = None
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
-                raise ValueError(f"{where}: train.{k} must be a number, got {v!r}")
-            v = float(v)
-            if not math.isfinite(v) or v < 0 or (k in ("lr", "grad_clip") and v == 0):
-                raise ValueError(f"{where}: train.{k} out of range: {v}")
-            if k in ("label_smoothing", "min_lr_ratio") and v >= 1:
-                raise ValueError(f"{where}: train.{k} must be < 1, got {v}")
-        elif k == "fresh_samples":
-            if not isinstance(v, bool):
-                raise ValueError(f"{where}: train.fresh_samples must be true or false, got {v!r}")
-        elif k == "augment":
-            if v is None:
-                v = "none"
-            if v not in _AUGMENTS:
-                raise ValueError(f"{where}: train.augment must be one of {_AUGMENTS}, got {v!r}")
-        out[k] = v
-    return out
-
-
-def resolve_train_config(train: Mapping[str, Any] | None) -> dict:
-    """Defaults overlaid with a validated ``train:`` block: the kwargs for :func:`train_classifier`."""
-    return {**TRAIN_DEFAULTS, **validate_train_config(train or {})}
-
-
-def _lr_at(step: int, total: int, warmup: int, base: float, min_ratio: float) -> float:
-    if warmup > 0 and step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
-
-
-def _param_groups(model, weight_decay: float):
-    decay, no_decay = [], []
-    skip = set()
-    if hasattr(model, "no_weight_decay"):
-        try:
-            skip = set(model.no_weight_decay())
-        except Exception:
-            skip = set()
-    for n, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if p.ndim <= 1 or n in skip or n.endswith(".bias"):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _shift(x, g, max_shift: int = 2):
-    """Random integer translation by up to ``max_shift`` px per sample, border-replicated."""
+def _shift(x, max_shift: int = 2):
+    """Random integer translation by up to ``max_shift`` px per sample, border-replicated
+    (torchvision's RandomCrop with edge padding, drawn per sample from torch's seeded generator)."""
     import torch
-    import torch.nn.functional as F
+    from torchvision.transforms import v2
 
-    b, c, h, w = x.shape
-    p = max_shift
-    xp = F.pad(x, (p, p, p, p), mode="replicate")
-    dx = torch.randint(0, 2 * p + 1, (b,), generator=g)
-    dy = torch.randint(0, 2 * p + 1, (b,), generator=g)
-    rows = (dy[:, None] + torch.arange(h)[None, :])  # (b, h)
-    cols = (dx[:, None] + torch.arange(w)[None, :])  # (b, w)
-    idx_r = rows[:, None, :, None].expand(b, c, h, w + 2 * p)
-    xr = torch.gather(xp, 2, idx_r.to(x.device))
-    idx_c = cols[:, None, None, :].expand(b, c, h, w)
-    return torch.gather(xr, 3, idx_c.to(x.device))
+    crop = v2.RandomCrop(tuple(x.shape[-2:]), padding=max_shift, padding_mode="edge")
+    return torch.stack([crop(img) for img in x])
 
 
 def _as_float_images(images: np.ndarray):
@@ -145,8 +50,6 @@ def _to_unit(xb):
 def evaluate(model, images: np.ndarray, labels: np.ndarray, *, mean, std, batch_size: int = 512,
              device: str = "cpu") -> float:
     """Top-1 accuracy of ``model`` on uint8 images (same preprocessing as training)."""
-    from .logits import compute_logits
-
     logits = compute_logits(model, images, mean=mean, std=std, batch_size=batch_size, device=device)
     return float((logits.argmax(1) == np.asarray(labels)).mean()) if len(labels) else float("nan")
 
@@ -187,10 +90,12 @@ def train_classifier(
     """
     import torch
     import torch.nn.functional as F
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import CosineLRScheduler
 
     log = log or (lambda *_a, **_k: None)
-    if augment not in _AUGMENTS:
-        raise ValueError(f"augment must be one of {_AUGMENTS}, got {augment!r}")
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
     if not fresh_samples:
         sampler = None
     labels_all = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
@@ -210,13 +115,17 @@ def train_classifier(
     torch.manual_seed(seed)  # drop-path / dropout inside the model
     g = torch.Generator().manual_seed(int(seed))
     model.to(device)
-    opt = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.999))
+    # timm's factory: AdamW, no weight decay on norms / biases / model.no_weight_decay()
+    opt = create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999))
     batch_size = max(1, min(int(batch_size), n))
     steps_per_epoch = -(-n // batch_size)
     if steps_per_epoch > 1 and n % batch_size == 1:
         steps_per_epoch -= 1  # a batch of one breaks batch norm
     total = steps_per_epoch * epochs
     warmup = int(round(warmup_epochs * steps_per_epoch))
+    # timm's cosine schedule per step: linear warm-up to lr, then cosine down to min_lr_ratio·lr
+    sched = CosineLRScheduler(opt, t_initial=max(1, total - warmup), lr_min=lr * min_lr_ratio, warmup_t=warmup,
+                              warmup_lr_init=lr / max(1, warmup), warmup_prefix=True, t_in_epochs=False)
     mean_t = torch.tensor(list(mean), dtype=torch.float32, device=device).view(1, -1, 1, 1)
     std_t = torch.tensor(list(std), dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
@@ -240,12 +149,11 @@ def train_classifier(
             else:
                 xb = _to_unit(images_all[idx])
             if augment == "shift":
-                xb = _shift(xb, g)
+                xb = _shift(xb)
             xb = xb.to(device, non_blocking=True)
             yb_d = yb.to(device, non_blocking=True)
             xb = (xb - mean_t) / std_t
-            for group in opt.param_groups:
-                group["lr"] = _lr_at(step, total, warmup, lr, min_lr_ratio)
+            sched.step_update(step)
             out = model(xb)
             loss = F.cross_entropy(out, yb_d, label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)

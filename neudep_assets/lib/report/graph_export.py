@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import pandas as pd
+
+from neudep_assets.lib.store import atomic_write
 
 EDGE_KEYS = ("source_model", "source_class", "target_model", "target_class", "coef")
 NODE_KEYS = ("model", "class_index", "name")
@@ -108,21 +108,12 @@ def write_graph(G: nx.DiGraph, path: Path, fmt: str = "graphml") -> Path:
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown graph format {fmt!r}; use one of {list(FORMATS)}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if fmt == "graphml":
-                nx.write_graphml(G, fh, named_key_ids=True)
-            else:
-                data = nx.node_link_data(G, edges="edges")
-                fh.write(json.dumps(data, default=_json_default, ensure_ascii=False, indent=1).encode("utf-8"))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    def write(fh) -> None:
+        if fmt == "graphml":
+            nx.write_graphml(G, fh, named_key_ids=True)
+        else:
+            data = nx.node_link_data(G, edges="edges")
+            fh.write(json.dumps(data, default=_json_default, ensure_ascii=False, indent=1).encode("utf-8"))
+
+    atomic_write(Path(path), write)
     return path

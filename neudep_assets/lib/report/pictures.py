@@ -1,14 +1,17 @@
-"""Turning stored results into pictures and graph files (the paper's Fig. 2, GraphML / JSON)."""
+"""Turning results into pictures and graph files (the paper's Fig. 2 and Fig. 3, GraphML / JSON)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from neudep_assets.lib import plots
-from neudep_assets.lib.datasets import PreparedDataset, class_examples
-from neudep_assets.lib.graph_export import dependency_graph, write_graph
+from neudep_assets.lib.analysis import theory
+from neudep_assets.lib.analysis.dependencies import DependencyAnalysis
+from neudep_assets.lib.data import PreparedDataset, class_examples
+from neudep_assets.lib.report import plots
+from neudep_assets.lib.report.graph_export import dependency_graph, write_graph
 
 
 def star_pictures(edges: pd.DataFrame, per_target: pd.DataFrame, ds: PreparedDataset, lambda_index: int,
@@ -47,3 +50,11 @@ def write_dependency_graph(lineage: pd.DataFrame, classes: pd.DataFrame, path: P
         raise ValueError(f"the selection spans {lineage['dependency_run_id'].nunique()} analyses "
                          "(several checkpoints?); pass --run to choose one")
     return write_graph(graph_of(lineage, classes), path, fmt)
+
+
+def fig3_png(C: np.ndarray, res: DependencyAnalysis, target_class: int, lambda_index: int, *, title: str,
+             cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None) -> bytes:
+    """The paper's Fig. 3 for one target and λ: covariance ratio against |θ_j|, with λ/λ_max."""
+    pos = int(np.flatnonzero(np.asarray(res.path.targets) == target_class)[0])
+    df = theory.fig3_data(C, res.path, pos, lambda_index, cross=cross, target_second_moment=target_second_moment)
+    return plots.fig3_plot(df, title=title)

@@ -140,7 +140,7 @@ def star_plot(target_label: str, sources: list[tuple[str, float]], *, target_ima
 
 def fig3_plot(df, *, title: str = "") -> bytes:
     """|E f_i f_j| / max_s |E f_i f_s| (x) against |θ_j| (y) for one target and λ (the data of
-    :func:`neudep_assets.lib.theory.fig3_data`), with Conjecture 1's bar λ/λ_max as a vertical line:
+    :func:`neudep_assets.lib.analysis.theory.fig3_data`), with Conjecture 1's bar λ/λ_max as a vertical line:
     sources left of it should have θ_j = 0; those that do not are drawn in orange."""
     x = np.asarray(df["corr_ratio"], dtype=float)
     y = np.abs(np.asarray(df["coef"], dtype=float))
@@ -199,7 +199,7 @@ def sparsity_plot(metrics_df, *, max_sources: int = 10, max_rel_err: float = 0.2
     """Per λ: the share of target classes with a dependency (any source; and 1–``max_sources``
     sources with Rel Err ≤ ``max_rel_err``), the median number of sources and the median Rel Err.
     ``metrics_df`` has one row per (lambda_index, target) with n_sources and rel_err (as
-    :func:`neudep_assets.lib.metrics.table1_metrics` returns); a lambda_rel / lambda column, if
+    :func:`neudep_assets.lib.analysis.table1.table1_metrics` returns); a lambda_rel / lambda column, if
     present, labels the x axis."""
     idx, xs, xlabel, logx = _lambda_axis(metrics_df)
     g = metrics_df.groupby("lambda_index")

@@ -1,0 +1,134 @@
+"""The house rules of neudep_assets/lib: no Dagster, no import cycle, layers import one way, and the
+config is pure data (importing it loads no torch)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LIB = Path(__file__).resolve().parents[1] / "neudep_assets" / "lib"
+PKG = "neudep_assets.lib"
+
+# what each part of lib/ may not import (the layers of neudep_assets/lib/__init__.py)
+FORBIDDEN = {
+    "specs": {"config", "store", "data", "models", "covlasso", "analysis", "report"},
+    "config": {"store", "data", "models", "covlasso", "analysis", "report"},
+    "store": {"config", "data", "models", "covlasso", "analysis", "report"},
+    "data": {"models", "covlasso", "analysis", "report"},
+    "models": {"covlasso", "analysis", "report"},
+    "covlasso": {"data", "models", "analysis", "report"},
+    "analysis": {"models", "report"},
+    "report": {"models"},
+}
+
+
+def _module_name(path: Path, root: Path, pkg: str) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join([pkg, *parts])
+
+
+def import_graph(root: Path = LIB, pkg: str = PKG) -> dict[str, set[str]]:
+    """Module → the modules of `pkg` it imports, anywhere in its body (function-level imports too).
+    `from a.b import c` is an edge to a.b.c when c is a module, else to a.b."""
+    files = {_module_name(p, root, pkg): p for p in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {m: set() for m in files}
+    for mod, path in files.items():
+        is_pkg = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative import
+                    anchor = mod.split(".") if is_pkg else mod.split(".")[:-1]
+                    anchor = anchor[:len(anchor) - (node.level - 1)]
+                    base = ".".join(anchor + ([base] if base else []))
+                for a in node.names:
+                    full = f"{base}.{a.name}"
+                    targets.append(full if full in files else base)
+            for t in targets:
+                if t == pkg or t.startswith(pkg + "."):
+                    graph[mod].add(t)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of the graph, or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> list[str] | None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph.get(m, ())):
+            if state.get(n) == 1:
+                return stack[stack.index(n):] + [n]
+            if n not in state and (c := visit(n)):
+                return c
+        stack.pop()
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (c := visit(m)):
+            return c
+    return None
+
+
+def _part(mod: str) -> str:
+    rest = mod[len(PKG) + 1:]
+    return rest.split(".")[0] if rest else ""
+
+
+def test_lib_has_no_import_cycle():
+    assert find_cycle(import_graph()) is None
+
+
+def test_lib_layers_import_one_way():
+    bad = [(m, t) for m, ts in import_graph().items() for t in ts
+           if _part(t) in FORBIDDEN.get(_part(m), set()) - {_part(m)}]
+    assert not bad, f"imports against the layers: {bad}"
+
+
+def test_lib_never_imports_dagster():
+    offenders = []
+    for path in LIB.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(LIB)}: {n}" for n in names if n.split(".")[0].startswith("dagster")]
+    assert not offenders
+
+
+def test_config_import_loads_no_torch():
+    code = ("import sys; import neudep_assets.lib.config, neudep_assets.lib.specs; "
+            "print(sorted(m for m in ('torch', 'timm', 'dagster', 'numba') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_the_checks_can_fail(tmp_path):
+    """The cycle finder and the graph builder see a cycle hidden in a function-level import."""
+    pkg = tmp_path / "toy"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from toy import b\n")
+    (pkg / "b.py").write_text("def f():\n    from toy.a import x\n")
+    g = import_graph(pkg, "toy")
+    assert g["toy.a"] == {"toy.b"} and g["toy.b"] == {"toy.a"}
+    assert find_cycle(g) == ["toy.a", "toy.b", "toy.a"]
+
+
+@pytest.mark.parametrize("limit", [420])
+def test_modules_stay_small(limit):
+    """No module over ≈ 400 lines, but the numba kernel (one algorithm)."""
+    big = {str(p.relative_to(LIB)): n for p in LIB.rglob("*.py")
+           if (n := len(p.read_text().splitlines())) > limit and p.name != "numba_kernel.py"}
+    assert not big
