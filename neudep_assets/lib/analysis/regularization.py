@@ -1,0 +1,110 @@
+"""§3.3, the dependency regularizer: which pairs to cut, and the Table-3 readings (OOD AUPR).
+
+The regularized fine-tune itself needs the models (``neudep_assets.lib.models.finetune``)."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+import pandas as pd
+
+from neudep_assets.lib.config import ConfigError
+
+
+def resolve_pairs(pairs, class_names: list[str]) -> list[tuple[int, int]]:
+    """Class names (exact, or case-insensitive) → indices; refused naming `regularization.pairs[k]`."""
+    lower = {n.lower(): i for i, n in enumerate(class_names)}
+    out = []
+    for k, pair in enumerate(pairs):
+        idx = []
+        for name in pair:
+            i = lower.get(str(name).lower())
+            if i is None:
+                raise ConfigError(f"regularization.pairs[{k}]: no class named {name!r} in the dataset")
+            idx.append(i)
+        if idx[0] == idx[1]:
+            raise ConfigError(f"regularization.pairs[{k}] names the same class twice: {pair[0]!r}")
+        out.append((idx[0], idx[1]))
+    return out
+
+
+def glyph_letter(char: str) -> tuple[str, str]:
+    """(script, base letter) of a glyph: the first word of its Unicode name and the name of its
+    canonical decomposition's first character, without case (é → ('LATIN', 'E'))."""
+    base = unicodedata.normalize("NFD", char)[:1] or char
+    name = unicodedata.name(base, "")
+    words = name.split()
+    script = words[0] if words else "UNKNOWN"
+    letter = words[-1] if words else char
+    return script, letter
+
+
+def unrelated_glyphs(a: str, b: str) -> tuple[bool, str]:
+    """Would a human not relate glyphs ``a`` and ``b``? Different scripts and different base letters."""
+    (sa, la), (sb, lb) = glyph_letter(a), glyph_letter(b)
+    if sa == sb:
+        return False, f"same script ({sa})"
+    if la == lb:
+        return False, f"same base letter ({la})"
+    return True, f"different scripts ({sa} vs {sb}) and base letters ({la} vs {lb})"
+
+
+def choose_pairs(edges: pd.DataFrame, class_labels: list[str], class_names: list[str], dataset_kind: str,
+                 n_pairs: int) -> list[dict]:
+    """The ``n_pairs`` strongest within-model dependencies (largest |coef|; each unordered pair once)
+    between classes a human would not relate, with why each was chosen.
+
+    ``edges``: target_class, source_class, coef of one analysis at one λ. Glyphs: different scripts and
+    different base letters (Unicode names and decompositions). Other datasets: timm's ImageNet info
+    holds synsets but no WordNet hierarchy, so the strongest dependencies are taken, and the reason says so.
+    """
+    if edges.empty:
+        raise ConfigError("regularization.pairs is empty and the model has no dependency at regularization.lambda_rel "
+                          "to choose from; name the pairs in regularization.pairs")
+    e = edges.assign(strength=edges["coef"].abs()).sort_values("strength", ascending=False, kind="stable")
+    chosen, seen = [], set()
+    for row in e.itertuples():
+        i, j = int(row.target_class), int(row.source_class)
+        key = (min(i, j), max(i, j))
+        if key in seen:
+            continue
+        seen.add(key)
+        if dataset_kind == "glyphs":
+            ok, why = unrelated_glyphs(class_labels[i], class_labels[j])
+            if not ok:
+                continue
+            reason = f"rank {len(seen)} by |coef| = {row.strength:.3g}; {why}"
+        else:
+            reason = (f"rank {len(seen)} by |coef| = {row.strength:.3g}; no WordNet hierarchy in timm's synset info, "
+                      "so the strongest dependency")
+        chosen.append({"class_a": i, "class_b": j, "name_a": class_names[i], "name_b": class_names[j],
+                       "coef": float(row.coef), "reason": reason})
+        if len(chosen) == n_pairs:
+            break
+    if not chosen:
+        raise ConfigError("regularization: no dependency between unrelated classes at regularization.lambda_rel; "
+                          "name the pairs in regularization.pairs")
+    return chosen
+
+
+def ood_aupr(in_logits: np.ndarray, ood_logits: np.ndarray) -> float:
+    """AUPR of OOD detection: the ood samples are the positives, the score is −max softmax
+    (scikit-learn's ``average_precision_score``)."""
+    from scipy.special import softmax
+    from sklearn.metrics import average_precision_score
+
+    if len(ood_logits) == 0 or len(in_logits) == 0:
+        return float("nan")
+    score = -np.concatenate([softmax(np.asarray(in_logits, np.float64), axis=1).max(1),
+                             softmax(np.asarray(ood_logits, np.float64), axis=1).max(1)])
+    truth = np.concatenate([np.zeros(len(in_logits)), np.ones(len(ood_logits))])
+    return float(average_precision_score(truth, score))
+
+
+def check_ood_disjoint(ood_classes: list[str], train_classes: list[str], where: str) -> None:
+    """Refuse an ood split whose class folders are also training classes (they would not be OOD)."""
+    shared = sorted(set(ood_classes) & set(train_classes))
+    if shared:
+        raise ConfigError(f"{where}: the ood split shares {len(shared)} class(es) with the training classes "
+                          f"(e.g. {shared[:3]}); OOD images must be of no training class")
