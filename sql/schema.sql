@@ -36,3 +36,9 @@ JOIN dependency_runs r USING (dependency_run_id, lambda_index)
 JOIN dependency_metrics m USING (dependency_run_id, lambda_index, target_class)
 LEFT JOIN classes tc ON tc.dataset_id = r.dataset_id AND tc.class_index = d.target_class
 LEFT JOIN classes sc ON sc.dataset_id = r.dataset_id AND sc.class_index = d.source_class;
+
+-- §3.2 / §3.3 (new categories from old logits; regularized checkpoints)
+CREATE OR REPLACE VIEW incremental_results    AS SELECT * FROM read_parquet('{{STORE}}/incremental_results/*.parquet', union_by_name = true);
+CREATE OR REPLACE VIEW derived_models         AS SELECT * FROM read_parquet('{{STORE}}/derived_models/*.parquet', union_by_name = true);
+CREATE OR REPLACE VIEW regularization_pairs   AS SELECT * FROM read_parquet('{{STORE}}/regularization_pairs/*.parquet', union_by_name = true);
+CREATE OR REPLACE VIEW regularization_results AS SELECT * FROM read_parquet('{{STORE}}/regularization_results/*.parquet', union_by_name = true);

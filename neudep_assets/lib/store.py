@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the §3.2 / §3.3 tables
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
@@ -64,6 +64,24 @@ TABLES: dict[str, pa.Schema] = {
                               ("rank", _I), ("eq5_violations", _I), ("eq5_max_violation", _F)],
         "comparisons": [("comparison_id", _S), ("kind", _S), ("model", _S), ("source_model", _S),
                         ("lambda_rel", _F), ("metric", _S), ("value", _F), ("detail", _S)],
+        # §3.2 / §3.3: new categories from old logits, regularized checkpoints
+        "incremental_results": [("result_id", _S), ("model", _S), ("checkpoint_sha256", _S), ("dataset_id", _S),
+                                ("setting", _S), ("split_seed", _I), ("seed", _I), ("method", _S),
+                                ("base_origin", _S), ("base_checkpoint_sha256", _S), ("baseline_checkpoint_sha256", _S),
+                                ("n_base", _I), ("n_new", _I), ("l1", _F), ("overall_acc", _F), ("base_acc", _F),
+                                ("new_acc", _F), ("pos_neg_acc", _F), ("epoch_seconds", _F),
+                                ("baseline_epoch_seconds", _F), ("time_ratio", _F), ("dependency_run_id", _S),
+                                ("config_json", _S)],
+        "derived_models": [("model", _S), ("parent_model", _S), ("parent_sha256", _S), ("role", _S), ("alpha", _F),
+                           ("seed", _I), ("pairs_json", _S), ("checkpoint_sha256", _S), ("path", _S),
+                           ("val_acc", _F), ("config_json", _S)],
+        "regularization_pairs": [("model", _S), ("parent_sha256", _S), ("pair_index", _I), ("class_a", _I),
+                                 ("class_b", _I), ("name_a", _S), ("name_b", _S), ("coef", _F), ("reason", _S),
+                                 ("logit_gauge", _S), ("lambda_rel", _F), ("dependency_run_id", _S)],
+        "regularization_results": [("result_id", _S), ("parent_model", _S), ("parent_sha256", _S), ("model", _S),
+                                   ("role", _S), ("seed", _I), ("alpha", _F), ("checkpoint_sha256", _S),
+                                   ("accuracy", _F), ("ood_aupr", _F), ("lambda_rel", _F), ("logit_gauge", _S),
+                                   ("dependency_run_id", _S)],
     }.items()
 }
 

@@ -150,11 +150,17 @@ def theta_edges(theta: np.ndarray, split: ClassSplit, tol: float = 0.0) -> "pd.D
                          "source_class": split.base[src].astype(np.int64), "coef": theta[src, tgt].astype(float)})
 
 
-def mean_std(df, by: list[str], cols: list[str]):
-    """Mean and sample std over seeds of each column, as 'mean ± std' strings plus numeric columns."""
-    g = df.groupby(by, sort=False)[cols]
-    m, s = g.mean(), g.std(ddof=1).fillna(0.0)
-    out = m.copy()
-    for c in cols:
-        out[c] = [f"{a:.4g} ± {b:.2g}" for a, b in zip(m[c], s[c])]
-    return out.reset_index()
+def theta_targets(theta: np.ndarray, full_logits: np.ndarray, labels: np.ndarray, split: ClassSplit, *,
+                  l1: float, orig_acc: float) -> "pd.DataFrame":
+    """Per new class of a Θ-head, in the dependency_metrics layout: sources (nonzero Θ entries), the
+    head's overall accuracy beside the all-class model's, and the class's own recall (Pos Acc)."""
+    import pandas as pd
+
+    y = local_labels(labels, split)
+    pred = np.asarray(full_logits).argmax(1)
+    nb, known = len(split.base), y >= 0
+    return pd.DataFrame([{
+        "lambda_index": 0, "target_class": int(c), "lambda_abs": float(l1), "n_sources": int((theta[:, k] != 0).sum()),
+        "acc": float((pred[known] == y[known]).mean()), "orig_acc": float(orig_acc),
+        "pos_acc": float((pred[y == nb + k] == nb + k).mean()) if (y == nb + k).any() else float("nan"),
+        "n_pos": int((y == nb + k).sum())} for k, c in enumerate(split.new)])

@@ -30,14 +30,14 @@ def resolve_pairs(pairs, class_names: list[str]) -> list[tuple[int, int]]:
 
 
 def glyph_letter(char: str) -> tuple[str, str]:
-    """(script, base letter) of a glyph: the first word of its Unicode name and the name of its
-    canonical decomposition's first character, without case (é → ('LATIN', 'E'))."""
+    """(script, base letter) of a glyph: the project's script grouping (``script_of``: the script of a
+    letter, else DIGIT / NUMBER / SYMBOL-… / PUNCTUATION) of its canonical decomposition's first
+    character, and the last word of that character's Unicode name (é → ('LATIN', 'E'), ⇘ → ('SYMBOL-Sm', 'ARROW'))."""
+    from neudep_assets.lib.data.glyph_catalog import script_of
+
     base = unicodedata.normalize("NFD", char)[:1] or char
-    name = unicodedata.name(base, "")
-    words = name.split()
-    script = words[0] if words else "UNKNOWN"
-    letter = words[-1] if words else char
-    return script, letter
+    words = unicodedata.name(base, "").split()
+    return script_of(ord(base)), (words[-1] if words else base)
 
 
 def unrelated_glyphs(a: str, b: str) -> tuple[bool, str]:
@@ -100,6 +100,14 @@ def ood_aupr(in_logits: np.ndarray, ood_logits: np.ndarray) -> float:
                              softmax(np.asarray(ood_logits, np.float64), axis=1).max(1)])
     truth = np.concatenate([np.zeros(len(in_logits)), np.ones(len(ood_logits))])
     return float(average_precision_score(truth, score))
+
+
+def child_readings(val_logits: np.ndarray, val_labels: np.ndarray, ood_logits: np.ndarray | None) -> dict:
+    """Table 3's accuracy (val, top-1) and OOD AUPR of one checkpoint."""
+    keep = np.asarray(val_labels) >= 0
+    acc = float((np.asarray(val_logits)[keep].argmax(1) == np.asarray(val_labels)[keep]).mean())
+    aupr = ood_aupr(np.asarray(val_logits)[keep], ood_logits) if ood_logits is not None else float("nan")
+    return {"accuracy": acc, "ood_aupr": aupr}
 
 
 def check_ood_disjoint(ood_classes: list[str], train_classes: list[str], where: str) -> None:

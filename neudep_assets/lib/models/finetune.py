@@ -210,3 +210,13 @@ def finetune_checkpoint(parent: CheckpointInfo, ds: PreparedDataset, folder: Pat
         cfg = read_checkpoint_config(Path(parent.path))
         save_checkpoint(model, folder, model_args=cfg.get("model_args") or {}, extra={META: meta})
     return json.loads((folder / META).read_text())
+
+
+def derived_checkpoint(store, name: str, num_classes: int) -> tuple[CheckpointInfo, dict] | None:
+    """The current checkpoint of a derived model (a fine-tuned child registered in the store's
+    `derived_models` by `regularized_checkpoints`), with its row; None when ``name`` is none."""
+    if not store.has("derived_models", name):
+        return None
+    row = store.read("derived_models", name).iloc[0].to_dict()
+    return describe(Path(row["path"]), model=name, origin=row["role"], source=row["parent_sha256"],
+                    num_classes=num_classes), row
