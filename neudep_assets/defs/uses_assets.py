@@ -250,10 +250,10 @@ def regularized_checkpoints(context: dg.AssetExecutionContext, neudep: Neudep, d
             store.write("derived_models", child, [{
                 "model": child, "parent_model": name, "parent_sha256": info.sha256, "role": origin, "alpha": alpha,
                 "seed": seed, "pairs_json": json.dumps(cut), "checkpoint_sha256": child_info.sha256,
-                "path": str(folder), "val_acc": meta.get("val_acc"), "config_json": stable_json(settings)}],
+                "path": str(folder), "config_json": stable_json(settings)}],
                 run_id=context.run.run_id, code_version=REGULARIZED_CODE_VERSION)
         children.append({"model": child, "role": origin, "seed": seed, "alpha": alpha, "sha256": child_info.sha256,
-                         "val_acc": meta.get("val_acc"), "pair_term_first": meta.get("penalty_first"),
+                         "pair_term_first": meta.get("penalty_first"),
                          "pair_term_last": meta.get("penalty_last"), "steps": meta.get("steps")})
     known = set(context.instance.get_dynamic_partitions(models_partitions.name))
     new = [c["model"] for c in children if c["model"] not in known]

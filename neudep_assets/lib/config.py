@@ -65,6 +65,16 @@ BASE_OPTIONS = ("auto", "retrain", "truncate")
 LOGIT_GAUGES = ("raw", "centered")
 
 
+def split_sizes(n_classes: int, setting: str, where: str = "") -> tuple[int, int]:
+    """(base, new) class counts of a §3.2 split setting; refused naming `incremental.splits` when a side is empty."""
+    frac = INCREMENTAL_SPLITS[setting]
+    n_new = 1 if frac is None else int(round(frac * n_classes))
+    if n_new < 1 or n_new >= n_classes:
+        raise ConfigError(f"{where + ': ' if where else ''}incremental.splits: split {setting!r} of {n_classes} classes "
+                          f"leaves {'no new' if n_new < 1 else 'no base'} class; use more classes or another split")
+    return n_classes - n_new, n_new
+
+
 def _check_number(where: str, key: str, value, *, lo: float, lo_open: bool = False, integer: bool = False) -> None:
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type or value < lo or (lo_open and value == lo):
@@ -271,6 +281,9 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
         raise ConfigError(f"{where}: device must be auto, cpu, cuda or mps, got {device!r}")
     incremental = _uses_section(raw, "incremental", IncrementalConfig, where)
     incremental.validate(str(where), tuple(names))
+    if incremental.models and kind == "glyphs":
+        for setting in incremental.splits:
+            split_sizes(glyphs.n_classes, setting, str(where))
     regularization = _uses_section(raw, "regularization", RegularizationConfig, where)
     regularization.validate(str(where), tuple(names), tuple(dependencies.lambdas))
     taken = set(names)

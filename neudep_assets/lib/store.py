@@ -74,7 +74,7 @@ TABLES: dict[str, pa.Schema] = {
                                 ("config_json", _S)],
         "derived_models": [("model", _S), ("parent_model", _S), ("parent_sha256", _S), ("role", _S), ("alpha", _F),
                            ("seed", _I), ("pairs_json", _S), ("checkpoint_sha256", _S), ("path", _S),
-                           ("val_acc", _F), ("config_json", _S)],
+                           ("config_json", _S)],
         "regularization_pairs": [("model", _S), ("parent_sha256", _S), ("pair_index", _I), ("class_a", _I),
                                  ("class_b", _I), ("name_a", _S), ("name_b", _S), ("coef", _F), ("reason", _S),
                                  ("logit_gauge", _S), ("lambda_rel", _F), ("dependency_run_id", _S)],

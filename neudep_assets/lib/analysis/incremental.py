@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neudep_assets.lib.config import INCREMENTAL_SPLITS, ConfigError
+from neudep_assets.lib.config import INCREMENTAL_SPLITS, ConfigError, split_sizes
 
 
 class SplitError(ConfigError):
@@ -43,11 +43,7 @@ def choose_split(n_classes: int, setting: str, seed: int, train_labels: np.ndarr
     class when it has no training sample (nothing could learn it)."""
     if setting not in INCREMENTAL_SPLITS:
         raise SplitError(f"incremental.splits: unknown split {setting!r} (known: {sorted(INCREMENTAL_SPLITS)})")
-    frac = INCREMENTAL_SPLITS[setting]
-    n_new = 1 if frac is None else int(round(frac * n_classes))
-    if n_new < 1 or n_new >= n_classes:
-        raise SplitError(f"incremental.splits: split {setting!r} of {n_classes} classes leaves "
-                         f"{'no new' if n_new < 1 else 'no base'} class; use more classes or another split")
+    _, n_new = split_sizes(n_classes, setting)
     if train_labels is not None:
         counts = np.bincount(np.asarray(train_labels)[np.asarray(train_labels) >= 0], minlength=n_classes)
         empty = np.flatnonzero(counts == 0)

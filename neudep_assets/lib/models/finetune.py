@@ -13,6 +13,7 @@ parent, classes and settings.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -111,9 +112,10 @@ def truncated_checkpoint(parent: CheckpointInfo, base: np.ndarray, root: Path) -
             new.weight.copy_(w)
             if b is not None:
                 new.bias.copy_(b)
-        cfg = read_checkpoint_config(Path(parent.path))
+        args = {k: v for k, v in (read_checkpoint_config(Path(parent.path)).get("model_args") or {}).items()
+                if k != "num_classes"}
         meta = {"parent_sha256": parent.sha256, "base_classes": base.tolist(), "seconds": 0.0}
-        save_checkpoint(model, folder, model_args=cfg.get("model_args") or {}, extra={META: meta})
+        save_checkpoint(model, folder, model_args=args, extra={META: meta})
     return describe(folder, model=f"{parent.model}.base", origin="base-truncated", source=parent.sha256,
                     num_classes=len(base)), json.loads((folder / META).read_text())
 
@@ -152,60 +154,87 @@ def pair_penalty(logits, pairs: Sequence[tuple[int, int]], gauge: str = "raw"):
     return (f[:, i] * f[:, j]).mean(0).abs().sum()
 
 
+def _open_image(path: str, mode: str):
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        return Image.open(f).convert(mode)
+
+
+def _batches(model, ds: PreparedDataset, g, *, epochs: int, batch_size: int, device: str):
+    """Training batches (normalized images, labels) in a seeded order: fresh glyph renderings, or an
+    ImageFolder's train split through timm's eval transform for the model (no augmentation)."""
+    import torch
+
+    if ds.kind == "glyphs":
+        gcfg = GlyphConfig(**ds.params["glyphs"])
+        renderer = GlyphRenderer.for_classes(glyph_classes(gcfg), gcfg.image_size)
+        labels = torch.as_tensor(load_images(ds, "train")[1], dtype=torch.long)
+        cfg = model.pretrained_cfg
+        mean = torch.tensor(cfg.get("mean", DEFAULT_MEAN), device=device).view(1, -1, 1, 1)
+        std = torch.tensor(cfg.get("std", DEFAULT_STD), device=device).view(1, -1, 1, 1)
+        bs = max(2, min(batch_size, len(labels)))
+        for _ in range(epochs):
+            perm = torch.randperm(len(labels), generator=g)
+            for s in range(0, len(labels) - bs + 1, bs):
+                yb = labels[perm[s:s + bs]]
+                yield (renderer.render(yb, g).to(device) - mean) / std, yb.to(device)
+        return
+    from timm.data import create_transform
+    from torchvision.datasets import ImageFolder
+
+    from neudep_assets.lib.models.timm_models import model_data_config
+
+    cfg = model_data_config(model)
+    mode = "L" if cfg["input_size"][0] == 1 else "RGB"
+    folder = ImageFolder(ds.splits["train"], transform=create_transform(
+        input_size=cfg["input_size"], interpolation=cfg.get("interpolation", "bilinear"), mean=cfg["mean"],
+        std=cfg["std"], crop_pct=cfg.get("crop_pct", 1.0), crop_mode=cfg.get("crop_mode", "center"), is_training=False),
+        loader=functools.partial(_open_image, mode=mode))
+    loader = torch.utils.data.DataLoader(folder, batch_size=max(2, min(batch_size, len(folder))), shuffle=True,
+                                         generator=g, drop_last=True)
+    for _ in range(epochs):
+        for xb, yb in loader:
+            yield xb.to(device), yb.to(device)
+
+
 def finetune_checkpoint(parent: CheckpointInfo, ds: PreparedDataset, folder: Path, *, pairs: Sequence[tuple[int, int]],
                         alpha: float, gauge: str, seed: int, epochs: int, max_steps: int, lr: float, batch_size: int,
                         device: str = "cpu", log=print) -> dict:
-    """Fine-tune the parent with CE + alpha·pair_penalty (AdamW, constant lr, fresh glyph renderings in
-    a seeded order: alpha = 0 gives the control on exactly the same batches). Written to ``folder``
+    """Fine-tune the parent with CE + alpha·pair_penalty (AdamW, constant lr, no weight decay; batches in
+    a seeded order, so alpha = 0 gives the control on exactly the same batches). Written to ``folder``
     (skipped when it exists); returns its training record."""
     if alpha < 0:
         raise ValueError(f"regularization.alpha must be ≥ 0, got {alpha}")
     if not _done(folder):
-        if ds.kind != "glyphs":
-            raise CheckpointError(f"model {parent.model}: the regularized fine-tune is implemented for the glyph "
-                                  "dataset only (ImageFolder training data is not wired yet)")
         import torch
         import torch.nn.functional as F
         from timm.optim import create_optimizer_v2
 
-        gcfg = GlyphConfig(**ds.params["glyphs"])
-        renderer = GlyphRenderer.for_classes(glyph_classes(gcfg), gcfg.image_size)
-        _, ty, _ = load_images(ds, "train")
-        vx, vy, _ = load_images(ds, "val")
         model = load_checkpoint(Path(parent.path), expected_num_classes=ds.n_classes).to(device)
-        mean = torch.tensor(model.pretrained_cfg.get("mean", DEFAULT_MEAN), device=device).view(1, -1, 1, 1)
-        std = torch.tensor(model.pretrained_cfg.get("std", DEFAULT_STD), device=device).view(1, -1, 1, 1)
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(int(seed))
         opt = create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=0.0)
-        labels = torch.as_tensor(ty, dtype=torch.long)
-        bs = max(2, min(batch_size, len(labels)))
         step, t0, penalties = 0, time.perf_counter(), []
         model.train()
-        for _ in range(epochs):
-            perm = torch.randperm(len(labels), generator=g)
-            for s in range(0, len(labels) - bs + 1, bs):
-                if max_steps and step >= max_steps:
-                    break
-                yb = labels[perm[s:s + bs]]
-                xb = renderer.render(yb, g).to(device)
-                out = model((xb - mean) / std)
-                pen = pair_penalty(out, pairs, gauge)
-                loss = F.cross_entropy(out, yb.to(device)) + alpha * pen
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                penalties.append(float(pen.detach()))
-                step += 1
+        for xb, yb in _batches(model, ds, g, epochs=epochs, batch_size=batch_size, device=device):
+            if max_steps and step >= max_steps:
+                break
+            out = model(xb)
+            pen = pair_penalty(out, pairs, gauge)
+            loss = F.cross_entropy(out, yb) + alpha * pen
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            penalties.append(float(pen.detach()))
+            step += 1
         model.eval().to("cpu")
-        val_acc = training.evaluate(model, vx, vy, mean=model.pretrained_cfg.get("mean", DEFAULT_MEAN),
-                                    std=model.pretrained_cfg.get("std", DEFAULT_STD))
         meta = {"parent_sha256": parent.sha256, "pairs": [list(map(int, p)) for p in pairs], "alpha": float(alpha),
                 "gauge": gauge, "seed": int(seed), "epochs": int(epochs), "max_steps": int(max_steps), "steps": step,
-                "lr": float(lr), "batch_size": int(bs), "val_acc": float(val_acc),
-                "seconds": time.perf_counter() - t0, "penalty_first": penalties[0] if penalties else None,
+                "lr": float(lr), "batch_size": int(batch_size), "seconds": time.perf_counter() - t0,
+                "penalty_first": penalties[0] if penalties else None,
                 "penalty_last": penalties[-1] if penalties else None}
-        log(f"{parent.model}: fine-tune alpha={alpha} seed={seed}: {step} steps, val acc {val_acc:.4f}, pair term "
+        log(f"{parent.model}: fine-tune alpha={alpha} seed={seed}: {step} steps in {meta['seconds']:.1f}s, pair term "
             f"{meta['penalty_first']} → {meta['penalty_last']}")
         cfg = read_checkpoint_config(Path(parent.path))
         save_checkpoint(model, folder, model_args=cfg.get("model_args") or {}, extra={META: meta})
