@@ -82,7 +82,8 @@ def incremental_heads(context: dg.AssetExecutionContext, config: IncrementalHead
     if store.has("incremental_results", result_id):
         context.log.info(f"incremental heads {result_id} already in the store")
     else:
-        rows = _run_incremental(context, store, ds, info, spec, splits, base_mode, eff, seeds, l1, result_id)
+        rows = _run_incremental(context, store, ds, info, spec, splits, base_mode, eff, seeds, l1, result_id,
+                                logits["splits"]["val"]["path"], neudep.pick_device())
         store.write("incremental_results", result_id, rows, run_id=context.run.run_id,
                     code_version=INCREMENTAL_CODE_VERSION)
     res = store.read("incremental_results", result_id)
@@ -98,10 +99,11 @@ def incremental_heads(context: dg.AssetExecutionContext, config: IncrementalHead
         "theta_runs": ", ".join(sorted(set(res["dependency_run_id"].dropna())))})
 
 
-def _run_incremental(context, store: ResultStore, ds, info, spec, splits, base_mode, eff, seeds, l1, result_id):
+def _run_incremental(context, store: ResultStore, ds, info, spec, splits, base_mode, eff, seeds, l1, result_id,
+                     own_val_path: str, device: str):
     import dataclasses
 
-    device, log = "cpu", context.log.info
+    log = context.log.info
     run_id = context.run.run_id
     # baseline (a): the model trained on all classes with the base checkpoint's recipe
     epochs = int(spec.train.get("epochs", 10)) if spec.trains else 0
@@ -113,7 +115,12 @@ def _run_incremental(context, store: ResultStore, ds, info, spec, splits, base_m
         if not store.has("checkpoints", full.sha256):
             store.write("checkpoints", full.sha256, [_checkpoint_row(full, ds, None, full_spec.to_dict())],
                         run_id=run_id, code_version=INCREMENTAL_CODE_VERSION)
-    full_val, _, val_labels = logits_and_features(Path(full.path), ds, "val", num_classes=ds.n_classes, device=device)
+    if full is info:  # the model's own val logits are already stored
+        stored = load_arrays(own_val_path)
+        full_val, val_labels = stored["logits"], stored["labels"]
+    else:
+        full_val, _, val_labels = logits_and_features(Path(full.path), ds, "val", num_classes=ds.n_classes,
+                                                      device=device)
     full_epoch_s = (full.train_seconds / full_epochs) if (full.train_seconds and full_epochs) else float("nan")
     rows = []
     for split in splits:
@@ -179,24 +186,20 @@ def _store_theta(store, run_id, ds, model, base, split, seed, l1, theta, full_lo
 
 
 # ------------------------------------------------------------------------------------------------ §3.3
-def _gauge_filter(store: ResultStore, gauge: str) -> tuple[str, str]:
-    """SQL condition on dependency_runs for a logit gauge, and the gauge it really selects: the column
-    `logit_gauge` when the store has it, else every analysis is of raw logits."""
-    cols = set(store.query("SELECT * FROM dependency_runs LIMIT 0").columns)
-    if "logit_gauge" in cols:
-        return "coalesce(logit_gauge, 'raw') = $gauge", gauge
-    return "$gauge = $gauge", "raw"
-
-
 def _within_run(store: ResultStore, model: str, sha: str, lam: float, gauge: str) -> tuple[str | None, int, str]:
-    cond, used = _gauge_filter(store, gauge)
-    runs = store.query(
-        f"SELECT dependency_run_id, lambda_index FROM dependency_runs WHERE kind = 'within' AND model = $m AND "
-        f"checkpoint_sha256 = $sha AND lambda_mode = 'relative' AND abs(lambda_rel - $lam) < 1e-9 AND {cond} "
-        "ORDER BY written_at DESC LIMIT 1", {"m": model, "sha": sha, "lam": lam, "gauge": used})
-    if not len(runs):
-        return None, -1, used
-    return str(runs["dependency_run_id"].iloc[0]), int(runs["lambda_index"].iloc[0]), used
+    """The model's latest within analysis at λ_rel = lam, of logit gauge `gauge` when the store has one
+    (column `logit_gauge`; without it every analysis is of raw logits), else of the other gauge:
+    (run id or None, λ index, the gauge found)."""
+    has_gauge = "logit_gauge" in set(store.query("SELECT * FROM dependency_runs LIMIT 0").columns)
+    for want in ([gauge] + [g for g in ("raw", "centered") if g != gauge]) if has_gauge else ["raw"]:
+        cond = "coalesce(logit_gauge, 'raw') = $gauge" if has_gauge else "$gauge = 'raw'"
+        runs = store.query(
+            f"SELECT dependency_run_id, lambda_index FROM dependency_runs WHERE kind = 'within' AND model = $m AND "
+            f"checkpoint_sha256 = $sha AND lambda_mode = 'relative' AND abs(lambda_rel - $lam) < 1e-9 AND {cond} "
+            "ORDER BY written_at DESC LIMIT 1", {"m": model, "sha": sha, "lam": lam, "gauge": want})
+        if len(runs):
+            return str(runs["dependency_run_id"].iloc[0]), int(runs["lambda_index"].iloc[0]), want
+    return None, -1, gauge
 
 
 @dg.asset(partitions_def=models_partitions, code_version=REGULARIZED_CODE_VERSION, group_name="uses",
@@ -234,12 +237,12 @@ def regularized_checkpoints(context: dg.AssetExecutionContext, neudep: Neudep, d
     children = []
     for child, role, seed in reg.children(name):
         alpha = reg.alpha if role == "reg" else 0.0
-        settings = {"parent": info.sha256, "pairs": cut, "alpha": alpha, "gauge": reg.logit_gauge, "seed": seed,
+        settings = {"parent": info.sha256, "pairs": cut, "alpha": alpha, "gauge": used, "seed": seed,
                     "epochs": reg.epochs, "max_steps": reg.max_steps, "lr": reg.lr, "batch_size": reg.batch_size}
         folder = store.root / "checkpoints" / child / stable_hash(settings)
-        meta = finetune_checkpoint(info, ds, folder, pairs=cut, alpha=alpha, gauge=reg.logit_gauge, seed=seed,
+        meta = finetune_checkpoint(info, ds, folder, pairs=cut, alpha=alpha, gauge=used, seed=seed,
                                    epochs=reg.epochs, max_steps=reg.max_steps, lr=reg.lr, batch_size=reg.batch_size,
-                                   log=context.log.info)
+                                   device=neudep.pick_device(), log=context.log.info)
         origin = "regularized" if role == "reg" else "control"
         child_info = describe(folder, model=child, origin=origin, source=info.sha256, num_classes=ds.n_classes)
         if not store.has("checkpoints", child_info.sha256):
@@ -260,7 +263,8 @@ def regularized_checkpoints(context: dg.AssetExecutionContext, neudep: Neudep, d
     if new:
         context.instance.add_dynamic_partitions(models_partitions.name, new)
     version = stable_hash([c["sha256"] for c in children])
-    return dg.Output({"model": name, "parent_sha256": info.sha256, "children": children, "pairs": pairs},
+    return dg.Output({"model": name, "parent_sha256": info.sha256, "children": children, "pairs": pairs,
+                      "logit_gauge": used},
                      data_version=dg.DataVersion(version), metadata={
                          "pairs": md_table(pd.DataFrame(pairs)), "children": md_table(pd.DataFrame(children)),
                          "logit_gauge": used, "lambda_rel": reg.lambda_rel})
@@ -283,7 +287,7 @@ def _pairs_to_cut(project, ds: PreparedDataset, name: str, run: str | None, used
         pairs = choose_pairs(edges, list(ds.class_labels), list(ds.class_names), ds.kind, reg.n_pairs)
     if used != reg.logit_gauge:
         for p in pairs:
-            p["reason"] += f" (gauge {used}: the store records no logit_gauge yet)"
+            p["reason"] += f" (from the {used}-logit analysis: the store has none of gauge {reg.logit_gauge})"
     return pairs
 
 
@@ -304,7 +308,8 @@ def regularization_report(context: dg.AssetExecutionContext, neudep: Neudep,
     for c in regularized_checkpoints["children"]:
         sets = store.query("SELECT split, path FROM logit_sets WHERE checkpoint_sha256 = $s", {"s": c["sha256"]})
         paths = dict(zip(sets["split"], sets["path"]))
-        run, _, used = _within_run(store, c["model"], c["sha256"], reg.lambda_rel, reg.logit_gauge)
+        run, _, used = _within_run(store, c["model"], c["sha256"], reg.lambda_rel,
+                                   regularized_checkpoints.get("logit_gauge", reg.logit_gauge))
         if "val" not in paths or run is None:
             raise dg.Failure(f"child {c['model']} has no logits or no within analysis at λ_rel = {reg.lambda_rel} yet; "
                              f"materialize model_job for partition {c['model']}")
