@@ -58,6 +58,11 @@ def test_incremental_heads_table_and_theta_graph(tiny):
                        "ON c.parent_sha256 = p.checkpoint_sha256 WHERE c.origin = 'base-retrained'")
     assert len(base) == 1 and base["num_classes"][0] == 11 and base["parent"][0] == "cnn"
     assert '"new": [' in base["config_json"][0]
+    # baseline (a): the model trained on all classes with the base's (shortened) recipe, not the 2-epoch model
+    full = store.query("SELECT * FROM checkpoints WHERE checkpoint_sha256 = $s",
+                       {"s": res["baseline_checkpoint_sha256"].iloc[0]})
+    assert res["baseline_checkpoint_sha256"].nunique() == 1 and full["model"][0] == "cnn.all"
+    assert full["num_classes"][0] == 12 and '"epochs": 1' in full["config_json"][0]
     # Θ is a dependency graph: new class ← base classes, names on both ends, exportable by run id
     runs = res.loc[res["method"] == "theta_head", "dependency_run_id"].unique()
     lineage = store.query(LINEAGE_SQL, {"model": "", "source": "", "lam": 0.0, "run": str(runs[0])})
