@@ -77,6 +77,13 @@ def print_summary(root: Path | None = None) -> None:
     print(_fmt(store.query(q("dependency_share.sql").read_text())))
     print("\n== the five strongest within-model dependencies at λ_rel = 0.1 ==")
     print(_fmt(store.query(q("strongest_dependencies.sql").read_text())))
+    inc = store.query(q("incremental_table.sql").read_text())
+    if len(inc):
+        print("\n== new categories from old logits (paper Tables 2 and 4; accuracy in %, mean and std over seeds) ==")
+        print(_fmt(inc))
+    for parent in store.query("SELECT DISTINCT parent_model FROM regularization_results ORDER BY 1")["parent_model"]:
+        print(f"\n== dependency regularizer on {parent} (paper Table 3) ==")
+        print(_fmt(store.query(q("regularization_table3.sql").read_text(), {"parent": parent})))
 
 
 def _fmt(df) -> str:
