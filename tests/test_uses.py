@@ -88,7 +88,9 @@ def test_pair_choice_skips_classes_a_human_relates():
     assert not unrelated_glyphs("a", "b")[0]           # same script
     assert not unrelated_glyphs("a", "а")[0]           # Latin a, Cyrillic a: same base letter
     assert not unrelated_glyphs("é", "E")[0]           # same script, same base letter after decomposition
-    assert unrelated_glyphs("b", "ж")[0]
+    assert not unrelated_glyphs("▢", "◻")[0]           # two squares (other symbol categories): shared word
+    assert not unrelated_glyphs("1", "¹")[0]           # digit one and superscript one
+    assert unrelated_glyphs("b", "ж")[0] and unrelated_glyphs("ĸ", "⇘")[0]
     labels = ["a", "а", "b", "ж"]
     edges = pd.DataFrame({"target_class": [0, 2, 1], "source_class": [1, 3, 2], "coef": [0.9, -0.5, 0.1]})
     chosen = choose_pairs(edges, labels, labels, "glyphs", 2)

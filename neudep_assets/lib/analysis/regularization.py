@@ -29,25 +29,35 @@ def resolve_pairs(pairs, class_names: list[str]) -> list[tuple[int, int]]:
     return out
 
 
-def glyph_letter(char: str) -> tuple[str, str]:
-    """(script, base letter) of a glyph: the project's script grouping (``script_of``: the script of a
-    letter, else DIGIT / NUMBER / SYMBOL-… / PUNCTUATION) of its canonical decomposition's first
-    character, and the last word of that character's Unicode name (é → ('LATIN', 'E'), ⇘ → ('SYMBOL-Sm', 'ARROW'))."""
+# words of Unicode names that say nothing about what a glyph looks like or means
+_STOP = frozenset("LATIN GREEK CYRILLIC ARMENIAN GEORGIAN HEBREW ARABIC COPTIC SMALL CAPITAL LETTER WITH AND SIGN "
+                  "SYMBOL DIGIT MODIFIER WHITE BLACK MEDIUM LARGE SMALL VERY HEAVY LIGHT DOUBLE FULLWIDTH OF THE "
+                  "FINAL FORM".split())
+
+
+def glyph_letter(char: str) -> tuple[str, str, frozenset]:
+    """(script, base letter, content words) of a glyph, from its canonical decomposition's first
+    character: the project's script grouping (``script_of``: a letter's script, else DIGIT / NUMBER /
+    SYMBOL-… / PUNCTUATION), the last word of its Unicode name, and the words of that name that are not
+    script, case, size or colour words (é → ('LATIN', 'E', {E}), ▢ → ('SYMBOL-So', 'CORNERS', {SQUARE, ...}))."""
     from neudep_assets.lib.data.glyph_catalog import script_of
 
     base = unicodedata.normalize("NFD", char)[:1] or char
     words = unicodedata.name(base, "").split()
-    return script_of(ord(base)), (words[-1] if words else base)
+    return script_of(ord(base)), (words[-1] if words else base), frozenset(words) - _STOP
 
 
 def unrelated_glyphs(a: str, b: str) -> tuple[bool, str]:
-    """Would a human not relate glyphs ``a`` and ``b``? Different scripts and different base letters."""
-    (sa, la), (sb, lb) = glyph_letter(a), glyph_letter(b)
+    """Would a human not relate glyphs ``a`` and ``b``? Different scripts, different base letters, and
+    no shared content word in their Unicode names (two squares, or a digit and its superscript, are related)."""
+    (sa, la, wa), (sb, lb, wb) = glyph_letter(a), glyph_letter(b)
     if sa == sb:
         return False, f"same script ({sa})"
     if la == lb:
         return False, f"same base letter ({la})"
-    return True, f"different scripts ({sa} vs {sb}) and base letters ({la} vs {lb})"
+    if wa & wb:
+        return False, f"names share {sorted(wa & wb)}"
+    return True, f"different scripts ({sa} vs {sb}), base letters ({la} vs {lb}) and name words"
 
 
 def choose_pairs(edges: pd.DataFrame, class_labels: list[str], class_names: list[str], dataset_kind: str,
