@@ -70,6 +70,11 @@ def test_incremental_heads_table_and_theta_graph(tiny):
               ["config_json"].str.extract(r'"new": \[(\d+)')[0].astype(int))
     assert len(lineage) and set(lineage["target_class"]) == new and not set(lineage["source_class"]) & new
     assert lineage["source_name"].notna().all() and lineage["target_name"].notna().all()
+    from neudep_assets.lib.report import write_dependency_graph
+
+    classes = store.query("SELECT class_index, name FROM classes")
+    out = write_dependency_graph(lineage, classes, root / "theta.json", "json")
+    assert out.is_file() and out.stat().st_size > 0
     table = store.query((QUERIES / "incremental_table.sql").read_text())
     assert len(table) == 6 and table["seeds"].eq(2).all()
 

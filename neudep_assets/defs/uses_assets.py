@@ -11,15 +11,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from neudep_assets.defs.dependency_assets import _write_results
 from neudep_assets.defs.partitions import models_partitions
 from neudep_assets.defs.report import md_image, md_table
 from neudep_assets.defs.resources import Neudep
-from neudep_assets.lib.analysis.incremental import (choose_split, local_labels, readings, theta_edges, theta_targets,
-                                                   train_head)
+from neudep_assets.lib.analysis.incremental import choose_split, compare_heads, theta_edges, theta_targets
 from neudep_assets.lib.analysis.regularization import check_ood_disjoint, child_readings, choose_pairs, resolve_pairs
 from neudep_assets.lib.config import ConfigError, stable_hash, stable_json
 from neudep_assets.lib.data import PreparedDataset
@@ -29,7 +27,7 @@ from neudep_assets.lib.models.finetune import (describe, finetune_checkpoint, lo
 from neudep_assets.lib.report.plots import grouped_bars
 from neudep_assets.lib.store import ResultStore, load_arrays
 
-INCREMENTAL_CODE_VERSION = "1"
+INCREMENTAL_CODE_VERSION = "2"  # 2: the all-class reading draws its pos & neg per seed
 REGULARIZED_CODE_VERSION = "1"
 REPORT_CODE_VERSION = "1"
 READINGS = ("overall", "base", "new", "pos_neg")
@@ -137,40 +135,32 @@ def _run_incremental(context, store: ResultStore, ds, info, spec, splits, base_m
         Ftr, Htr, ytr = logits_and_features(Path(base.path), ds, "train", num_classes=len(split.base), device=device)
         Fv, Hv, yv = logits_and_features(Path(base.path), ds, "val", num_classes=len(split.base), device=device)
         log(f"{split.setting}: base logits and features of train and val in {time.perf_counter() - t0:.1f}s")
-        ytr_local = local_labels(ytr, split)
         common = {"result_id": result_id, "model": spec.name, "checkpoint_sha256": info.sha256,
                   "dataset_id": ds.dataset_id, "setting": split.setting, "split_seed": split.seed,
                   "base_origin": base.origin, "base_checkpoint_sha256": base.sha256,
                   "baseline_checkpoint_sha256": full.sha256, "n_base": len(split.base), "n_new": len(split.new),
                   "baseline_epoch_seconds": full_epoch_s, "config_json": stable_json({**eff, "split": split.to_json()})}
-        full_read = readings(full_val[:, split.order()], val_labels, split, seed=0)
-        for seed in range(seeds):
-            kw = dict(epochs=eff["epochs"], lr=eff["lr"], batch_size=eff["batch_size"], seed=seed)
-            theta = train_head(Ftr, Ftr, ytr_local, len(split.new), bias=False, l1=l1, **kw)
-            lin = train_head(Htr, Ftr, ytr_local, len(split.new), bias=True, l1=l1, **kw)
-            for method, head, inputs in (("theta_head", theta, Fv), ("linear_head", lin, Hv)):
-                full_logits = np.concatenate([Fv, head.new_logits(inputs)], 1)
-                r = readings(full_logits, yv, split, seed=seed)
-                run_key = None
-                if method == "theta_head":
-                    run_key = _store_theta(store, run_id, ds, spec.name, base, split, seed, l1, head.weight,
-                                           full_logits, yv, full_read, eff)
-                rows.append({**common, "seed": seed, "method": method, "l1": l1, **r,
-                             "epoch_seconds": head.epoch_seconds, "time_ratio": head.epoch_seconds / full_epoch_s,
-                             "dependency_run_id": run_key})
-            rows.append({**common, "seed": seed, "method": "all_classes", "l1": None, **full_read,
-                         "epoch_seconds": full_epoch_s, "time_ratio": 1.0, "dependency_run_id": None})
+        recs = compare_heads(Ftr, Htr, ytr, Fv, Hv, yv, full_val, split, seeds=seeds, l1=l1, epochs=eff["epochs"],
+                             lr=eff["lr"], batch_size=eff["batch_size"])
+        overall = {r["seed"]: r["overall_acc"] for r in recs if r["method"] == "all_classes"}
+        for r in recs:
+            theta, full_logits = r.pop("theta", None), r.pop("full_logits", None)
+            run_key = None if theta is None else _store_theta(
+                store, run_id, ds, spec.name, base, split, r["seed"], l1, theta, full_logits, yv, overall[r["seed"]], eff)
+            secs = full_epoch_s if r["epoch_seconds"] is None else r["epoch_seconds"]
+            rows.append({**common, **r, "l1": None if r["method"] == "all_classes" else l1,
+                         "epoch_seconds": secs, "time_ratio": secs / full_epoch_s, "dependency_run_id": run_key})
     return rows
 
 
-def _store_theta(store, run_id, ds, model, base, split, seed, l1, theta, full_logits, labels, full_read, eff) -> str:
+def _store_theta(store, run_id, ds, model, base, split, seed, l1, theta, full_logits, labels, orig_acc, eff) -> str:
     """Θ as a dependency analysis: edges base class → new class, per-target recall, lineage row."""
     run_key = "theta-" + stable_hash({"base": base.sha256, "split": split.to_json(), "seed": seed, "l1": l1,
                                       "cfg": eff, "code": INCREMENTAL_CODE_VERSION})
     if store.has("dependency_runs", run_key):
         return run_key
     edges = theta_edges(theta, split)
-    per_target = theta_targets(theta, full_logits, labels, split, l1=l1, orig_acc=full_read["overall_acc"])
+    per_target = theta_targets(theta, full_logits, labels, split, l1=l1, orig_acc=orig_acc)
     run_rows = [{"dependency_run_id": run_key, "kind": "theta_head", "lambda_index": 0, "lambda_rel": None,
                  "lambda_value": l1, "lambda_mode": "theta_l1", "model": model, "checkpoint_sha256": base.sha256,
                  "source_model": base.model, "source_checkpoint_sha256": base.sha256, "dataset_id": ds.dataset_id,

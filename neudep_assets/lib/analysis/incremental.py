@@ -137,6 +137,29 @@ def readings(full_logits: np.ndarray, labels: np.ndarray, split: ClassSplit, *, 
     return out
 
 
+def compare_heads(base_train: np.ndarray, feats_train: np.ndarray, labels_train: np.ndarray, base_val: np.ndarray,
+                  feats_val: np.ndarray, labels_val: np.ndarray, all_class_val: np.ndarray, split: ClassSplit, *,
+                  seeds: int, l1: float, epochs: int, lr: float, batch_size: int) -> list[dict]:
+    """Per seed, the readings of the Θ-head (on the base logits), the linear head (on the base features)
+    and the all-class model (its val logits, columns in global order); labels global. Each record:
+    seed, method, the readings, epoch_seconds (None for the all-class model), and for the Θ-head its
+    Θ and full val logits. The same seed draws the same pos & neg negatives for the three."""
+    y = local_labels(labels_train, split)
+    out = []
+    for seed in range(seeds):
+        kw = dict(l1=l1, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed)
+        theta = train_head(base_train, base_train, y, len(split.new), bias=False, **kw)
+        lin = train_head(feats_train, base_train, y, len(split.new), bias=True, **kw)
+        for method, head, inputs in (("theta_head", theta, base_val), ("linear_head", lin, feats_val)):
+            full = np.concatenate([base_val, head.new_logits(inputs)], 1)
+            out.append({"seed": seed, "method": method, **readings(full, labels_val, split, seed=seed),
+                        "epoch_seconds": head.epoch_seconds,
+                        **({"theta": head.weight, "full_logits": full} if method == "theta_head" else {})})
+        out.append({"seed": seed, "method": "all_classes", "epoch_seconds": None,
+                    **readings(np.asarray(all_class_val)[:, split.order()], labels_val, split, seed=seed)})
+    return out
+
+
 def theta_edges(theta: np.ndarray, split: ClassSplit, tol: float = 0.0) -> "pd.DataFrame":
     """Θ as dependency edges: target = new class, source = base class (global indices), coef = Θ entry."""
     import pandas as pd
