@@ -139,7 +139,7 @@ class RegularizationConfig:
     n_pairs: int = 1
     lambda_rel: float = 0.1
     logit_gauge: str = "centered"
-    alpha: float = 1.0
+    alpha: float = 0.01
     seeds: int = 1
     epochs: int = 1
     max_steps: int = 0
