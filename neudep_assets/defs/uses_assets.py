@@ -42,6 +42,13 @@ class IncrementalHeadsConfig(dg.Config):
     l1: float = -1.0
 
 
+class RegularizedCheckpointsConfig(dg.Config):
+    """Launchpad overrides of `regularization:` in neudep.yaml (-1 = keep the project value)."""
+
+    alpha: float = -1.0
+    max_steps: int = -1
+
+
 def _checkpoint_row(info: CheckpointInfo, ds: PreparedDataset, parent: str | None, config: dict) -> dict:
     return {"checkpoint_sha256": info.sha256, "model": info.model, "arch": info.arch, "origin": info.origin,
             "source": info.source, "parent_sha256": parent, "path": info.path, "dataset_id": ds.dataset_id,
@@ -194,14 +201,19 @@ def _within_run(store: ResultStore, model: str, sha: str, lam: float, gauge: str
 
 @dg.asset(partitions_def=models_partitions, code_version=REGULARIZED_CODE_VERSION, group_name="uses",
           pool="gpu", kinds={"pytorch"}, deps=["dependencies"])
-def regularized_checkpoints(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict,
-                            checkpoint: dict) -> dg.Output[dict]:
+def regularized_checkpoints(context: dg.AssetExecutionContext, config: RegularizedCheckpointsConfig, neudep: Neudep,
+                            dataset: dict, checkpoint: dict) -> dg.Output[dict]:
     """The dependency regularizer (paper §3.3): the pairs to cut (from config, or the strongest within-model
     dependencies at λ between classes a human would not relate, with the reason), and per seed the parent
     fine-tuned with CE + α·Σ|E_batch[f_i f_j]| and the control with α = 0 (same steps, seed, data order).
     Each child is a checkpoint and a `models` partition of its own."""
+    import dataclasses
+
     project, store = neudep.project(), neudep.store()
     reg = project.regularization
+    reg = dataclasses.replace(reg, **({"alpha": config.alpha} if config.alpha >= 0 else {}),
+                              **({"max_steps": config.max_steps} if config.max_steps >= 0 else {}))
+    reg.validate("run config")
     name = context.partition_key
     if name not in reg.models:
         return _skip("regularization", name)
