@@ -40,7 +40,7 @@ def test_whole_graph_materializes_and_fills_every_table(tiny_run):
     # a between edge never uses the target's own class
     assert store.query("SELECT count(*) AS n FROM dependency_lineage WHERE source_class = target_class")["n"][0] == 0
     checks = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(dg.AssetKey("dependencies"), "dependencies_certified"), limit=10)
+        dg.AssetCheckKey(dg.AssetKey("dependencies"), "certified"), limit=10)
     assert checks and all(c.status.value == "SUCCEEDED" for c in checks)
 
 
