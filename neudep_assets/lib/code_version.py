@@ -29,9 +29,15 @@ def import_graph(root: Path = LIB, pkg: str = PKG) -> dict[str, set[str]]:
     return {m: set(ts) for m, (ts, _) in _scan(Path(root), pkg).items()}
 
 
-@lru_cache(maxsize=8)
 def _scan(root: Path, pkg: str) -> dict[str, tuple[frozenset[str], bytes]]:
-    files = {_module_name(p, root, pkg): p for p in root.rglob("*.py")}
+    """Module → (the modules of `pkg` it imports, its source); re-read when a file changes."""
+    files = sorted(root.rglob("*.py"))
+    return _scan_files(root, pkg, tuple((p, p.stat().st_mtime_ns, p.stat().st_size) for p in files))
+
+
+@lru_cache(maxsize=16)
+def _scan_files(root: Path, pkg: str, stamps: tuple) -> dict[str, tuple[frozenset[str], bytes]]:
+    files = {_module_name(p, root, pkg): p for p, *_ in stamps}
     out = {}
     for mod, path in files.items():
         source = path.read_bytes()
