@@ -48,11 +48,6 @@ def test_hub_model_keeps_its_own_trained_head(hub):
     assert torch.equal(model.get_classifier().weight, hub["fc.weight"])
 
 
-def test_num_classes_in_a_hub_models_args_is_refused(hub):
-    with pytest.raises(ValueError, match="num_classes"):
-        create_model(_spec(num_classes=12), num_classes=12, in_chans=3)
-
-
 def test_hub_checkpoint_folder_is_keyed_by_model_args(hub, tmp_path):
     ds = SimpleNamespace(n_classes=1000)
     a = obtain_checkpoint(_spec(), ds, tmp_path, log=lambda *_: None)

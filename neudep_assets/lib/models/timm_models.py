@@ -74,9 +74,6 @@ def create_model(
     if spec.pretrained:
         # hub weights keep their own input size unless model_args resize the model, and their own head:
         # timm would silently put a fresh, untrained head on a model asked for another class count
-        if "num_classes" in kwargs:
-            raise ValueError(f"model {spec.name!r}: a hub model keeps its own head; remove num_classes "
-                             f"({kwargs['num_classes']}) from its model_args")
         overlay = _pretrained_cfg_overlay(in_chans, mean, std, kwargs.get("img_size"), from_scratch=False)
         try:
             model = timm.create_model(
