@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--top", type=int, default=6)
             p.add_argument("--out", default=str(data_root() / "exports"), help="output folder")
     args = parser.parse_args(argv)
-    {"demo": cmd_demo, "summary": lambda a: print_summary(), "check": cmd_check, "sql": cmd_sql, "export-graph": cmd_export_graph,
+    {"demo": cmd_demo, "summary": lambda a: print_summary(), "check": cmd_check, "sql": cmd_sql,
+     "export-graph": cmd_export_graph,
      "stars": cmd_stars}[args.command](args)
 
 

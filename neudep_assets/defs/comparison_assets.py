@@ -50,9 +50,8 @@ def comparisons(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict
         rows = compare(runs, edges, ds.n_classes)
         summary_rows = summary.melt(id_vars=["kind", "source_model", "model", "checkpoint", "dependency_run_id",
                                              "lambda_rel"], var_name="metric", value_name="value")
-        summary_rows = summary_rows.assign(
-            detail="checkpoint " + summary_rows.pop("checkpoint") + ", analysis " + summary_rows.pop("dependency_run_id"),
-            kind="summary_" + summary_rows["kind"])
+        detail = "checkpoint " + summary_rows.pop("checkpoint") + ", analysis " + summary_rows.pop("dependency_run_id")
+        summary_rows = summary_rows.assign(detail=detail, kind="summary_" + summary_rows["kind"])
         all_rows = pd.concat([rows, summary_rows], ignore_index=True)
         store.write("comparisons", ds.dataset_id, all_rows.assign(comparison_id=comparison_id),
                     run_id=context.run.run_id, code_version=COMPARISONS_CODE_VERSION)

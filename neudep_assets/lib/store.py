@@ -228,7 +228,8 @@ class ResultStore:
     # -- reading: views over committed files ------------------------------------------------
     def table_paths(self, table: str) -> list[Path]:
         """Every committed file of `table` (single keys and analyses), bad ones included."""
-        return sorted((self.tables_dir / table).glob("*.parquet")) + sorted(self.analyses_dir.glob(f"*/{table}.parquet"))
+        return (sorted((self.tables_dir / table).glob("*.parquet"))
+                + sorted(self.analyses_dir.glob(f"*/{table}.parquet")))
 
     def check(self) -> list[tuple[Path, str]]:
         """Committed files that cannot be Parquet (zero-length, truncated): (path, why)."""
@@ -272,8 +273,8 @@ class ResultStore:
         for table, schema in TABLES.items():
             con.register(f"_neudep_empty_{table}", schema.empty_table())
             files = [p for p in self.table_paths(table) if p not in skip and p.parent not in skip]
-            read = f"SELECT * FROM read_parquet([{', '.join(map(_sql_str, files))}], union_by_name = true) UNION ALL BY NAME " \
-                if files else ""
+            listed = ", ".join(map(_sql_str, files))
+            read = f"SELECT * FROM read_parquet([{listed}], union_by_name = true) UNION ALL BY NAME " if files else ""
             base[table] = f"{read}SELECT * FROM _neudep_empty_{table}"
         con.execute(self._catalog_sql(base))
         return con

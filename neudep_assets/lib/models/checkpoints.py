@@ -63,7 +63,8 @@ def obtain_checkpoint(spec: ModelSpec, ds: PreparedDataset, root: Path, *, devic
         model = load_checkpoint(folder, expected_num_classes=ds.n_classes)
         return _describe(model, spec, folder, "local", str(folder))
     if spec.pretrained:
-        folder = root / "checkpoints" / spec.name / f"hub-{stable_hash({'arch': spec.arch, 'args': spec.model_args}, 12)}"
+        key = stable_hash({"arch": spec.arch, "model_args": spec.model_args}, 12)
+        folder = root / "checkpoints" / spec.name / f"hub-{key}"
         if not (folder / "model.safetensors").is_file():
             model = create_model(spec, num_classes=ds.n_classes, in_chans=3)
             save_checkpoint(model, folder, model_args=spec.model_args)
