@@ -61,9 +61,7 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
 
 def print_summary(root: Path | None = None) -> None:
     """What the store holds: models and accuracy, dependencies at λ_rel = 0.1, the strongest ones."""
-    from neudep_assets.lib.store import ResultStore
-
-    store = ResultStore(root or data_root())
+    store = _store(root)
     q = (SQL_DIR / "queries").joinpath
     print("\n== models (val accuracy) ==")
     print(_fmt(store.query(q("models.sql").read_text())))
@@ -71,6 +69,20 @@ def print_summary(root: Path | None = None) -> None:
     print(_fmt(store.query(q("dependency_share.sql").read_text())))
     print("\n== the five strongest within-model dependencies at λ_rel = 0.1 ==")
     print(_fmt(store.query(q("strongest_dependencies.sql").read_text())))
+
+
+def _store(root: Path | None = None):
+    """The result store, its user catalog brought up to date (e.g. a copied data root re-pointed)."""
+    import duckdb
+
+    from neudep_assets.lib.store import ResultStore
+
+    store = ResultStore(root or data_root())
+    try:
+        store.ensure_catalog()
+    except (OSError, duckdb.Error) as exc:  # a read-only data root: queries work without it
+        print(f"[neudep] catalog {store.catalog_path} not updated: {exc}", file=sys.stderr)
+    return store
 
 
 def _fmt(df) -> str:
@@ -100,8 +112,6 @@ def cmd_demo(args) -> None:
 
 
 def cmd_sql(args) -> None:
-    from neudep_assets.lib.store import ResultStore
-
     if bool(args.query) == bool(args.file):
         raise SystemExit("neudep sql: give either a query or --file FILE")
     if args.file:
@@ -122,7 +132,7 @@ def cmd_sql(args) -> None:
     from neudep_assets.lib.store import StoreError
 
     try:
-        df = ResultStore(data_root()).query(query, params or None)
+        df = _store().query(query, params or None)
     except (duckdb.Error, StoreError) as exc:
         raise SystemExit(f"neudep sql: {exc}") from None
     print(_fmt(df) if df is not None else "ok")
