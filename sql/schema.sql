@@ -3,17 +3,18 @@
 -- files (store/<table>/*.parquet and store/analyses/<key>/<table>.parquet), so a new table needs no
 -- line here. Parquet is the source of truth; these views only read it.
 
--- The latest committed analysis of each model and pair (kind, source model, model, dataset): its
--- dependency_runs rows (one per λ). "The current results" are read through this view, so a summary
+-- The latest committed analysis of each model and pair (kind, source model, model, dataset, λ mode):
+-- its dependency_runs rows (one per λ). "The current results" are read through this view, so a summary
 -- never mixes two analyses (two checkpoints, two λ grids) of one model.
 CREATE OR REPLACE VIEW latest_dependency_runs AS
 WITH analyses AS (
     SELECT dependency_run_id, any_value(kind) AS kind, any_value(source_model) AS source_model,
-           any_value(model) AS model, any_value(dataset_id) AS dataset_id, max(written_at) AS written_at
+           any_value(model) AS model, any_value(dataset_id) AS dataset_id, any_value(lambda_mode) AS lambda_mode,
+           max(written_at) AS written_at
     FROM dependency_runs GROUP BY dependency_run_id
 ), latest AS (
     SELECT dependency_run_id FROM analyses
-    QUALIFY row_number() OVER (PARTITION BY kind, source_model, model, dataset_id
+    QUALIFY row_number() OVER (PARTITION BY kind, source_model, model, dataset_id, lambda_mode
                                ORDER BY written_at DESC, dependency_run_id DESC) = 1
 )
 SELECT r.* FROM dependency_runs r SEMI JOIN latest USING (dependency_run_id);

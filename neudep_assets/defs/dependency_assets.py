@@ -19,7 +19,7 @@ from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.report import star_pictures
 from neudep_assets.lib.analysis.moments import LogitsError, check_aligned, second_moment
 from neudep_assets.lib.code_version import code_version
-from neudep_assets.lib.store import ResultStore, load_arrays
+from neudep_assets.lib.store import TABLES, ResultStore, load_arrays
 
 DEPENDENCIES_SCIENCE = ("neudep_assets.lib.analysis.dependencies", "neudep_assets.lib.analysis.moments")
 DEPENDENCIES_CODE_VERSION = code_version(*DEPENDENCIES_SCIENCE)
@@ -52,8 +52,9 @@ def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], 
     if check.passed:
         tables = {"dependencies": res.edges, "dependency_metrics": res.per_target, "class_diagnostics": res.per_class,
                   **(extra or {})}
-        store.commit_analysis(run_key, {**{t: df.assign(dependency_run_id=run_key) for t, df in tables.items()},
-                                        "dependency_runs": run_rows}, run_id=run_id,
+        tables = {t: df.assign(dependency_run_id=run_key) if "dependency_run_id" in TABLES[t].names else df
+                  for t, df in tables.items()}
+        store.commit_analysis(run_key, {**tables, "dependency_runs": run_rows}, run_id=run_id,
                               code_version=DEPENDENCIES_CODE_VERSION)
     return check
 
