@@ -285,3 +285,20 @@ def test_a_stale_catalog_is_updated_in_place_keeping_users_tables(tmp_path):
     with duckdb.connect(str(store.catalog_path), read_only=True) as con:
         assert con.execute("SELECT x FROM mine").fetchall() == [(7,)]
         assert con.execute("SELECT count(*) FROM dependencies").fetchone() == (3,)
+
+
+def test_a_base_view_added_to_schema_sql_still_reads_committed_analyses_only(tmp_path, monkeypatch):
+    """A line in sql/schema.sql that defines a table's view the old way (a glob over store/<table>/)
+    cannot hide committed analyses or show a crashed writer's files: base views come from TABLES."""
+    import neudep_assets.lib.store as store_mod
+
+    sql = tmp_path / "sql"
+    sql.mkdir()
+    (sql / "schema.sql").write_text((store_mod.SQL_DIR / "schema.sql").read_text() + "\n-- the old way\nCREATE OR REPLACE VIEW "
+                                    "dependencies AS SELECT * FROM read_parquet('{{STORE}}/dependencies/*.parquet');\n")
+    monkeypatch.setattr(store_mod, "SQL_DIR", sql)
+    store = ResultStore(tmp_path / "data")
+    store.commit_analysis("a1", analysis_tables("a1"), run_id="r", code_version="v")
+    assert counts(store)["dependencies"] == 3
+    with duckdb.connect(str(store.ensure_catalog()), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM dependencies").fetchone() == (3,)

@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import uuid
 import warnings
@@ -293,11 +294,16 @@ class ResultStore:
 
     # -- the catalog file for users ---------------------------------------------------------
     def _catalog_sql(self, base: Mapping[str, str]) -> str:
-        """Base views (one per table, from `base`) then sql/schema.sql's derived views, then the base
-        views again (so a base view in schema.sql can never read uncommitted files)."""
+        """Base views (one per table, from `base`) then sql/schema.sql's derived views; a base view that
+        schema.sql defines is skipped (base views read committed files only, and come from TABLES)."""
+        import duckdb
+
         views = "".join(f"CREATE OR REPLACE VIEW {t} AS {q};\n" for t, q in base.items())
         schema = (SQL_DIR / "schema.sql").read_text().replace("{{STORE}}", _sql_str(self.tables_dir)[1:-1])
-        return views + schema + "\n" + views
+        with duckdb.connect() as con:
+            statements = [s.query.rstrip().rstrip(";") for s in con.extract_statements(schema)]
+        view = re.compile(r"(?is)(?:\s|--[^\n]*\n|/\*.*?\*/)*create\s+(?:or\s+replace\s+)?view\s+(\w+)")
+        return views + "".join(f"{s};\n" for s in statements if not ((m := view.match(s)) and m.group(1) in base))
 
     def _catalog_views(self) -> dict[str, str]:
         return {t: f"SELECT * FROM read_parquet([{_sql_str(self.tables_dir / t / '*.parquet')}, "
