@@ -52,8 +52,8 @@ def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], 
     if check.passed:
         tables = {"dependencies": res.edges, "dependency_metrics": res.per_target, "class_diagnostics": res.per_class,
                   **(extra or {})}
-        tables = {t: df.assign(dependency_run_id=run_key) if "dependency_run_id" in TABLES[t].names else df
-                  for t, df in tables.items()}
+        keyed = {t for t in tables if t in TABLES and "dependency_run_id" in TABLES[t].names}
+        tables = {t: df.assign(dependency_run_id=run_key) if t in keyed else df for t, df in tables.items()}
         store.commit_analysis(run_key, {**tables, "dependency_runs": run_rows}, run_id=run_id,
                               code_version=DEPENDENCIES_CODE_VERSION)
     return check
