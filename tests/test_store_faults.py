@@ -109,26 +109,35 @@ TWO_WRITERS = """
     from tests.test_store_faults import analysis_tables
     from neudep_assets.lib.store import ResultStore
     store = ResultStore(sys.argv[1])
-    while time.time() < float(sys.argv[2]):  # start together
-        time.sleep(0.001)
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together
     with store.lock("analyses/a1"):
         if store.has_analysis("a1"):
             print("found")
         else:
             time.sleep(0.3)  # computing
-            store.commit_analysis("a1", analysis_tables("a1"), run_id=sys.argv[3], code_version="v")
+            store.commit_analysis("a1", analysis_tables("a1"), run_id=sys.argv[2], code_version="v")
             print("computed")
 """
+
+
+def _together(procs: list[subprocess.Popen]) -> list[tuple[str, str]]:
+    """Release the processes at once, when all have started; their (stdout, stderr) after 'ready'."""
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready", p.communicate()
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    return outs
 
 
 def test_two_writers_of_one_key_end_with_exactly_one_complete_analysis(tmp_path):
     """Two processes writing the same analysis at once: one computes and commits, the other waits
     and finds it; one complete analysis, no duplicate rows, no leftovers."""
-    start = str(time.time() + 1.5)
-    procs = [_python(TWO_WRITERS, str(tmp_path), start, f"w{i}") for i in range(2)]
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
-    assert sorted(o.strip() for o, _ in outs) == ["computed", "found"]
+    outs = _together([_python(TWO_WRITERS, str(tmp_path), f"w{i}") for i in range(2)])
+    assert sorted(o.strip() for o, _ in outs) == ["computed", "found"], outs
     store = ResultStore(tmp_path)
     assert counts(store) == {"dependency_runs": 1, "dependencies": 3, "dependency_metrics": 3, "class_diagnostics": 3}
     assert not list(store.staging_dir.iterdir())
@@ -138,10 +147,8 @@ def test_concurrent_commits_without_the_callers_lock_still_leave_one_analysis(tm
     """commit_analysis itself is one writer per key: two racing commits of a key leave one analysis."""
     code = TWO_WRITERS.replace('with store.lock("analyses/a1"):', "if True:").replace(
         'if store.has_analysis("a1"):', "if False:")
-    start = str(time.time() + 1.5)
-    procs = [_python(code, str(tmp_path), start, f"w{i}") for i in range(2)]
-    outs = [p.communicate(timeout=120) for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
+    procs = [_python(code, str(tmp_path), f"w{i}") for i in range(2)]
+    _together(procs)
     store = ResultStore(tmp_path)
     assert counts(store)["dependencies"] == 3 and len(store.query("SELECT * FROM dependency_runs")) == 1
 
