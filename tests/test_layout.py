@@ -16,6 +16,8 @@ FORBIDDEN = {
     "specs": {"config", "store", "data", "models", "covlasso", "analysis", "report"},
     "config": {"store", "data", "models", "covlasso", "analysis", "report"},
     "store": {"config", "data", "models", "covlasso", "analysis", "report"},
+    "files": {"specs", "config", "store", "code_version", "data", "models", "covlasso", "analysis", "report"},
+    "code_version": {"specs", "config", "store", "files", "data", "models", "covlasso", "analysis", "report"},
     "data": {"models", "covlasso", "analysis", "report"},
     "models": {"covlasso", "analysis", "report"},
     "covlasso": {"data", "models", "analysis", "report"},
