@@ -40,7 +40,7 @@ def test_whole_graph_materializes_and_fills_every_table(tiny_run):
     # a between edge never uses the target's own class
     assert store.query("SELECT count(*) AS n FROM dependency_lineage WHERE source_class = target_class")["n"][0] == 0
     checks = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(dg.AssetKey("dependencies"), "dependencies_certified"), limit=10)
+        dg.AssetCheckKey(dg.AssetKey("dependencies"), "certified"), limit=10)
     assert checks and all(c.status.value == "SUCCEEDED" for c in checks)
 
 
@@ -134,3 +134,64 @@ def test_pair_with_a_missing_side_names_both_models_and_writes_nothing(tiny_run,
     assert "cnn->vit" in message and "'vit'" in message
     kinds = ResultStore(data).query("SELECT DISTINCT kind, model FROM dependency_runs")
     assert kinds.to_dict("records") == [{"kind": "within", "model": "cnn"}]  # nothing of the pair
+
+
+def test_an_uncertified_analysis_is_not_written_and_fails_its_blocking_check(tiny_run, tmp_path, monkeypatch):
+    """A certificate above the analysis's own tol (here a loose 1e-6): the asset fails naming the worst
+    target, its blocking check fails, nothing of the analysis is written, and the run stops before
+    anything downstream (pairs, comparisons) runs."""
+    import neudep_assets.defs.dependency_assets as da
+
+    root, _ = tiny_run
+    data = tmp_path / "data"
+    shutil.copytree(root / "checkpoints", data / "checkpoints")  # no retraining
+    real = da.analyse
+
+    def uncertified(*args, **kwargs):
+        res = real(*args, **kwargs)
+        bad = (res.per_target["target_class"] == 3) & (res.per_target["lambda_index"] == 1)
+        res.per_target.loc[bad, "kkt"] = 1e-3
+        return res
+
+    monkeypatch.setattr(da, "analyse", uncertified)
+    cfg = tmp_path / "loose.yaml"
+    cfg.write_text(TINY.read_text().replace("  star_plots: 1", "  star_plots: 1\n  tol: 1.0e-6"))
+    instance = dg.DagsterInstance.ephemeral()
+    name = ResultStore(root).query("SELECT name FROM classes WHERE class_index = 3")["name"][0]
+    with pytest.raises(PipelineError, match=rf"exceed tol = 1e-06.*{name!r} \(class 3\) at λ=0.1: KKT 1.00e-03"):
+        run_pipeline(cfg, data, instance=instance, log=lambda *_: None)
+    store = ResultStore(data)
+    assert _counts(store)["logit_sets"] == 3  # what came before is there
+    assert {t: n for t, n in _counts(store).items() if t.startswith(("dependenc", "class_d", "compar"))} == {
+        "dependency_runs": 0, "dependencies": 0, "dependency_metrics": 0, "class_diagnostics": 0, "comparisons": 0}
+    assert not list(store.analyses_dir.glob("*")) and not list(store.staging_dir.glob("*"))
+    checks = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("dependencies"), "certified"), limit=5)
+    assert [c.status.value for c in checks] == ["FAILED"]
+    for asset in ("dependencies", "between_dependencies", "comparisons"):
+        assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is None
+
+
+def test_a_user_holding_the_catalog_read_write_during_a_run(tiny_run):
+    """A user holds data/neudep.duckdb read-write, with a table of their own, while the whole graph
+    reruns (comparisons included): the run succeeds, and the user keeps their views and table."""
+    import subprocess
+    import sys
+
+    from tests.test_store_faults import HOLDER, _python
+
+    root, instance = tiny_run
+    store = ResultStore(root)
+    holder = _python(HOLDER, str(store.ensure_catalog()), "rw")
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        run_pipeline(TINY, root, instance=instance, log=lambda *_: None)
+        holder.stdin.write("SELECT count(*) FROM dependency_runs\nSELECT x FROM mine\n")
+        holder.stdin.flush()
+        n = _counts(store)["dependency_runs"]
+        assert [holder.stdout.readline().strip() for _ in range(2)] == [f"[({n},)]", "[(42,)]"]
+    finally:
+        holder.communicate("", timeout=60)
+    assert subprocess.run([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+                           "print(c.execute('SELECT x FROM mine').fetchall())", str(store.catalog_path)],
+                          capture_output=True, text=True).stdout.strip() == "[(42,)]"
