@@ -1,6 +1,7 @@
 """Dependency assets: within-model CovLasso per model, between-model per ordered model pair."""
 
 import time
+from dataclasses import asdict
 
 import dagster as dg
 import numpy as np
@@ -17,7 +18,7 @@ from neudep_assets.lib.report import star_pictures
 from neudep_assets.lib.analysis.moments import LogitsError, check_aligned, second_moment
 from neudep_assets.lib.store import ResultStore, load_arrays
 
-DEPENDENCIES_CODE_VERSION = "1"
+DEPENDENCIES_CODE_VERSION = "2"  # 2: refit metrics and fit_rel_err in dependency_metrics
 SOLVER = "neudep.covlasso homotopy"
 
 
@@ -27,15 +28,29 @@ class DependenciesConfig(dg.Config):
     lambdas: list[float] = []
     lambda_mode: str = ""
     tol: float = 0.0
+    target_chunk: int = 0  # targets solved (and certified) per chunk; 0 = keep the project value
 
 
 def _effective(project_dep: DependencyConfig, override: DependenciesConfig) -> DependencyConfig:
     eff = DependencyConfig(
         lambdas=tuple(override.lambdas) or project_dep.lambdas,
         lambda_mode=override.lambda_mode or project_dep.lambda_mode, fit_split=project_dep.fit_split,
-        eval_split=project_dep.eval_split, tol=override.tol or project_dep.tol, star_plots=project_dep.star_plots)
+        eval_split=project_dep.eval_split, tol=override.tol or project_dep.tol, star_plots=project_dep.star_plots,
+        target_chunk=project_dep.target_chunk if override.target_chunk == 0 else override.target_chunk)
     eff.validate("run config")
     return eff
+
+
+def _identity(eff: DependencyConfig) -> dict:
+    """What an analysis's result depends on: not how its targets were chunked (the rows are the same)."""
+    return {k: v for k, v in asdict(eff).items() if k != "target_chunk"}
+
+
+def _solver_device(neudep: Neudep) -> str | None:
+    """The configured device for the CovLasso: CUDA runs the batched torch homotopy; cpu and mps (no
+    float64) the numba one. A device that does not exist is an error here, before any work."""
+    dev = neudep.pick_device()
+    return dev if dev.startswith("cuda") else None
 
 
 def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], run_id: str) -> None:
@@ -110,9 +125,10 @@ def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, 
     the paper's Table-1 metrics on the eval split, redundancy, Eq. 5 and screening diagnostics."""
     project, store = neudep.project(), neudep.store()
     eff = _effective(project.dependencies, config)
+    device = _solver_device(neudep)
     ds = PreparedDataset.from_json(dataset)
     ev = logits["splits"][eff.eval_split]
-    run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"], "cfg": eff,
+    run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"], "cfg": _identity(eff),
                                        "code": DEPENDENCIES_CODE_VERSION})
     if store.has("dependency_runs", run_key):
         context.log.info(f"dependencies {run_key} already in the store")
@@ -122,7 +138,7 @@ def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, 
         context.log.info(f"CovLasso: {C.shape[0]} targets × {len(eff.lambdas)} λ")
         t0 = time.perf_counter()
         res = analyse(C, eff.lambdas, eval_source=e["logits"], eval_labels=e["labels"], lambda_mode=eff.lambda_mode,
-                      tol=eff.tol)
+                      tol=eff.tol, device=device, target_chunk=eff.target_chunk)
         context.log.info(f"solved and certified in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                          f"{res.path.kkt.max():.1e}, rank of C {res.rank}")
         _save_fig3(store, run_key, res, eff, ds, C, logits["model"])
@@ -146,6 +162,7 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
     logit i replaced."""
     project, store = neudep.project(), neudep.store()
     eff = _effective(project.dependencies, config)
+    device = _solver_device(neudep)
     ds = PreparedDataset.from_json(dataset)
     src, tgt = parse_pair(context.partition_key)
     for name in (src, tgt):
@@ -160,7 +177,7 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
     fit_f, fit_g = f["splits"][eff.fit_split], g["splits"][eff.fit_split]
     ev_f, ev_g = f["splits"][eff.eval_split], g["splits"][eff.eval_split]
     run_key = "between-" + stable_hash({"fit": [fit_f["logit_set_id"], fit_g["logit_set_id"]],
-                                        "eval": [ev_f["logit_set_id"], ev_g["logit_set_id"]], "cfg": eff,
+                                        "eval": [ev_f["logit_set_id"], ev_g["logit_set_id"]], "cfg": _identity(eff),
                                         "code": DEPENDENCIES_CODE_VERSION})
     if store.has("dependency_runs", run_key):
         context.log.info(f"between dependencies {run_key} already in the store")
@@ -180,7 +197,8 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
         tsm = (G.astype(np.float64) ** 2).mean(0)
         res = analyse(C, eff.lambdas, cross=cross, target_second_moment=tsm,
                       eval_source=arrays["ev_f"]["logits"], eval_target=arrays["ev_g"]["logits"],
-                      eval_labels=arrays["ev_g"]["labels"], lambda_mode=eff.lambda_mode, tol=eff.tol)
+                      eval_labels=arrays["ev_g"]["labels"], lambda_mode=eff.lambda_mode, tol=eff.tol,
+                      device=device, target_chunk=eff.target_chunk)
         context.log.info(f"solved and certified in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                          f"{res.path.kkt.max():.1e}")
         _save_fig3(store, run_key, res, eff, ds, C, f"{src}→{tgt}", cross=cross, target_second_moment=tsm)
