@@ -129,3 +129,17 @@ def test_a_device_that_does_not_exist_is_an_error():
     with pytest.raises(ValueError, match="cuda"):
         _solver_device(Neudep(config_path="x", data_root="y", device="cuda"))
     assert _solver_device(Neudep(config_path="x", data_root="y", device="cpu")) is None
+
+
+def test_logits_batch_size_fits_input_and_memory():
+    from neudep_assets.lib.models.logits import auto_batch_size
+    from neudep_assets.lib.specs import ModelSpec
+
+    assert auto_batch_size(32, 32, memory=64 << 30) == 512  # the glyph default: as before
+    b224 = auto_batch_size(224, 224, memory=64 << 30)
+    assert 16 <= b224 <= 64  # 512 would take ≈ 10 GB at 224 px
+    assert auto_batch_size(224, 224, memory=1 << 30) < b224  # less memory at hand, smaller batches
+    assert ModelSpec.from_dict({"name": "m", "arch": "resnet18", "logits_batch_size": 32}).logits_batch_size == 32
+    for bad in (0, -4, 2.5, True):
+        with pytest.raises(ValueError, match="logits_batch_size"):
+            ModelSpec.from_dict({"name": "m", "arch": "resnet18", "logits_batch_size": bad})
