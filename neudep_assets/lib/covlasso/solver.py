@@ -52,8 +52,9 @@ O(n·k), k the active set (k ≤ rank C ≤ d + 1), so a target costs ≈ n·k²
 * n = 2,000:  ≈ 0.8 s for one λ, ≈ 15 s for a path.   n = 5,000: ≈ 12 s and ≈ 4 min.
   (Both ≈ 6 and ≈ 110 matmul-eq: active sets grow with n, so cost tracks n³.)
 * n = 21,841 (ImageNet-21k), extrapolated: ≈ 15–20 min for one λ and ≈ 5 h for a path on 2
-  cores; C alone is 3.8 GB and the output is n_lambdas × n_targets × n floats (38 GB for a
-  10-λ path over all targets), so pass ``targets`` in chunks. More cores scale ≈ linearly.
+  cores; C alone is 3.8 GB. The coefficients come back sparse (``sparse``, O(nonzeros)): targets
+  are solved in internal blocks, so memory stays O(n²) plus the nonzeros (bench/scale.py).
+  More cores scale ≈ linearly.
   ``device="cuda"`` runs the batched torch homotopy instead (dense D·C products and batched
   Cholesky per breakpoint, batches of a few hundred targets): not benchmarked here (no GPU
   on the development machine), tested on the CPU for agreement with the numba path; on the CPU it
