@@ -59,7 +59,8 @@ def _kernel(LsT, YT, targets, a1, v1, v1n, a2, v2, v2n, lab, indptr, indices, da
         i = targets[k]
         y = YT[i]
         thr = np.empty(N)
-        other_hit = np.zeros(N, np.bool_)
+        pos = np.zeros(N, np.int64)  # labelled i
+        oh = np.zeros(N, np.int64)  # the arg-max over the other columns is right
         n_oh = 0
         for s in range(N):
             if a1[s] == i:
@@ -68,8 +69,9 @@ def _kernel(LsT, YT, targets, a1, v1, v1n, a2, v2, v2n, lab, indptr, indices, da
                 oi, ov = a1[s], (v1n[s] if i < a1[s] else v1[s])
             # r wins iff r > thr (np.argmax's first-index rule folded into thr: one float below on a tie)
             thr[s] = -np.inf if oi < 0 else ov
+            pos[s] = lab[s] == i
             if oi == lab[s]:
-                other_hit[s] = True
+                oh[s] = 1
                 n_oh += 1
         r = np.empty(N)
         for l in range(L):
@@ -80,13 +82,11 @@ def _kernel(LsT, YT, targets, a1, v1, v1n, a2, v2, v2n, lab, indptr, indices, da
             e = 0.0
             ph = 0
             lost = 0
-            for s in range(N):
+            for s in range(N):  # branch-free: vectorises
                 e += abs(y[s] - r[s])
-                if r[s] > thr[s]:
-                    if lab[s] == i:
-                        ph += 1
-                    elif other_hit[s]:
-                        lost += 1
+                w = np.int64(r[s] > thr[s])
+                ph += w * pos[s]
+                lost += w * oh[s]
             abs_err[k, l] = e / N
             pos_hits[k, l] = ph
             hits[k, l] = ph + n_oh - lost
