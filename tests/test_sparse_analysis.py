@@ -143,3 +143,17 @@ def test_logits_batch_size_fits_input_and_memory():
     for bad in (0, -4, 2.5, True):
         with pytest.raises(ValueError, match="logits_batch_size"):
             ModelSpec.from_dict({"name": "m", "arch": "resnet18", "logits_batch_size": bad})
+
+
+def test_launchpad_target_chunk_override_and_identity():
+    from neudep_assets.defs.dependency_assets import DependenciesConfig, _effective, _identity
+
+    project = DependencyConfig(target_chunk=500)
+    assert _effective(project, DependenciesConfig()).target_chunk == 500  # 0 keeps the project value
+    assert _effective(project, DependenciesConfig(target_chunk=64)).target_chunk == 64
+    with pytest.raises(ConfigError, match="target_chunk"):
+        _effective(project, DependenciesConfig(target_chunk=-1))
+    with pytest.raises(ConfigError, match="lambdas"):
+        _effective(project, DependenciesConfig(lambdas=[0.1, 0.1]))
+    # chunking does not change the rows, so it does not change the analysis's identity (its run key)
+    assert _identity(_effective(project, DependenciesConfig(target_chunk=64))) == _identity(DependencyConfig())
