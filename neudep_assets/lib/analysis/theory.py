@@ -63,8 +63,8 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
-from numba import njit, prange
 
+from neudep_assets.lib.analysis.screening_kernel import screen_counts
 from neudep_assets.lib.analysis.spectral import Spectral, check_square, numerical_rank, rtol_of, spectral
 from neudep_assets.lib.covlasso.problem import masked
 from neudep_assets.lib.covlasso.sparse import SparseCoef, coef_of, path_errors_sparse
@@ -334,68 +334,6 @@ def _screen_setup(C, path, cross, target_second_moment, thm3_norm, rank_rtol, sp
     return C, coef, lam, targets, pb, q, applicable
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
-def _screen_counts(Mt, cols, excl, sqd, sqq, lam, applicable, indptr, indices, data, coef_tol):
-    """Per (λ, target): n_nonzero, thm3/conj1 screened and violations, largest violating |coef|, and
-    λ/λ_max: the masks of :func:`_rules`, counted one target at a time (no (n, T) arrays)."""
-    L, T = lam.shape
-    n = Mt.shape[1]
-    out_i = np.zeros((5, L, T), np.int64)
-    out_f = np.zeros((3, L, T))
-    for t in prange(T):
-        row = Mt[cols[t]]
-        ex = excl[t]
-        bmax = 0.0
-        for j in range(n):
-            if j != ex and abs(row[j]) > bmax:
-                bmax = abs(row[j])
-        lmax = 2.0 * bmax
-        thr0 = np.empty(L)
-        gap2 = np.empty(L)
-        lrat = np.empty(L)
-        for l in range(L):
-            gap2[l] = 2.0 * sqq[t] * abs(1.0 / lam[l, t] - 1.0 / lmax)
-            lrat[l] = lam[l, t] / lmax if lmax > 0 else np.inf
-            out_f[2, l, t] = lrat[l]
-        for j in range(n):
-            if j == ex:
-                continue
-            ratio = abs(row[j]) / bmax if bmax > 0 else 0.0
-            for l in range(L):
-                if bmax <= 0:
-                    thr = np.inf
-                else:
-                    thr = 1.0 - 2.0 * (sqd[j] * sqq[t]) * abs(1.0 / lam[l, t] - 1.0 / lmax)
-                if not applicable[t]:
-                    thr = -np.inf
-                if ratio < thr:
-                    out_i[1, l, t] += 1
-                if ratio < lrat[l]:
-                    out_i[3, l, t] += 1
-        for l in range(L):
-            r = t * L + l
-            for p in range(indptr[r], indptr[r + 1]):
-                j = indices[p]
-                a = abs(data[p])
-                if j == ex or not a > coef_tol:
-                    continue
-                out_i[0, l, t] += 1
-                ratio = abs(row[j]) / bmax if bmax > 0 else 0.0
-                if bmax <= 0:
-                    thr = np.inf
-                else:
-                    thr = 1.0 - 2.0 * (sqd[j] * sqq[t]) * abs(1.0 / lam[l, t] - 1.0 / lmax)
-                if not applicable[t]:
-                    thr = -np.inf
-                if ratio < thr:
-                    out_i[2, l, t] += 1
-                    out_f[0, l, t] = max(out_f[0, l, t], a)
-                if ratio < lrat[l]:
-                    out_i[4, l, t] += 1
-                    out_f[1, l, t] = max(out_f[1, l, t], a)
-    return out_i, out_f
-
-
 def _rules(lam_t, bmax, ratio, K, applicable):
     """Boolean (n, T) masks of the Theorem-3 and Conjecture-1 screens at λ = lam_t (per target),
     plus the Theorem-3 threshold."""
@@ -428,7 +366,7 @@ def screening(C, path, *, cross=None, target_second_moment=None, coef_tol: float
         C, path, cross, target_second_moment, thm3_norm, rank_rtol, spectral)
     L, T = lam.shape
     n = C.shape[0]
-    ci, cf = _screen_counts(pb.Mt, targets, pb.excluded, np.sqrt(np.maximum(np.diag(C), 0.0)), np.sqrt(q),
+    ci, cf = screen_counts(pb.Mt, targets, pb.excluded, np.sqrt(np.maximum(np.diag(C), 0.0)), np.sqrt(q),
                             np.ascontiguousarray(lam), applicable, coef.indptr, coef.indices, coef.data,
                             float(coef_tol))
     n_cand = n - (pb.excluded >= 0).astype(np.int64)
