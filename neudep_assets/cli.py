@@ -28,8 +28,10 @@ class PipelineError(RuntimeError):
     """A pipeline step failed; the message carries the step's own error."""
 
 
-def run_pipeline(config: Path | None = None, root: Path | None = None, *, instance=None, log=print) -> None:
-    """Materialize the whole graph for the config: dataset, every model, every ordered pair, comparisons."""
+def run_pipeline(config: Path | None = None, root: Path | None = None, *, instance=None, log=print,
+                 logits_batch_size: int | None = None) -> None:
+    """Materialize the whole graph for the config: dataset, every model, every ordered pair, comparisons.
+    ``logits_batch_size`` overrides every model's (default: each entry's, else fitted to input and memory)."""
     import dagster as dg
 
     from neudep_assets.defs.partitions import pair_key, register
@@ -42,6 +44,8 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
         _dagster_home()
         instance = dg.DagsterInstance.get()
     register(project, instance)
+    if logits_batch_size is not None and (isinstance(logits_batch_size, bool) or logits_batch_size < 1):
+        raise ValueError(f"--logits-batch-size must be a positive integer, got {logits_batch_size!r}")
     quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("NEUDEP_LOG_LEVEL", "INFO")}}}}
     steps = [("dataset_job", None)] + [("model_job", m.name) for m in project.models]
     steps += [("pair_job", pair_key(a, b)) for a, b in project.model_pairs()]
@@ -49,8 +53,11 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
     for job_name, partition in steps:
         t0 = time.perf_counter()
         log(f"[neudep] {job_name}{f' [{partition}]' if partition else ''} ...")
+        run_config = quiet
+        if job_name == "model_job" and logits_batch_size:
+            run_config = {**quiet, "ops": {"logits": {"config": {"batch_size": int(logits_batch_size)}}}}
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition, run_config=quiet, raise_on_error=False)
+            instance=instance, partition_key=partition, run_config=run_config, raise_on_error=False)
         if not result.success:
             errors = [f"  {e.step_key}: {_root_cause(e.step_failure_data.error)}"
                       for e in result.get_step_failure_events() if e.step_failure_data.error]
@@ -103,7 +110,7 @@ def cmd_demo(args) -> None:
     t0 = time.perf_counter()
     print(f"[neudep] config {config_path()}  data {data_root()}")
     try:
-        run_pipeline()
+        run_pipeline(logits_batch_size=args.logits_batch_size)
     except (PipelineError, ValueError) as exc:
         raise SystemExit(f"[neudep] {exc}") from None
     print_summary()
@@ -232,7 +239,10 @@ def _coerce(value: str):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="neudep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="materialize the whole pipeline for the config and print a summary")
+    p = sub.add_parser("demo", help="materialize the whole pipeline for the config and print a summary")
+    p.add_argument("--logits-batch-size", type=int, default=None, metavar="N",
+                   help="images per forward pass for every model's logits (default: each model entry's "
+                        "logits_batch_size, else fitted to the input size and the memory at hand)")
     sub.add_parser("summary", help="print the summary of what the result store holds")
     p = sub.add_parser("check", help="list damaged store files (zero-length, truncated); exit 1 if any")
     p.add_argument("--quarantine", action="store_true", help="move them (their whole analysis) to store/.quarantine/")

@@ -25,7 +25,8 @@ SELECT r.kind, r.model, r.checkpoint_sha256, r.source_model, r.source_checkpoint
        r.dataset_id AS dataset, r.fit_split, r.eval_split, r.lambda_mode, r.lambda_rel, m.lambda_abs,
        m.target_class, tc.name AS target_name, m.n_sources, m.abs_err, m.rel_err, m.acc, m.orig_acc,
        m.pos_acc, m.orig_pos_acc, m.n_pos, m.kkt, m.thm3_screened, m.thm3_violations,
-       m.conj1_screened, m.conj1_violations, r.dependency_run_id, r.dagster_run_id
+       m.conj1_screened, m.conj1_violations, r.dependency_run_id, r.dagster_run_id,
+       m.abs_err_refit, m.rel_err_refit, m.acc_refit, m.pos_acc_refit, m.fit_err, m.fit_err_refit, m.fit_rel_err
 FROM dependency_metrics m
 JOIN dependency_runs r USING (dependency_run_id, lambda_index)
 LEFT JOIN classes tc ON tc.dataset_id = r.dataset_id AND tc.class_index = m.target_class;

@@ -107,11 +107,44 @@ def test_missing_checkpoint_folder_and_unknown_arch_are_named(tmp_path):
                          ids=lambda p: p.stem)
 def test_cookbook_queries_run_on_a_real_store(tiny_run, query):
     root, _ = tiny_run
-    params = {"model": "cnn", "target": "%", "lam": 0.1}
+    params = {"model": "cnn", "target": "%", "lam": 0.1, "max_err": 1.0}
     text = query.read_text()
     used = {k: v for k, v in params.items() if f"${k}" in text}
     df = ResultStore(root).query(text, used or None)
     assert len(df) > 0, query.name
+
+
+def test_sparsest_dependency_query_agrees_with_solving_at_that_lambda(tiny_run):
+    """The cookbook's sparsest dependency per class: the stored row is what the CovLasso gives when solved
+    at that λ directly, within the error bound, and no larger λ of the grid with fewer sources meets it."""
+    import numpy as np
+
+    from neudep_assets.lib.analysis import analyse
+    from neudep_assets.lib.store import load_arrays
+
+    root, _ = tiny_run
+    store = ResultStore(root)
+    text = (Path(__file__).parents[1] / "sql" / "queries" / "sparsest_dependency.sql").read_text()
+    x = 0.6
+    got = store.query(text, {"model": "cnn", "max_err": x})
+    assert len(got) > 0
+    run = store.query("SELECT * FROM dependency_runs WHERE dependency_run_id = $r",
+                      {"r": got.dependency_run_id.iloc[0]})
+    C = load_arrays(store.query("SELECT path FROM moments WHERE moments_id = $m",
+                                {"m": run.moments_id.iloc[0]}).path.iloc[0])["C"]
+    grid = sorted(run.lambda_rel)
+    ev = load_arrays(store.query("SELECT path FROM logit_sets WHERE model = 'cnn' AND split = 'val'").path.iloc[0])
+    for row in got.itertuples():
+        res = analyse(C, [row.lambda_rel], eval_source=ev["logits"], eval_labels=ev["labels"])
+        direct = res.per_target[res.per_target.target_class == row.target_class].iloc[0]
+        assert direct.n_sources == row.n_sources and direct.fit_rel_err <= x
+        assert abs(direct.fit_rel_err - row.fit_rel_err) < 1e-4
+        for lam in grid:  # every larger λ with no more sources misses the bound
+            if lam > row.lambda_rel:
+                other = analyse(C, [lam], eval_source=ev["logits"], eval_labels=ev["labels"]).per_target
+                o = other[other.target_class == row.target_class].iloc[0]
+                assert o.n_sources == 0 or o.fit_rel_err > x or o.n_sources > row.n_sources
+    assert np.all(got.fit_rel_err <= x)
 
 
 def test_pair_with_a_missing_side_names_both_models_and_writes_nothing(tiny_run, tmp_path):

@@ -2,6 +2,7 @@
 
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 
 import dagster as dg
 import numpy as np
@@ -32,15 +33,29 @@ class DependenciesConfig(dg.Config):
     lambdas: list[float] = []
     lambda_mode: str = ""
     tol: float = 0.0
+    target_chunk: int = 0  # targets solved (and certified) per chunk; 0 = keep the project value
 
 
 def _effective(project_dep: DependencyConfig, override: DependenciesConfig) -> DependencyConfig:
     eff = DependencyConfig(
         lambdas=tuple(override.lambdas) or project_dep.lambdas,
         lambda_mode=override.lambda_mode or project_dep.lambda_mode, fit_split=project_dep.fit_split,
-        eval_split=project_dep.eval_split, tol=override.tol or project_dep.tol, star_plots=project_dep.star_plots)
+        eval_split=project_dep.eval_split, tol=override.tol or project_dep.tol, star_plots=project_dep.star_plots,
+        target_chunk=project_dep.target_chunk if override.target_chunk == 0 else override.target_chunk)
     eff.validate("run config")
     return eff
+
+
+def _identity(eff: DependencyConfig) -> dict:
+    """What an analysis's result depends on: not how its targets were chunked (the rows are the same)."""
+    return {k: v for k, v in asdict(eff).items() if k != "target_chunk"}
+
+
+def _solver_device(neudep: Neudep) -> str | None:
+    """The configured device for the CovLasso: CUDA runs the batched torch homotopy; cpu and mps (no
+    float64) the numba one. A device that does not exist is an error here, before any work."""
+    dev = neudep.pick_device()
+    return dev if dev.startswith("cuda") else None
 
 
 def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], run_id: str, *,
@@ -134,9 +149,10 @@ def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, 
     All tables of the analysis are committed at once, and only when certified (KKT ≤ tol)."""
     project, store = neudep.project(), neudep.store()
     eff = _effective(project.dependencies, config)
+    device = _solver_device(neudep)
     ds = PreparedDataset.from_json(dataset)
     ev = logits["splits"][eff.eval_split]
-    run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"], "cfg": eff,
+    run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"], "cfg": _identity(eff),
                                        "code": DEPENDENCIES_CODE_VERSION})
     with store.lock(f"analyses/{run_key}"):  # one writer per analysis: a second one waits, then finds it
         if store.has_analysis(run_key):
@@ -148,7 +164,8 @@ def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, 
             context.log.info(f"CovLasso: {C.shape[0]} targets × {len(eff.lambdas)} λ")
             t0 = time.perf_counter()
             res = analyse(C, eff.lambdas, eval_source=e["logits"], eval_labels=e["labels"],
-                          lambda_mode=eff.lambda_mode, tol=eff.tol)
+                          lambda_mode=eff.lambda_mode, tol=eff.tol,
+                          device=device, target_chunk=eff.target_chunk)
             context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                              f"{res.path.kkt.max():.1e} (tol {eff.tol:g}), rank of C {res.rank}")
             check = _write_results(store, run_key, res, _run_rows(
@@ -176,6 +193,7 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
     logit i replaced. Committed at once, and only when certified (KKT ≤ tol)."""
     project, store = neudep.project(), neudep.store()
     eff = _effective(project.dependencies, config)
+    device = _solver_device(neudep)
     ds = PreparedDataset.from_json(dataset)
     src, tgt = parse_pair(context.partition_key)
     for name in (src, tgt):
@@ -190,7 +208,7 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
     fit_f, fit_g = f["splits"][eff.fit_split], g["splits"][eff.fit_split]
     ev_f, ev_g = f["splits"][eff.eval_split], g["splits"][eff.eval_split]
     run_key = "between-" + stable_hash({"fit": [fit_f["logit_set_id"], fit_g["logit_set_id"]],
-                                        "eval": [ev_f["logit_set_id"], ev_g["logit_set_id"]], "cfg": eff,
+                                        "eval": [ev_f["logit_set_id"], ev_g["logit_set_id"]], "cfg": _identity(eff),
                                         "code": DEPENDENCIES_CODE_VERSION})
     with store.lock(f"analyses/{run_key}"):  # one writer per analysis: a second one waits, then finds it
         if store.has_analysis(run_key):
@@ -212,7 +230,8 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
             tsm = (G.astype(np.float64) ** 2).mean(0)
             res = analyse(C, eff.lambdas, cross=cross, target_second_moment=tsm,
                           eval_source=arrays["ev_f"]["logits"], eval_target=arrays["ev_g"]["logits"],
-                          eval_labels=arrays["ev_g"]["labels"], lambda_mode=eff.lambda_mode, tol=eff.tol)
+                          eval_labels=arrays["ev_g"]["labels"], lambda_mode=eff.lambda_mode, tol=eff.tol,
+                          device=device, target_chunk=eff.target_chunk)
             context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                              f"{res.path.kkt.max():.1e} (tol {eff.tol:g})")
             check = _write_results(store, run_key, res, _run_rows(

@@ -29,7 +29,7 @@ MOMENTS_CODE_VERSION = code_version(*MOMENTS_SCIENCE)
 class LogitsConfig(dg.Config):
     """Launchpad settings of the logits asset."""
 
-    batch_size: int = 512
+    batch_size: int = 0  # images per forward pass; 0 = the model entry's logits_batch_size, else automatic
 
 
 @dg.asset(partitions_def=models_partitions, code_version=CHECKPOINT_CODE_VERSION, group_name="models",
@@ -66,6 +66,9 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
     store = neudep.store()
     ds, info = PreparedDataset.from_json(dataset), CheckpointInfo(**checkpoint)
     device = neudep.pick_device()
+    if config.batch_size < 0:
+        raise dg.Failure(f"logits config: batch_size must be ≥ 1 (or 0 = automatic), got {config.batch_size}")
+    batch_size = config.batch_size or neudep.project().model(info.model).logits_batch_size  # None: automatic
     out, rows = {}, []
     for split in ds.splits:
         set_id = f"{info.sha256[:16]}-{ds.dataset_id}-{split}-{LOGITS_CODE_VERSION[:8]}"
@@ -74,7 +77,7 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
             row = {**store.read("logit_sets", set_id).iloc[0].to_dict(), "path": str(path)}
         else:
             context.log.info(f"logits of {info.model} on {split} ({ds.counts.get(split)} samples) on {device}")
-            lg, labels, ids = split_logits(info, ds, split, device=device, batch_size=config.batch_size,
+            lg, labels, ids = split_logits(info, ds, split, device=device, batch_size=batch_size,
                                            log=context.log.info)
             check_finite(lg, f"logits of model {info.model} ({info.path}) on split {split}")
             lg = lg.astype(np.float32)
