@@ -28,8 +28,10 @@ class PipelineError(RuntimeError):
     """A pipeline step failed; the message carries the step's own error."""
 
 
-def run_pipeline(config: Path | None = None, root: Path | None = None, *, instance=None, log=print) -> None:
-    """Materialize the whole graph for the config: dataset, every model, every ordered pair, comparisons."""
+def run_pipeline(config: Path | None = None, root: Path | None = None, *, instance=None, log=print,
+                 logits_batch_size: int | None = None) -> None:
+    """Materialize the whole graph for the config: dataset, every model, every ordered pair, comparisons.
+    ``logits_batch_size`` overrides every model's (default: each entry's, else fitted to input and memory)."""
     import dagster as dg
 
     from neudep_assets.defs.partitions import pair_key, register
@@ -42,6 +44,8 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
         _dagster_home()
         instance = dg.DagsterInstance.get()
     register(project, instance)
+    if logits_batch_size is not None and (isinstance(logits_batch_size, bool) or logits_batch_size < 1):
+        raise ValueError(f"--logits-batch-size must be a positive integer, got {logits_batch_size!r}")
     quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("NEUDEP_LOG_LEVEL", "INFO")}}}}
     steps = [("dataset_job", None)] + [("model_job", m.name) for m in project.models]
     steps += [("pair_job", pair_key(a, b)) for a, b in project.model_pairs()]
@@ -55,8 +59,11 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
     for job_name, partition in steps:
         t0 = time.perf_counter()
         log(f"[neudep] {job_name}{f' [{partition}]' if partition else ''} ...")
+        run_config = quiet
+        if job_name == "model_job" and logits_batch_size:
+            run_config = {**quiet, "ops": {"logits": {"config": {"batch_size": int(logits_batch_size)}}}}
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition, run_config=quiet, raise_on_error=False)
+            instance=instance, partition_key=partition, run_config=run_config, raise_on_error=False)
         if not result.success:
             errors = [f"  {e.step_key}: {_root_cause(e.step_failure_data.error)}"
                       for e in result.get_step_failure_events() if e.step_failure_data.error]
@@ -67,9 +74,7 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
 
 def print_summary(root: Path | None = None) -> None:
     """What the store holds: models and accuracy, dependencies at λ_rel = 0.1, the strongest ones."""
-    from neudep_assets.lib.store import ResultStore
-
-    store = ResultStore(root or data_root())
+    store = _store(root)
     q = (SQL_DIR / "queries").joinpath
     print("\n== models (val accuracy) ==")
     print(_fmt(store.query(q("models.sql").read_text())))
@@ -84,6 +89,20 @@ def print_summary(root: Path | None = None) -> None:
     for parent in store.query("SELECT DISTINCT parent_model FROM regularization_results ORDER BY 1")["parent_model"]:
         print(f"\n== dependency regularizer on {parent} (paper Table 3) ==")
         print(_fmt(store.query(q("regularization_table3.sql").read_text(), {"parent": parent})))
+
+
+def _store(root: Path | None = None):
+    """The result store, its user catalog brought up to date (e.g. a copied data root re-pointed)."""
+    import duckdb
+
+    from neudep_assets.lib.store import ResultStore
+
+    store = ResultStore(root or data_root())
+    try:
+        store.ensure_catalog()
+    except (OSError, duckdb.Error) as exc:  # a read-only data root: queries work without it
+        print(f"[neudep] catalog {store.catalog_path} not updated: {exc}", file=sys.stderr)
+    return store
 
 
 def _fmt(df) -> str:
@@ -104,7 +123,7 @@ def cmd_demo(args) -> None:
     t0 = time.perf_counter()
     print(f"[neudep] config {config_path()}  data {data_root()}")
     try:
-        run_pipeline()
+        run_pipeline(logits_batch_size=args.logits_batch_size)
     except (PipelineError, ValueError) as exc:
         raise SystemExit(f"[neudep] {exc}") from None
     print_summary()
@@ -113,8 +132,6 @@ def cmd_demo(args) -> None:
 
 
 def cmd_sql(args) -> None:
-    from neudep_assets.lib.store import ResultStore
-
     if bool(args.query) == bool(args.file):
         raise SystemExit("neudep sql: give either a query or --file FILE")
     if args.file:
@@ -132,11 +149,29 @@ def cmd_sql(args) -> None:
         params[key] = _coerce(value)
     import duckdb
 
+    from neudep_assets.lib.store import StoreError
+
     try:
-        df = ResultStore(data_root()).query(query, params or None)
-    except duckdb.Error as exc:
+        df = _store().query(query, params or None)
+    except (duckdb.Error, StoreError) as exc:
         raise SystemExit(f"neudep sql: {exc}") from None
     print(_fmt(df) if df is not None else "ok")
+
+
+def cmd_check(args) -> None:
+    """List damaged store files (zero-length, truncated); exit 1 if there is any."""
+    from neudep_assets.lib.store import ResultStore
+
+    store = ResultStore(data_root())
+    bad = store.check()
+    for path, why in bad:
+        print(f"damaged: {path} ({why})")
+    if args.quarantine and bad:
+        for dest in store.quarantine():
+            print(f"moved aside: {dest}")
+    print(f"{len(bad)} damaged store file(s) under {store.tables_dir}" if bad else f"store ok: {store.tables_dir}")
+    if bad:
+        raise SystemExit(1)
 
 
 LINEAGE_SQL = """
@@ -218,8 +253,13 @@ def _coerce(value: str):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="neudep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="materialize the whole pipeline for the config and print a summary")
+    p = sub.add_parser("demo", help="materialize the whole pipeline for the config and print a summary")
+    p.add_argument("--logits-batch-size", type=int, default=None, metavar="N",
+                   help="images per forward pass for every model's logits (default: each model entry's "
+                        "logits_batch_size, else fitted to the input size and the memory at hand)")
     sub.add_parser("summary", help="print the summary of what the result store holds")
+    p = sub.add_parser("check", help="list damaged store files (zero-length, truncated); exit 1 if any")
+    p.add_argument("--quarantine", action="store_true", help="move them (their whole analysis) to store/.quarantine/")
     p = sub.add_parser("sql", help="run a SQL query on the result store (read-only)")
     p.add_argument("query", nargs="?", help="SQL text; $name placeholders take --param name=value")
     p.add_argument("--file", help="read the query from a file, e.g. sql/queries/lineage.sql")
@@ -240,7 +280,8 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--top", type=int, default=6)
             p.add_argument("--out", default=str(data_root() / "exports"), help="output folder")
     args = parser.parse_args(argv)
-    {"demo": cmd_demo, "summary": lambda a: print_summary(), "sql": cmd_sql, "export-graph": cmd_export_graph,
+    {"demo": cmd_demo, "summary": lambda a: print_summary(), "check": cmd_check, "sql": cmd_sql,
+     "export-graph": cmd_export_graph,
      "stars": cmd_stars}[args.command](args)
 
 

@@ -1,17 +1,23 @@
--- The result store's catalog: views over the Parquet files under {{STORE}} (substituted with the
--- store path when neudep creates data/neudep.duckdb). Parquet is the source of truth; these views
--- only read it, so queries see new results as soon as a run has written them.
+-- The result store's derived views. The base views (one per table of TABLES in
+-- neudep_assets/lib/store.py) are made by neudep before and after this file: each reads only committed
+-- files (store/<table>/*.parquet and store/analyses/<key>/<table>.parquet), so a new table needs no
+-- line here. Parquet is the source of truth; these views only read it.
 
-CREATE OR REPLACE VIEW datasets           AS SELECT * FROM read_parquet('{{STORE}}/datasets/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW classes            AS SELECT * FROM read_parquet('{{STORE}}/classes/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW checkpoints        AS SELECT * FROM read_parquet('{{STORE}}/checkpoints/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW logit_sets         AS SELECT * FROM read_parquet('{{STORE}}/logit_sets/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW moments            AS SELECT * FROM read_parquet('{{STORE}}/moments/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW dependency_runs    AS SELECT * FROM read_parquet('{{STORE}}/dependency_runs/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW dependencies       AS SELECT * FROM read_parquet('{{STORE}}/dependencies/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW dependency_metrics AS SELECT * FROM read_parquet('{{STORE}}/dependency_metrics/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW class_diagnostics  AS SELECT * FROM read_parquet('{{STORE}}/class_diagnostics/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW comparisons        AS SELECT * FROM read_parquet('{{STORE}}/comparisons/*.parquet', union_by_name = true);
+-- The latest committed analysis of each model and pair (kind, source model, model, dataset, λ mode):
+-- its dependency_runs rows (one per λ). "The current results" are read through this view, so a summary
+-- never mixes two analyses (two checkpoints, two λ grids) of one model.
+CREATE OR REPLACE VIEW latest_dependency_runs AS
+WITH analyses AS (
+    SELECT dependency_run_id, any_value(kind) AS kind, any_value(source_model) AS source_model,
+           any_value(model) AS model, any_value(dataset_id) AS dataset_id, any_value(lambda_mode) AS lambda_mode,
+           max(written_at) AS written_at
+    FROM dependency_runs GROUP BY dependency_run_id
+), latest AS (
+    SELECT dependency_run_id FROM analyses
+    QUALIFY row_number() OVER (PARTITION BY kind, source_model, model, dataset_id, lambda_mode
+                               ORDER BY written_at DESC, dependency_run_id DESC) = 1
+)
+SELECT r.* FROM dependency_runs r SEMI JOIN latest USING (dependency_run_id);
 
 -- One row per (run, λ, target): the Table-1 metrics with model and class names.
 CREATE OR REPLACE VIEW dependency_summary AS
@@ -19,7 +25,8 @@ SELECT r.kind, r.model, r.checkpoint_sha256, r.source_model, r.source_checkpoint
        r.dataset_id AS dataset, r.fit_split, r.eval_split, r.lambda_mode, r.lambda_rel, m.lambda_abs,
        m.target_class, tc.name AS target_name, m.n_sources, m.abs_err, m.rel_err, m.acc, m.orig_acc,
        m.pos_acc, m.orig_pos_acc, m.n_pos, m.kkt, m.thm3_screened, m.thm3_violations,
-       m.conj1_screened, m.conj1_violations, r.dependency_run_id, r.dagster_run_id
+       m.conj1_screened, m.conj1_violations, r.dependency_run_id, r.dagster_run_id,
+       m.abs_err_refit, m.rel_err_refit, m.acc_refit, m.pos_acc_refit, m.fit_err, m.fit_err_refit, m.fit_rel_err
 FROM dependency_metrics m
 JOIN dependency_runs r USING (dependency_run_id, lambda_index)
 LEFT JOIN classes tc ON tc.dataset_id = r.dataset_id AND tc.class_index = m.target_class;
@@ -36,9 +43,3 @@ JOIN dependency_runs r USING (dependency_run_id, lambda_index)
 JOIN dependency_metrics m USING (dependency_run_id, lambda_index, target_class)
 LEFT JOIN classes tc ON tc.dataset_id = r.dataset_id AND tc.class_index = d.target_class
 LEFT JOIN classes sc ON sc.dataset_id = r.dataset_id AND sc.class_index = d.source_class;
-
--- §3.2 / §3.3 (new categories from old logits; regularized checkpoints)
-CREATE OR REPLACE VIEW incremental_results    AS SELECT * FROM read_parquet('{{STORE}}/incremental_results/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW derived_models         AS SELECT * FROM read_parquet('{{STORE}}/derived_models/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW regularization_pairs   AS SELECT * FROM read_parquet('{{STORE}}/regularization_pairs/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW regularization_results AS SELECT * FROM read_parquet('{{STORE}}/regularization_results/*.parquet', union_by_name = true);

@@ -40,7 +40,7 @@ def test_whole_graph_materializes_and_fills_every_table(tiny_run):
     # a between edge never uses the target's own class
     assert store.query("SELECT count(*) AS n FROM dependency_lineage WHERE source_class = target_class")["n"][0] == 0
     checks = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(dg.AssetKey("dependencies"), "dependencies_certified"), limit=10)
+        dg.AssetCheckKey(dg.AssetKey("dependencies"), "certified"), limit=10)
     assert checks and all(c.status.value == "SUCCEEDED" for c in checks)
 
 
@@ -109,11 +109,44 @@ def test_missing_checkpoint_folder_and_unknown_arch_are_named(tmp_path):
                          ids=lambda p: p.stem)
 def test_cookbook_queries_run_on_a_real_store(tiny_run, query):
     root, _ = tiny_run
-    params = {"model": "cnn", "target": "%", "lam": 0.1}
+    params = {"model": "cnn", "target": "%", "lam": 0.1, "max_err": 1.0}
     text = query.read_text()
     used = {k: v for k, v in params.items() if f"${k}" in text}
     df = ResultStore(root).query(text, used or None)
     assert len(df) > 0, query.name
+
+
+def test_sparsest_dependency_query_agrees_with_solving_at_that_lambda(tiny_run):
+    """The cookbook's sparsest dependency per class: the stored row is what the CovLasso gives when solved
+    at that λ directly, within the error bound, and no larger λ of the grid with fewer sources meets it."""
+    import numpy as np
+
+    from neudep_assets.lib.analysis import analyse
+    from neudep_assets.lib.store import load_arrays
+
+    root, _ = tiny_run
+    store = ResultStore(root)
+    text = (Path(__file__).parents[1] / "sql" / "queries" / "sparsest_dependency.sql").read_text()
+    x = 0.6
+    got = store.query(text, {"model": "cnn", "max_err": x})
+    assert len(got) > 0
+    run = store.query("SELECT * FROM dependency_runs WHERE dependency_run_id = $r",
+                      {"r": got.dependency_run_id.iloc[0]})
+    C = load_arrays(store.query("SELECT path FROM moments WHERE moments_id = $m",
+                                {"m": run.moments_id.iloc[0]}).path.iloc[0])["C"]
+    grid = sorted(run.lambda_rel)
+    ev = load_arrays(store.query("SELECT path FROM logit_sets WHERE model = 'cnn' AND split = 'val'").path.iloc[0])
+    for row in got.itertuples():
+        res = analyse(C, [row.lambda_rel], eval_source=ev["logits"], eval_labels=ev["labels"])
+        direct = res.per_target[res.per_target.target_class == row.target_class].iloc[0]
+        assert direct.n_sources == row.n_sources and direct.fit_rel_err <= x
+        assert abs(direct.fit_rel_err - row.fit_rel_err) < 1e-4
+        for lam in grid:  # every larger λ with no more sources misses the bound
+            if lam > row.lambda_rel:
+                other = analyse(C, [lam], eval_source=ev["logits"], eval_labels=ev["labels"]).per_target
+                o = other[other.target_class == row.target_class].iloc[0]
+                assert o.n_sources == 0 or o.fit_rel_err > x or o.n_sources > row.n_sources
+    assert np.all(got.fit_rel_err <= x)
 
 
 def test_pair_with_a_missing_side_names_both_models_and_writes_nothing(tiny_run, tmp_path):
@@ -136,3 +169,64 @@ def test_pair_with_a_missing_side_names_both_models_and_writes_nothing(tiny_run,
     assert "cnn->vit" in message and "'vit'" in message
     kinds = ResultStore(data).query("SELECT DISTINCT kind, model FROM dependency_runs")
     assert kinds.to_dict("records") == [{"kind": "within", "model": "cnn"}]  # nothing of the pair
+
+
+def test_an_uncertified_analysis_is_not_written_and_fails_its_blocking_check(tiny_run, tmp_path, monkeypatch):
+    """A certificate above the analysis's own tol (here a loose 1e-6): the asset fails naming the worst
+    target, its blocking check fails, nothing of the analysis is written, and the run stops before
+    anything downstream (pairs, comparisons) runs."""
+    import neudep_assets.defs.dependency_assets as da
+
+    root, _ = tiny_run
+    data = tmp_path / "data"
+    shutil.copytree(root / "checkpoints", data / "checkpoints")  # no retraining
+    real = da.analyse
+
+    def uncertified(*args, **kwargs):
+        res = real(*args, **kwargs)
+        bad = (res.per_target["target_class"] == 3) & (res.per_target["lambda_index"] == 1)
+        res.per_target.loc[bad, "kkt"] = 1e-3
+        return res
+
+    monkeypatch.setattr(da, "analyse", uncertified)
+    cfg = tmp_path / "loose.yaml"
+    cfg.write_text(TINY.read_text().replace("  star_plots: 1", "  star_plots: 1\n  tol: 1.0e-6"))
+    instance = dg.DagsterInstance.ephemeral()
+    name = ResultStore(root).query("SELECT name FROM classes WHERE class_index = 3")["name"][0]
+    with pytest.raises(PipelineError, match=rf"exceed tol = 1e-06.*{name!r} \(class 3\) at λ=0.1: KKT 1.00e-03"):
+        run_pipeline(cfg, data, instance=instance, log=lambda *_: None)
+    store = ResultStore(data)
+    assert _counts(store)["logit_sets"] == 3  # what came before is there
+    assert {t: n for t, n in _counts(store).items() if t.startswith(("dependenc", "class_d", "compar"))} == {
+        "dependency_runs": 0, "dependencies": 0, "dependency_metrics": 0, "class_diagnostics": 0, "comparisons": 0}
+    assert not list(store.analyses_dir.glob("*")) and not list(store.staging_dir.glob("*"))
+    checks = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("dependencies"), "certified"), limit=5)
+    assert [c.status.value for c in checks] == ["FAILED"]
+    for asset in ("dependencies", "between_dependencies", "comparisons"):
+        assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is None
+
+
+def test_a_user_holding_the_catalog_read_write_during_a_run(tiny_run):
+    """A user holds data/neudep.duckdb read-write, with a table of their own, while the whole graph
+    reruns (comparisons included): the run succeeds, and the user keeps their views and table."""
+    import subprocess
+    import sys
+
+    from tests.test_store_faults import HOLDER, _python
+
+    root, instance = tiny_run
+    store = ResultStore(root)
+    holder = _python(HOLDER, str(store.ensure_catalog()), "rw")
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        run_pipeline(TINY, root, instance=instance, log=lambda *_: None)
+        holder.stdin.write("SELECT count(*) FROM dependency_runs\nSELECT x FROM mine\n")
+        holder.stdin.flush()
+        n = _counts(store)["dependency_runs"]
+        assert [holder.stdout.readline().strip() for _ in range(2)] == [f"[({n},)]", "[(42,)]"]
+    finally:
+        holder.communicate("", timeout=60)
+    assert subprocess.run([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+                           "print(c.execute('SELECT x FROM mine').fetchall())", str(store.catalog_path)],
+                          capture_output=True, text=True).stdout.strip() == "[(42,)]"

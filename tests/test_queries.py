@@ -1,0 +1,125 @@
+"""The cookbook (sql/queries), the CLI summary and the comparisons summary on a store that holds two
+analyses of the same model (a retrain and a second λ grid that also holds 0.1): every number is
+per analysis, or of the latest analysis of each model and pair, never a mix."""
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from neudep_assets.lib.store import ResultStore
+
+QUERIES = Path(__file__).resolve().parents[1] / "sql" / "queries"
+
+
+def _analysis(key, sha, lambdas, n_sources, rel_err, *, kind="within", model="m", source="m"):
+    n = len(n_sources)
+    metrics = pd.DataFrame([{"dependency_run_id": key, "lambda_index": li, "target_class": t, "lambda_abs": lam,
+                             "lambda_max": 1.0, "kkt": 0.0, "n_sources": n_sources[t], "abs_err": 0.1,
+                             "rel_err": rel_err[t], "acc": 0.5, "orig_acc": 0.6, "pos_acc": 0.25,
+                             "orig_pos_acc": 1.0, "n_pos": 4} for li, lam in enumerate(lambdas) for t in range(n)])
+    edges = pd.DataFrame([{"dependency_run_id": key, "lambda_index": li, "target_class": t,
+                           "source_class": (t + 1) % n, "coef": 0.5} for li in range(len(lambdas)) for t in range(n)])
+    runs = [{"dependency_run_id": key, "kind": kind, "lambda_index": li, "lambda_rel": lam, "lambda_value": lam,
+             "lambda_mode": "relative", "model": model, "checkpoint_sha256": sha, "source_model": source,
+             "source_checkpoint_sha256": sha, "dataset_id": "d", "tol": 1e-9, "max_kkt": 0.0}
+            for li, lam in enumerate(lambdas)]
+    return {"dependency_metrics": metrics, "dependencies": edges, "dependency_runs": runs,
+            "class_diagnostics": pd.DataFrame({"dependency_run_id": key, "target_class": range(n)})}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    store = ResultStore(tmp_path_factory.mktemp("data"))
+    store.write("classes", "d", [{"dataset_id": "d", "class_index": i, "name": f"class {i}"} for i in range(3)],
+                run_id="r", code_version="v")
+    for sha, acc in (("c1" * 32, 0.9), ("c2" * 32, 0.8)):
+        store.write("checkpoints", sha, [{"checkpoint_sha256": sha, "model": "m", "dataset_id": "d"}],
+                    run_id="r", code_version="v")
+        store.write("logit_sets", sha, [{"checkpoint_sha256": sha, "dataset_id": "d", "split": "val", "accuracy": acc}],
+                    run_id="r", code_version="v")
+    # the first checkpoint: every class has a dependency at λ = 0.1
+    store.commit_analysis("old", _analysis("old", "c1" * 32, [0.1], [1, 1, 1], [0.1, 0.1, 0.1]), run_id="r1",
+                          code_version="v")
+    time.sleep(0.01)
+    # the retrained checkpoint, another grid that also holds 0.1: one class of three has one
+    store.commit_analysis("new", _analysis("new", "c2" * 32, [0.5, 0.1], [1, 2, 12], [0.1, 0.3, 0.05]), run_id="r2",
+                          code_version="v")
+    # §3.2 / §3.3: two results of one model, two parent checkpoints; only the latest of each counts
+    for rid, accs in (("inc-old", [0.1]), ("inc-new", [0.5, 0.7])):
+        store.write("incremental_results", rid, [{"result_id": rid, "model": "m", "setting": "90/10", "seed": k,
+                                                  "method": "theta_head", "n_base": 2, "n_new": 1, "overall_acc": a}
+                                                 for k, a in enumerate(accs)], run_id="r", code_version="v")
+        time.sleep(0.01)
+    for parent, (run, acc) in {"p1" * 32: ("old", 0.2), "p2" * 32: ("new", 0.8)}.items():
+        store.write("regularization_pairs", parent[:4], [{"model": "m", "parent_sha256": parent, "pair_index": 0,
+                                                          "class_a": 0, "class_b": 1, "name_a": "class 0",
+                                                          "name_b": "class 1", "coef": 0.9}], run_id="r", code_version="v")
+        store.write("regularization_results", parent[:4], [{"parent_model": "m", "parent_sha256": parent, "role": role,
+                                                            "seed": 0, "alpha": alpha, "accuracy": acc, "ood_aupr": 0.5,
+                                                            "lambda_rel": 0.1, "dependency_run_id": run}
+                                                           for role, alpha in (("control", 0.0), ("regularized", 1.0))],
+                    run_id="r", code_version="v")
+        time.sleep(0.01)
+    return store
+
+
+EXPECTED = {  # query → (params, check of the result)
+    "dependency_share": ({}, lambda df: df[["model", "targets", "with_dependency", "share_pct",
+                                            "dependency_run_id"]].to_dict("records") ==
+                         [{"model": "m", "targets": 3, "with_dependency": 1, "share_pct": 33.3,
+                           "dependency_run_id": "new"}]),
+    "acc_loss_distribution": ({}, lambda df: df[["targets", "dependency_run_id"]].to_dict("records") ==
+                              [{"targets": 1, "dependency_run_id": "new"}]
+                              and list(df["pos_acc_loss_pts_q0_25_50_75_100"][0]) == [75] * 5),
+    "lambda_path": ({}, lambda df: df[["lambda_rel", "mean_sources", "dependency_run_id"]].to_dict("records") ==
+                    [{"lambda_rel": 0.5, "mean_sources": 5.0, "dependency_run_id": "new"},
+                     {"lambda_rel": 0.1, "mean_sources": 5.0, "dependency_run_id": "new"}]),
+    "strongest_dependencies": ({}, lambda df: df[["target", "sources"]].to_dict("records") ==
+                               [{"target": "class 0", "sources": 1}, {"target": "class 1", "sources": 2}]),
+    "edge_survival": ({"model": "m", "lam": 0.1}, lambda df: len(df) == 3 and (df["analyses_with_edge"] == 2).all()
+                      and (df["analyses_total"] == 2).all() and (df["checkpoints_total"] == 2).all()),
+    "sources_of_class": ({"model": "m", "target": "class 2", "lam": 0.1},
+                         lambda df: sorted(df["dependency_run_id"]) == ["new", "old"] and (df["coef"] == 0.5).all()),
+    "incremental_table": ({}, lambda df: df[["model", "seeds", "overall", "overall_std"]].to_dict("records") ==
+                          [{"model": "m", "seeds": 2, "overall": 60.0, "overall_std": 14.14}]),
+    "regularization_table3": ({"parent": "m"}, lambda df: df[["role", "seeds", "acc", "coef_ab", "coef_ba",
+                                                               "parent_coef"]].to_dict("records") ==
+                              [{"role": "control", "seeds": 1, "acc": 0.8, "coef_ab": 0.5, "coef_ba": 0.0,
+                                "parent_coef": 0.9},
+                               {"role": "regularized", "seeds": 1, "acc": 0.8, "coef_ab": 0.5, "coef_ba": 0.0,
+                                "parent_coef": 0.9}]),
+    "models": ({}, lambda df: df[["sha256", "val_acc"]].to_dict("records") ==
+               [{"sha256": "c1" * 6, "val_acc": 0.9}, {"sha256": "c2" * 6, "val_acc": 0.8}]),
+}
+
+
+@pytest.mark.parametrize("query", sorted(QUERIES.glob("*.sql")), ids=lambda p: p.stem)
+def test_cookbook_query_values_on_two_analyses_of_one_model(store, query):
+    assert query.stem in EXPECTED, f"{query.name}: add its expected values on this store"
+    params, ok = EXPECTED[query.stem]
+    df = store.query(query.read_text(), params or None)
+    assert ok(df), df.to_string()
+
+
+def test_latest_analysis_is_one_per_model_and_pair(store):
+    latest = store.query("SELECT DISTINCT dependency_run_id, model FROM latest_dependency_runs")
+    assert latest.to_dict("records") == [{"dependency_run_id": "new", "model": "m"}]
+
+
+def test_comparisons_summary_is_per_analysis(store):
+    from neudep_assets.defs.comparison_assets import SUMMARY_SQL
+
+    with store.connect() as con:
+        df = con.execute(SUMMARY_SQL, {"dataset": "d"}).df()
+    assert sorted(zip(df["dependency_run_id"], df["lambda_rel"], df["targets"])) == [
+        ("new", 0.1, 3), ("new", 0.5, 3), ("old", 0.1, 3)]
+
+
+def test_cli_summary_reports_the_latest_analysis(store, capsys):
+    from neudep_assets.cli import print_summary
+
+    print_summary(store.root)
+    out = capsys.readouterr().out
+    assert "33.3" in out and " 6 " not in out.split("classes with a dependency")[1].split("==")[0]
