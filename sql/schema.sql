@@ -12,6 +12,8 @@ CREATE OR REPLACE VIEW dependencies       AS SELECT * FROM read_parquet('{{STORE
 CREATE OR REPLACE VIEW dependency_metrics AS SELECT * FROM read_parquet('{{STORE}}/dependency_metrics/*.parquet', union_by_name = true);
 CREATE OR REPLACE VIEW class_diagnostics  AS SELECT * FROM read_parquet('{{STORE}}/class_diagnostics/*.parquet', union_by_name = true);
 CREATE OR REPLACE VIEW comparisons        AS SELECT * FROM read_parquet('{{STORE}}/comparisons/*.parquet', union_by_name = true);
+-- per logit set: the per-sample mean logit m(x), its share of E[f²] (offset_share), top logit, spread
+CREATE OR REPLACE VIEW logit_stats        AS SELECT * FROM read_parquet('{{STORE}}/logit_stats/*.parquet', union_by_name = true);
 
 -- One row per (run, λ, target): the Table-1 metrics with model and class names.
 CREATE OR REPLACE VIEW dependency_summary AS
@@ -19,7 +21,8 @@ SELECT r.kind, r.model, r.checkpoint_sha256, r.source_model, r.source_checkpoint
        r.dataset_id AS dataset, r.fit_split, r.eval_split, r.lambda_mode, r.lambda_rel, m.lambda_abs,
        m.target_class, tc.name AS target_name, m.n_sources, m.abs_err, m.rel_err, m.acc, m.orig_acc,
        m.pos_acc, m.orig_pos_acc, m.n_pos, m.kkt, m.thm3_screened, m.thm3_violations,
-       m.conj1_screened, m.conj1_violations, r.dependency_run_id, r.dagster_run_id
+       m.conj1_screened, m.conj1_violations, r.dependency_run_id, r.dagster_run_id,
+       coalesce(r.logit_gauge, 'raw') AS logit_gauge, m.offset_dir_share
 FROM dependency_metrics m
 JOIN dependency_runs r USING (dependency_run_id, lambda_index)
 LEFT JOIN classes tc ON tc.dataset_id = r.dataset_id AND tc.class_index = m.target_class;
@@ -30,7 +33,7 @@ SELECT r.kind, r.model, r.checkpoint_sha256, r.dataset_id AS dataset, r.fit_spli
        r.lambda_mode, r.lambda_rel, m.lambda_abs, d.target_class, tc.name AS target_name,
        r.source_model, r.source_checkpoint_sha256, d.source_class, sc.name AS source_name, d.coef,
        m.rel_err, m.pos_acc, m.orig_pos_acc, r.solver, m.kkt, r.dependency_run_id, r.dagster_run_id,
-       r.code_version
+       r.code_version, coalesce(r.logit_gauge, 'raw') AS logit_gauge, m.offset_dir_share
 FROM dependencies d
 JOIN dependency_runs r USING (dependency_run_id, lambda_index)
 JOIN dependency_metrics m USING (dependency_run_id, lambda_index, target_class)

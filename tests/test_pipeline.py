@@ -4,6 +4,8 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import pytest
 
 from neudep_assets.cli import PipelineError, run_pipeline
@@ -11,7 +13,7 @@ from neudep_assets.lib.store import ResultStore
 
 TINY = Path(__file__).with_name("tiny.yaml")
 TABLES = ("datasets", "classes", "checkpoints", "logit_sets", "moments", "dependency_runs", "dependencies",
-          "dependency_metrics", "class_diagnostics", "comparisons")
+          "dependency_metrics", "class_diagnostics", "comparisons", "logit_stats")
 
 
 def _counts(store: ResultStore) -> dict[str, int]:
@@ -79,7 +81,8 @@ def test_corrupt_checkpoint_fails_naming_the_file_and_writes_nothing(tiny_run, t
     # after the fix, the same config and data root work
     shutil.copy(good / "model.safetensors", weights)
     run_pipeline(cfg, data, instance=dg.DagsterInstance.ephemeral(), log=lambda *_: None)
-    assert _counts(store)["checkpoints"] == 1 and _counts(store)["dependency_runs"] == 1
+    # one λ of the raw analysis + its centered-gauge cross-check at that λ
+    assert _counts(store)["checkpoints"] == 1 and _counts(store)["dependency_runs"] == 2
 
 
 def test_class_count_mismatch_names_both_counts(tiny_run, tmp_path):
@@ -134,3 +137,57 @@ def test_pair_with_a_missing_side_names_both_models_and_writes_nothing(tiny_run,
     assert "cnn->vit" in message and "'vit'" in message
     kinds = ResultStore(data).query("SELECT DISTINCT kind, model FROM dependency_runs")
     assert kinds.to_dict("records") == [{"kind": "within", "model": "cnn"}]  # nothing of the pair
+
+
+def test_logit_gauges_live_side_by_side_and_never_mix(tiny_run, tmp_path):
+    """The default (raw) run stored a centered cross-check beside it; asking for the centered gauge on
+    that store computes its own analyses (new keys) and leaves the raw ones untouched."""
+    root, instance = tiny_run
+    store = ResultStore(root)
+    q = ("SELECT kind, model, logit_gauge, count(*) AS n_lambdas FROM dependency_runs "
+         "GROUP BY dependency_run_id, kind, model, logit_gauge")
+
+    def analyses():  # one (kind, model, gauge, λ count) per stored analysis
+        return sorted(map(tuple, store.query(q).to_numpy().tolist()))
+
+    first = [("between", "cnn", "raw", 3), ("between", "vit", "raw", 3),
+             ("within", "cnn", "centered", 1), ("within", "cnn", "raw", 3),
+             ("within", "vit", "centered", 1), ("within", "vit", "raw", 3)]
+    assert analyses() == sorted(first)
+    # offset diagnostics for every logit set; the centered analyses have no offset direction
+    assert len(store.query("SELECT * FROM logit_stats")) == 6
+    share = store.query("SELECT logit_gauge, max(offset_dir_share) AS mx, min(offset_dir_share) AS mn "
+                        "FROM dependency_summary GROUP BY ALL ORDER BY ALL")
+    assert share.loc[share["logit_gauge"] == "centered", "mx"].iloc[0] < 1e-9
+    assert 0 <= share.loc[share["logit_gauge"] == "raw", "mn"].iloc[0]
+    assert share.loc[share["logit_gauge"] == "raw", "mx"].iloc[0] <= 1
+    raw_files = {p: p.stat().st_mtime_ns for p in (root / "store" / "dependency_metrics").glob("*.parquet")}
+    raw_q = ("SELECT dependency_run_id, model, target_class, rel_err FROM dependency_summary WHERE kind = 'within' "
+             "AND logit_gauge = 'raw' AND abs(lambda_rel - 0.1) < 1e-9 ORDER BY ALL")
+    raw_at_01 = store.query(raw_q)
+
+    cfg = tmp_path / "centered.yaml"
+    cfg.write_text(TINY.read_text().replace("  star_plots: 1", "  star_plots: 1\n  logit_gauge: centered"))
+    run_pipeline(cfg, root, instance=instance, log=lambda *_: None)
+    # its own analyses in the centered gauge (and a raw cross-check at λ 0.1), beside the first ones
+    assert analyses() == sorted(first + [("between", "cnn", "centered", 3), ("between", "vit", "centered", 3),
+                                         ("within", "cnn", "centered", 3), ("within", "cnn", "raw", 1),
+                                         ("within", "vit", "centered", 3), ("within", "vit", "raw", 1)])
+    # nothing of the raw analyses was rewritten, and their numbers are what they were
+    assert all(p.stat().st_mtime_ns == t for p, t in raw_files.items())
+    raw_after = store.query(raw_q)
+    old = raw_after["dependency_run_id"].isin(raw_at_01["dependency_run_id"])
+    pd.testing.assert_frame_equal(raw_at_01, raw_after[old].reset_index(drop=True))
+    check = raw_after[~old].merge(raw_at_01, on=["model", "target_class"])  # the raw cross-check agrees
+    assert len(check) == 24 and np.allclose(check["rel_err_x"], check["rel_err_y"], rtol=1e-6, atol=1e-9)
+    # the full centered analysis agrees with the centered cross-check at λ_rel 0.1 (same gauge, same λ)
+    cen = store.query("SELECT r.model, m.target_class, m.rel_err, r.dependency_run_id, r.n_l FROM dependency_metrics m "
+                      "JOIN (SELECT *, count(*) OVER (PARTITION BY dependency_run_id) AS n_l FROM dependency_runs) r "
+                      "USING (dependency_run_id, lambda_index) WHERE r.kind = 'within' AND r.logit_gauge = 'centered' "
+                      "AND abs(r.lambda_rel - 0.1) < 1e-9")
+    one, full = cen[cen["n_l"] == 1], cen[cen["n_l"] == 3]
+    merged = one.merge(full, on=["model", "target_class"])
+    assert len(merged) == 24 and np.allclose(merged["rel_err_x"], merged["rel_err_y"], rtol=1e-6, atol=1e-9)
+    # the comparisons summary keeps one row per gauge
+    summ = store.query("SELECT DISTINCT logit_gauge FROM comparisons WHERE kind = 'summary_within'")
+    assert set(summ["logit_gauge"]) == {"raw", "centered"}

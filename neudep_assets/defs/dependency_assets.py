@@ -1,5 +1,6 @@
 """Dependency assets: within-model CovLasso per model, between-model per ordered model pair."""
 
+import dataclasses
 import time
 
 import dagster as dg
@@ -15,6 +16,7 @@ from neudep_assets.lib.config import DependencyConfig, stable_hash, stable_json
 from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.report import star_pictures
 from neudep_assets.lib.analysis.moments import LogitsError, check_aligned, second_moment
+from neudep_assets.lib.analysis.offsets import apply_gauge, gauge_moment, offset_direction_share_of, other_gauge
 from neudep_assets.lib.store import ResultStore, load_arrays
 
 DEPENDENCIES_CODE_VERSION = "1"
@@ -27,15 +29,30 @@ class DependenciesConfig(dg.Config):
     lambdas: list[float] = []
     lambda_mode: str = ""
     tol: float = 0.0
+    logit_gauge: str = ""  # raw | centered (each sample's logits minus their mean over the classes)
 
 
 def _effective(project_dep: DependencyConfig, override: DependenciesConfig) -> DependencyConfig:
-    eff = DependencyConfig(
-        lambdas=tuple(override.lambdas) or project_dep.lambdas,
-        lambda_mode=override.lambda_mode or project_dep.lambda_mode, fit_split=project_dep.fit_split,
-        eval_split=project_dep.eval_split, tol=override.tol or project_dep.tol, star_plots=project_dep.star_plots)
+    eff = dataclasses.replace(
+        project_dep, lambdas=tuple(override.lambdas) or project_dep.lambdas,
+        lambda_mode=override.lambda_mode or project_dep.lambda_mode, tol=override.tol or project_dep.tol,
+        logit_gauge=override.logit_gauge or project_dep.logit_gauge)
     eff.validate("run config")
     return eff
+
+
+def _crosscheck(eff: DependencyConfig) -> DependencyConfig | None:
+    """The other gauge's analysis at the one λ closest to 0.1 (cheap), or None when switched off."""
+    if not eff.gauge_crosscheck:
+        return None
+    return dataclasses.replace(eff, lambdas=(eff.lambdas[_reference_lambda(eff)],),
+                               logit_gauge=other_gauge(eff.logit_gauge), gauge_crosscheck=False)
+
+
+def _with_offset_share(res, C_source) -> None:
+    """Add `offset_dir_share` to per_target; `C_source`: the source logits' moment in the analysis's gauge."""
+    res.per_target["offset_dir_share"] = offset_direction_share_of(
+        C_source, res.path.coef, res.path.targets, res.per_target["lambda_index"], res.per_target["target_class"])
 
 
 def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], run_id: str) -> None:
@@ -57,7 +74,8 @@ def _run_rows(run_key: str, kind: str, eff: DependencyConfig, res, *, model: str
              "lambda_mode": eff.lambda_mode, "model": model, "checkpoint_sha256": sha, "source_model": source_model,
              "source_checkpoint_sha256": source_sha, "dataset_id": dataset_id, "fit_split": eff.fit_split,
              "eval_split": eff.eval_split, "moments_id": moments_id, "solver": SOLVER, "tol": eff.tol,
-             "max_kkt": float(max_kkt[li]), "n_targets": int(res.path.kkt.shape[1]), "config_json": stable_json(eff)}
+             "max_kkt": float(max_kkt[li]), "n_targets": int(res.path.kkt.shape[1]), "config_json": stable_json(eff),
+             "logit_gauge": eff.logit_gauge}
             for li, lam in enumerate(eff.lambdas)]
 
 
@@ -102,36 +120,63 @@ def _publish(store: ResultStore, run_key: str, eff: DependencyConfig, ds: Prepar
     }
 
 
+def _within(context, store: ResultStore, eff: DependencyConfig, ds: PreparedDataset, logits: dict, moments: dict,
+            ev: dict, *, pictures: bool) -> str:
+    """One within-model analysis in ``eff.logit_gauge`` (the gauge is part of its key): found in the
+    store, or solved and written. Returns its dependency_run_id."""
+    run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"], "cfg": eff,
+                                       "code": DEPENDENCIES_CODE_VERSION})
+    if store.has("dependency_runs", run_key):
+        context.log.info(f"dependencies {run_key} ({eff.logit_gauge} gauge) already in the store")
+        return run_key
+    C = gauge_moment(load_arrays(moments["path"])["C"], eff.logit_gauge)
+    e = load_arrays(ev["path"])
+    context.log.info(f"CovLasso ({eff.logit_gauge} gauge): {C.shape[0]} targets × {len(eff.lambdas)} λ")
+    t0 = time.perf_counter()
+    res = analyse(C, eff.lambdas, eval_source=apply_gauge(e["logits"], eff.logit_gauge), eval_labels=e["labels"],
+                  lambda_mode=eff.lambda_mode, tol=eff.tol)
+    _with_offset_share(res, C)
+    context.log.info(f"solved and certified in {time.perf_counter() - t0:.1f}s; worst relative KKT "
+                     f"{res.path.kkt.max():.1e}, rank of C {res.rank}")
+    if pictures:
+        _save_fig3(store, run_key, res, eff, ds, C, logits["model"])
+    _write_results(store, run_key, res, _run_rows(
+        run_key, "within", eff, res, model=logits["model"], sha=logits["checkpoint_sha256"],
+        source_model=logits["model"], source_sha=logits["checkpoint_sha256"], dataset_id=ds.dataset_id,
+        moments_id=moments["moments_id"]), context.run.run_id)
+    return run_key
+
+
+def _share_at(store: ResultStore, run_key: str, lambda_index: int) -> float:
+    """Share of classes with a dependency in one stored analysis at one λ index."""
+    per_target = store.read("dependency_metrics", run_key)
+    at = per_target[per_target["lambda_index"] == lambda_index].assign(lambda_index=0)
+    return float(summarize(at, [0.0])["share_with_dependency"].iloc[0])
+
+
 @dg.asset(partitions_def=models_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
           kinds={"numpy"})
 def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, neudep: Neudep, dataset: dict,
                  logits: dict, moments: dict) -> dg.Output[dict]:
     """Within-model dependencies: CovLasso for every class over the λ path (fit on the fit split),
-    the paper's Table-1 metrics on the eval split, redundancy, Eq. 5 and screening diagnostics."""
+    the paper's Table-1 metrics on the eval split, redundancy, Eq. 5 and screening diagnostics, in the
+    configured logit gauge (raw, the paper's; or centered), plus the other gauge at λ_rel ≈ 0.1 as a
+    cross-check: a share that vanishes once each sample's mean logit is removed was the offset."""
     project, store = neudep.project(), neudep.store()
     eff = _effective(project.dependencies, config)
     ds = PreparedDataset.from_json(dataset)
     ev = logits["splits"][eff.eval_split]
-    run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"], "cfg": eff,
-                                       "code": DEPENDENCIES_CODE_VERSION})
-    if store.has("dependency_runs", run_key):
-        context.log.info(f"dependencies {run_key} already in the store")
-    else:
-        C = load_arrays(moments["path"])["C"]
-        e = load_arrays(ev["path"])
-        context.log.info(f"CovLasso: {C.shape[0]} targets × {len(eff.lambdas)} λ")
-        t0 = time.perf_counter()
-        res = analyse(C, eff.lambdas, eval_source=e["logits"], eval_labels=e["labels"], lambda_mode=eff.lambda_mode,
-                      tol=eff.tol)
-        context.log.info(f"solved and certified in {time.perf_counter() - t0:.1f}s; worst relative KKT "
-                         f"{res.path.kkt.max():.1e}, rank of C {res.rank}")
-        _save_fig3(store, run_key, res, eff, ds, C, logits["model"])
-        _write_results(store, run_key, res, _run_rows(
-            run_key, "within", eff, res, model=logits["model"], sha=logits["checkpoint_sha256"],
-            source_model=logits["model"], source_sha=logits["checkpoint_sha256"], dataset_id=ds.dataset_id,
-            moments_id=moments["moments_id"]), context.run.run_id)
+    run_key = _within(context, store, eff, ds, logits, moments, ev, pictures=True)
+    shares = {eff.logit_gauge: None}
+    if (other := _crosscheck(eff)) is not None:
+        other_key = _within(context, store, other, ds, logits, moments, ev, pictures=False)
+        shares[other.logit_gauge] = _share_at(store, other_key, 0)
     meta = _publish(store, run_key, eff, ds, logits["model"])
-    return dg.Output({"dependency_run_id": run_key, "kind": "within", "model": logits["model"]},
+    shares[eff.logit_gauge] = meta["share_with_dependency_at_0.1"]
+    meta.update({f"share_with_dependency_{g}_gauge": v for g, v in shares.items()})
+    meta["logit_gauge"] = eff.logit_gauge
+    return dg.Output({"dependency_run_id": run_key, "kind": "within", "model": logits["model"],
+                      "logit_gauge": eff.logit_gauge},
                      data_version=dg.DataVersion(run_key), metadata=meta)
 
 
@@ -143,7 +188,8 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
                          dataset: dict, logits: dict) -> dg.Output[dict]:
     """Between-model dependencies (paper Eq. 4): each logit g_i of the target model regressed on the
     source model's logits except class i, from logits of the same samples; Table-1 metrics with g's
-    logit i replaced."""
+    logit i replaced. Both models' logits are taken in the configured gauge (centered: each minus its
+    own per-sample mean)."""
     project, store = neudep.project(), neudep.store()
     eff = _effective(project.dependencies, config)
     ds = PreparedDataset.from_json(dataset)
@@ -173,14 +219,18 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
                 raise LogitsError(f"model pair {src}->{tgt}: {src} has {a['logits'].shape[1]} classes, "
                                   f"{tgt} has {b['logits'].shape[1]}")
             check_aligned(a["sample_ids"], b["sample_ids"], src, tgt)
-        F, G = arrays["fit_f"]["logits"], arrays["fit_g"]["logits"]
+        gauge = eff.logit_gauge  # both models' logits in the same gauge
+        F, G = (apply_gauge(arrays[k]["logits"], gauge) for k in ("fit_f", "fit_g"))
         C, cross = second_moment(F), second_moment(F, G)
-        context.log.info(f"between CovLasso {src}->{tgt}: {C.shape[0]} targets × {len(eff.lambdas)} λ")
+        context.log.info(f"between CovLasso {src}->{tgt} ({gauge} gauge): {C.shape[0]} targets × "
+                         f"{len(eff.lambdas)} λ")
         t0 = time.perf_counter()
         tsm = (G.astype(np.float64) ** 2).mean(0)
         res = analyse(C, eff.lambdas, cross=cross, target_second_moment=tsm,
-                      eval_source=arrays["ev_f"]["logits"], eval_target=arrays["ev_g"]["logits"],
+                      eval_source=apply_gauge(arrays["ev_f"]["logits"], gauge),
+                      eval_target=apply_gauge(arrays["ev_g"]["logits"], gauge),
                       eval_labels=arrays["ev_g"]["labels"], lambda_mode=eff.lambda_mode, tol=eff.tol)
+        _with_offset_share(res, C)
         context.log.info(f"solved and certified in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                          f"{res.path.kkt.max():.1e}")
         _save_fig3(store, run_key, res, eff, ds, C, f"{src}→{tgt}", cross=cross, target_second_moment=tsm)
@@ -189,5 +239,7 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
             source_sha=f["checkpoint_sha256"], dataset_id=ds.dataset_id,
             moments_id=f"{fit_f['logit_set_id']}-x-{fit_g['logit_set_id']}"), context.run.run_id)
     meta = _publish(store, run_key, eff, ds, f"{src}→{tgt}")
-    return dg.Output({"dependency_run_id": run_key, "kind": "between", "model": tgt, "source_model": src},
+    meta["logit_gauge"] = eff.logit_gauge
+    return dg.Output({"dependency_run_id": run_key, "kind": "between", "model": tgt, "source_model": src,
+                      "logit_gauge": eff.logit_gauge},
                      data_version=dg.DataVersion(run_key), metadata=meta)

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
@@ -51,7 +51,8 @@ TABLES: dict[str, pa.Schema] = {
                             ("lambda_value", _F), ("lambda_mode", _S), ("model", _S), ("checkpoint_sha256", _S),
                             ("source_model", _S), ("source_checkpoint_sha256", _S), ("dataset_id", _S),
                             ("fit_split", _S), ("eval_split", _S), ("moments_id", _S), ("solver", _S),
-                            ("tol", _F), ("max_kkt", _F), ("n_targets", _I), ("config_json", _S)],
+                            ("tol", _F), ("max_kkt", _F), ("n_targets", _I), ("config_json", _S),
+                            ("logit_gauge", _S)],
         "dependencies": [("dependency_run_id", _S), ("lambda_index", _I), ("target_class", _I),
                          ("source_class", _I), ("coef", _F)],
         "dependency_metrics": [("dependency_run_id", _S), ("lambda_index", _I), ("target_class", _I),
@@ -59,11 +60,16 @@ TABLES: dict[str, pa.Schema] = {
                                ("abs_err", _F), ("rel_err", _F), ("acc", _F), ("orig_acc", _F), ("pos_acc", _F),
                                ("orig_pos_acc", _F), ("n_pos", _I), ("fit_err", _F), ("n_candidates", _I),
                                ("n_nonzero", _I), ("thm3_screened", _I),
-                               ("thm3_violations", _I), ("conj1_screened", _I), ("conj1_violations", _I)],
+                               ("thm3_violations", _I), ("conj1_screened", _I), ("conj1_violations", _I),
+                               ("offset_dir_share", _F)],
         "class_diagnostics": [("dependency_run_id", _S), ("target_class", _I), ("err0", _F), ("rel_err0", _F),
                               ("rank", _I), ("eq5_violations", _I), ("eq5_max_violation", _F)],
         "comparisons": [("comparison_id", _S), ("kind", _S), ("model", _S), ("source_model", _S),
-                        ("lambda_rel", _F), ("metric", _S), ("value", _F), ("detail", _S)],
+                        ("lambda_rel", _F), ("metric", _S), ("value", _F), ("detail", _S), ("logit_gauge", _S)],
+        "logit_stats": [("logit_set_id", _S), ("checkpoint_sha256", _S), ("model", _S), ("dataset_id", _S),
+                        ("split", _S), ("n_samples", _I), ("n_classes", _I), ("mean_logit_mean", _F),
+                        ("mean_logit_std", _F), ("within_sample_std", _F), ("offset_share", _F),
+                        ("top_logit_mean", _F), ("top_minus_mean", _F)],
     }.items()
 }
 
