@@ -121,7 +121,7 @@ def offset_direction_share(C: np.ndarray, coef: np.ndarray) -> np.ndarray:
     n = C.shape[0]
     if coef.shape[-1] != n:
         raise ValueError(f"coef has {coef.shape[-1]} sources but C is {n}×{n}")
-    e_m2 = float(C.sum()) / n ** 2  # E[m²] = 1ᵀC1 / n²
+    e_m2 = max(float(C.sum()) / n ** 2, 0.0)  # E[m²] = 1ᵀC1 / n² (≈ 0 up to rounding when centered)
     Cc = gauge_moment(C, "centered")
     flat = coef.reshape(-1, n)
     off = flat.sum(axis=1) ** 2 * e_m2
