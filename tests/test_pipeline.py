@@ -139,7 +139,7 @@ def test_pair_with_a_missing_side_names_both_models_and_writes_nothing(tiny_run,
     assert kinds.to_dict("records") == [{"kind": "within", "model": "cnn"}]  # nothing of the pair
 
 
-def test_logit_gauges_live_side_by_side_and_never_mix(tiny_run, tmp_path):
+def test_logit_gauges_live_side_by_side_and_never_mix(tiny_run, tmp_path, capsys):
     """The default (raw) run stored a centered cross-check beside it; asking for the centered gauge on
     that store computes its own analyses (new keys) and leaves the raw ones untouched."""
     root, instance = tiny_run
@@ -191,3 +191,10 @@ def test_logit_gauges_live_side_by_side_and_never_mix(tiny_run, tmp_path):
     # the comparisons summary keeps one row per gauge
     summ = store.query("SELECT DISTINCT logit_gauge FROM comparisons WHERE kind = 'summary_within'")
     assert set(summ["logit_gauge"]) == {"raw", "centered"}
+    # and the CLI summary shows the offsets and the share per gauge
+    from neudep_assets.cli import print_summary
+
+    capsys.readouterr()
+    print_summary(root)
+    out = capsys.readouterr().out
+    assert "logit offsets" in out and "offset_share_pct" in out and "centered" in out and "raw" in out
