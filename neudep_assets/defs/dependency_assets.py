@@ -167,7 +167,7 @@ def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, 
     ds = PreparedDataset.from_json(dataset)
     ev = logits["splits"][eff.eval_split]
     run_key = _within(context, store, eff, ds, logits, moments, ev, pictures=True)
-    shares = {eff.logit_gauge: None}
+    shares, other_key = {eff.logit_gauge: None}, None
     if (other := _crosscheck(eff)) is not None:
         other_key = _within(context, store, other, ds, logits, moments, ev, pictures=False)
         shares[other.logit_gauge] = _share_at(store, other_key, 0)
@@ -176,7 +176,7 @@ def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, 
     meta.update({f"share_with_dependency_{g}_gauge": v for g, v in shares.items()})
     meta["logit_gauge"] = eff.logit_gauge
     return dg.Output({"dependency_run_id": run_key, "kind": "within", "model": logits["model"],
-                      "logit_gauge": eff.logit_gauge},
+                      "logit_gauge": eff.logit_gauge, "crosscheck_run_id": other_key},
                      data_version=dg.DataVersion(run_key), metadata=meta)
 
 
