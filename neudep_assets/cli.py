@@ -62,9 +62,8 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
 def print_summary(root: Path | None = None) -> None:
     """What the store holds: models and accuracy, dependencies at λ_rel = 0.1, the strongest ones."""
     from neudep_assets.lib.analysis.offsets import OFFSET_SHARE_WARN, offset_warning
-    from neudep_assets.lib.store import ResultStore
 
-    store = ResultStore(root or data_root())
+    store = _store(root)
     q = (SQL_DIR / "queries").joinpath
     print("\n== models (val accuracy) ==")
     print(_fmt(store.query(q("models.sql").read_text())))
@@ -77,6 +76,20 @@ def print_summary(root: Path | None = None) -> None:
     print(_fmt(store.query(q("dependency_share.sql").read_text())))
     print("\n== the five strongest within-model dependencies at λ_rel = 0.1 ==")
     print(_fmt(store.query(q("strongest_dependencies.sql").read_text())))
+
+
+def _store(root: Path | None = None):
+    """The result store, its user catalog brought up to date (e.g. a copied data root re-pointed)."""
+    import duckdb
+
+    from neudep_assets.lib.store import ResultStore
+
+    store = ResultStore(root or data_root())
+    try:
+        store.ensure_catalog()
+    except (OSError, duckdb.Error) as exc:  # a read-only data root: queries work without it
+        print(f"[neudep] catalog {store.catalog_path} not updated: {exc}", file=sys.stderr)
+    return store
 
 
 def _fmt(df) -> str:
@@ -106,8 +119,6 @@ def cmd_demo(args) -> None:
 
 
 def cmd_sql(args) -> None:
-    from neudep_assets.lib.store import ResultStore
-
     if bool(args.query) == bool(args.file):
         raise SystemExit("neudep sql: give either a query or --file FILE")
     if args.file:
@@ -125,11 +136,29 @@ def cmd_sql(args) -> None:
         params[key] = _coerce(value)
     import duckdb
 
+    from neudep_assets.lib.store import StoreError
+
     try:
-        df = ResultStore(data_root()).query(query, params or None)
-    except duckdb.Error as exc:
+        df = _store().query(query, params or None)
+    except (duckdb.Error, StoreError) as exc:
         raise SystemExit(f"neudep sql: {exc}") from None
     print(_fmt(df) if df is not None else "ok")
+
+
+def cmd_check(args) -> None:
+    """List damaged store files (zero-length, truncated); exit 1 if there is any."""
+    from neudep_assets.lib.store import ResultStore
+
+    store = ResultStore(data_root())
+    bad = store.check()
+    for path, why in bad:
+        print(f"damaged: {path} ({why})")
+    if args.quarantine and bad:
+        for dest in store.quarantine():
+            print(f"moved aside: {dest}")
+    print(f"{len(bad)} damaged store file(s) under {store.tables_dir}" if bad else f"store ok: {store.tables_dir}")
+    if bad:
+        raise SystemExit(1)
 
 
 LINEAGE_SQL = """
@@ -212,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="materialize the whole pipeline for the config and print a summary")
     sub.add_parser("summary", help="print the summary of what the result store holds")
+    p = sub.add_parser("check", help="list damaged store files (zero-length, truncated); exit 1 if any")
+    p.add_argument("--quarantine", action="store_true", help="move them (their whole analysis) to store/.quarantine/")
     p = sub.add_parser("sql", help="run a SQL query on the result store (read-only)")
     p.add_argument("query", nargs="?", help="SQL text; $name placeholders take --param name=value")
     p.add_argument("--file", help="read the query from a file, e.g. sql/queries/lineage.sql")
@@ -231,7 +262,8 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--top", type=int, default=6)
             p.add_argument("--out", default=str(data_root() / "exports"), help="output folder")
     args = parser.parse_args(argv)
-    {"demo": cmd_demo, "summary": lambda a: print_summary(), "sql": cmd_sql, "export-graph": cmd_export_graph,
+    {"demo": cmd_demo, "summary": lambda a: print_summary(), "check": cmd_check, "sql": cmd_sql,
+     "export-graph": cmd_export_graph,
      "stars": cmd_stars}[args.command](args)
 
 

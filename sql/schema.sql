@@ -1,19 +1,25 @@
--- The result store's catalog: views over the Parquet files under {{STORE}} (substituted with the
--- store path when neudep creates data/neudep.duckdb). Parquet is the source of truth; these views
--- only read it, so queries see new results as soon as a run has written them.
+-- The result store's derived views. The base views (one per table of TABLES in
+-- neudep_assets/lib/store.py) are made by neudep before and after this file: each reads only committed
+-- files (store/<table>/*.parquet and store/analyses/<key>/<table>.parquet), so a new table needs no
+-- line here. Parquet is the source of truth; these views only read it.
 
-CREATE OR REPLACE VIEW datasets           AS SELECT * FROM read_parquet('{{STORE}}/datasets/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW classes            AS SELECT * FROM read_parquet('{{STORE}}/classes/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW checkpoints        AS SELECT * FROM read_parquet('{{STORE}}/checkpoints/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW logit_sets         AS SELECT * FROM read_parquet('{{STORE}}/logit_sets/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW moments            AS SELECT * FROM read_parquet('{{STORE}}/moments/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW dependency_runs    AS SELECT * FROM read_parquet('{{STORE}}/dependency_runs/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW dependencies       AS SELECT * FROM read_parquet('{{STORE}}/dependencies/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW dependency_metrics AS SELECT * FROM read_parquet('{{STORE}}/dependency_metrics/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW class_diagnostics  AS SELECT * FROM read_parquet('{{STORE}}/class_diagnostics/*.parquet', union_by_name = true);
-CREATE OR REPLACE VIEW comparisons        AS SELECT * FROM read_parquet('{{STORE}}/comparisons/*.parquet', union_by_name = true);
--- per logit set: the per-sample mean logit m(x), its share of E[f²] (offset_share), top logit, spread
-CREATE OR REPLACE VIEW logit_stats        AS SELECT * FROM read_parquet('{{STORE}}/logit_stats/*.parquet', union_by_name = true);
+-- The latest committed analysis of each model and pair (kind, source model, model, dataset, λ mode) in
+-- each logit gauge: its dependency_runs rows (one per λ). "The current results" are read through this
+-- view, so a summary never mixes two analyses (two checkpoints, two λ grids, two gauges) of one model;
+-- the raw and the centered analyses both stay visible, side by side. A run without a gauge is raw.
+CREATE OR REPLACE VIEW latest_dependency_runs AS
+WITH analyses AS (
+    SELECT dependency_run_id, any_value(kind) AS kind, any_value(source_model) AS source_model,
+           any_value(model) AS model, any_value(dataset_id) AS dataset_id, any_value(lambda_mode) AS lambda_mode,
+           coalesce(any_value(logit_gauge), 'raw') AS logit_gauge, max(written_at) AS written_at
+    FROM dependency_runs GROUP BY dependency_run_id
+), latest AS (
+    SELECT dependency_run_id FROM analyses
+    QUALIFY row_number() OVER (PARTITION BY kind, source_model, model, dataset_id, lambda_mode, logit_gauge
+                               ORDER BY written_at DESC, dependency_run_id DESC) = 1
+)
+SELECT r.* REPLACE (coalesce(r.logit_gauge, 'raw') AS logit_gauge)
+FROM dependency_runs r SEMI JOIN latest USING (dependency_run_id);
 
 -- One row per (run, λ, target): the Table-1 metrics with model and class names.
 CREATE OR REPLACE VIEW dependency_summary AS

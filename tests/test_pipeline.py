@@ -42,7 +42,7 @@ def test_whole_graph_materializes_and_fills_every_table(tiny_run):
     # a between edge never uses the target's own class
     assert store.query("SELECT count(*) AS n FROM dependency_lineage WHERE source_class = target_class")["n"][0] == 0
     checks = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(dg.AssetKey("dependencies"), "dependencies_certified"), limit=10)
+        dg.AssetCheckKey(dg.AssetKey("dependencies"), "certified"), limit=10)
     assert checks and all(c.status.value == "SUCCEEDED" for c in checks)
 
 
@@ -161,7 +161,7 @@ def test_logit_gauges_live_side_by_side_and_never_mix(tiny_run, tmp_path, capsys
     assert share.loc[share["logit_gauge"] == "centered", "mx"].iloc[0] < 1e-9
     assert 0 <= share.loc[share["logit_gauge"] == "raw", "mn"].iloc[0]
     assert share.loc[share["logit_gauge"] == "raw", "mx"].iloc[0] <= 1
-    raw_files = {p: p.stat().st_mtime_ns for p in (root / "store" / "dependency_metrics").glob("*.parquet")}
+    raw_files = {p: p.stat().st_mtime_ns for p in store.analyses_dir.glob("*/dependency_metrics.parquet")}
     raw_q = ("SELECT dependency_run_id, model, target_class, rel_err FROM dependency_summary WHERE kind = 'within' "
              "AND logit_gauge = 'raw' AND abs(lambda_rel - 0.1) < 1e-9 ORDER BY ALL")
     raw_at_01 = store.query(raw_q)
@@ -198,3 +198,97 @@ def test_logit_gauges_live_side_by_side_and_never_mix(tiny_run, tmp_path, capsys
     print_summary(root)
     out = capsys.readouterr().out
     assert "logit offsets" in out and "offset_share_pct" in out and "centered" in out and "raw" in out
+
+
+def test_an_uncertified_analysis_is_not_written_and_fails_its_blocking_check(tiny_run, tmp_path, monkeypatch):
+    """A certificate above the analysis's own tol (here a loose 1e-6): the asset fails naming the worst
+    target, its blocking check fails, nothing of the analysis is written, and the run stops before
+    anything downstream (pairs, comparisons) runs."""
+    import neudep_assets.defs.dependency_assets as da
+
+    root, _ = tiny_run
+    data = tmp_path / "data"
+    shutil.copytree(root / "checkpoints", data / "checkpoints")  # no retraining
+    real = da.analyse
+
+    def uncertified(*args, **kwargs):
+        res = real(*args, **kwargs)
+        bad = (res.per_target["target_class"] == 3) & (res.per_target["lambda_index"] == 1)
+        res.per_target.loc[bad, "kkt"] = 1e-3
+        return res
+
+    monkeypatch.setattr(da, "analyse", uncertified)
+    cfg = tmp_path / "loose.yaml"
+    cfg.write_text(TINY.read_text().replace("  star_plots: 1", "  star_plots: 1\n  tol: 1.0e-6"))
+    instance = dg.DagsterInstance.ephemeral()
+    name = ResultStore(root).query("SELECT name FROM classes WHERE class_index = 3")["name"][0]
+    with pytest.raises(PipelineError, match=rf"exceed tol = 1e-06.*{name!r} \(class 3\) at λ=0.1: KKT 1.00e-03"):
+        run_pipeline(cfg, data, instance=instance, log=lambda *_: None)
+    store = ResultStore(data)
+    assert _counts(store)["logit_sets"] == 3  # what came before is there
+    assert {t: n for t, n in _counts(store).items() if t.startswith(("dependenc", "class_d", "compar"))} == {
+        "dependency_runs": 0, "dependencies": 0, "dependency_metrics": 0, "class_diagnostics": 0, "comparisons": 0}
+    assert not list(store.analyses_dir.glob("*")) and not list(store.staging_dir.glob("*"))
+    checks = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("dependencies"), "certified"), limit=5)
+    assert [c.status.value for c in checks] == ["FAILED"]
+    for asset in ("dependencies", "between_dependencies", "comparisons"):
+        assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is None
+
+
+def test_an_uncertified_gauge_crosscheck_is_not_written_either(tiny_run, tmp_path, monkeypatch):
+    """The centered cross-check is an analysis of its own, through the same certified write: when only it
+    exceeds tol, the raw analysis (certified) is committed, the cross-check is not, the asset and its
+    blocking check fail naming the cross-check, and nothing downstream runs."""
+    import neudep_assets.defs.dependency_assets as da
+
+    root, _ = tiny_run
+    data = tmp_path / "data"
+    shutil.copytree(root / "checkpoints", data / "checkpoints")  # no retraining
+    real = da.analyse
+
+    def crosscheck_uncertified(C, lambdas, **kwargs):
+        res = real(C, lambdas, **kwargs)
+        if len(lambdas) == 1:  # the cross-check: one λ, the other gauge
+            res.per_target.loc[res.per_target["target_class"] == 3, "kkt"] = 1e-3
+        return res
+
+    monkeypatch.setattr(da, "analyse", crosscheck_uncertified)
+    instance = dg.DagsterInstance.ephemeral()
+    with pytest.raises(PipelineError, match=r"analysis within-\w+: 1 of 12 CovLasso solutions exceed tol"):
+        run_pipeline(TINY, data, instance=instance, log=lambda *_: None)
+    store = ResultStore(data)
+    runs = store.query("SELECT DISTINCT dependency_run_id, logit_gauge, model FROM dependency_runs")
+    assert runs[["logit_gauge", "model"]].to_dict("records") == [{"logit_gauge": "raw", "model": "cnn"}]
+    assert [p.name for p in store.analyses_dir.iterdir()] == list(runs["dependency_run_id"])
+    assert not list(store.staging_dir.glob("*"))
+    checks = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("dependencies"), "certified"), limit=5)
+    assert [c.status.value for c in checks] == ["FAILED"]
+    for asset in ("dependencies", "between_dependencies", "comparisons"):
+        assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is None
+
+
+def test_a_user_holding_the_catalog_read_write_during_a_run(tiny_run):
+    """A user holds data/neudep.duckdb read-write, with a table of their own, while the whole graph
+    reruns (comparisons included): the run succeeds, and the user keeps their views and table."""
+    import subprocess
+    import sys
+
+    from tests.test_store_faults import HOLDER, _python
+
+    root, instance = tiny_run
+    store = ResultStore(root)
+    holder = _python(HOLDER, str(store.ensure_catalog()), "rw")
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        run_pipeline(TINY, root, instance=instance, log=lambda *_: None)
+        holder.stdin.write("SELECT count(*) FROM dependency_runs\nSELECT x FROM mine\n")
+        holder.stdin.flush()
+        n = _counts(store)["dependency_runs"]
+        assert [holder.stdout.readline().strip() for _ in range(2)] == [f"[({n},)]", "[(42,)]"]
+    finally:
+        holder.communicate("", timeout=60)
+    assert subprocess.run([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+                           "print(c.execute('SELECT x FROM mine').fetchall())", str(store.catalog_path)],
+                          capture_output=True, text=True).stdout.strip() == "[(42,)]"

@@ -15,11 +15,17 @@ from neudep_assets.lib.config import stable_hash, stable_json
 from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.analysis.moments import check_finite, second_moment, spectrum_summary
 from neudep_assets.lib.analysis.offsets import logit_stats, offset_warning
+from neudep_assets.lib.code_version import code_version
 from neudep_assets.lib.store import load_arrays, save_arrays
 
-CHECKPOINT_CODE_VERSION = "1"
-LOGITS_CODE_VERSION = "1"
-MOMENTS_CODE_VERSION = "1"
+# the lib modules each asset's results depend on; their source (transitively) is the code version
+CHECKPOINT_SCIENCE = ("neudep_assets.lib.models.checkpoints",)
+LOGITS_SCIENCE = ("neudep_assets.lib.models.checkpoints", "neudep_assets.lib.analysis.moments",
+                  "neudep_assets.lib.analysis.offsets")
+MOMENTS_SCIENCE = ("neudep_assets.lib.analysis.moments",)
+CHECKPOINT_CODE_VERSION = code_version(*CHECKPOINT_SCIENCE)
+LOGITS_CODE_VERSION = code_version(*LOGITS_SCIENCE)
+MOMENTS_CODE_VERSION = code_version(*MOMENTS_SCIENCE)
 
 
 class LogitsConfig(dg.Config):
@@ -67,10 +73,10 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
     device = neudep.pick_device()
     out, rows, stats, warnings = {}, [], [], []
     for split in ds.splits:
-        set_id = f"{info.sha256[:16]}-{ds.dataset_id}-{split}"
+        set_id = f"{info.sha256[:16]}-{ds.dataset_id}-{split}-{LOGITS_CODE_VERSION[:8]}"
         path = store.artifact("logits", set_id)
         if store.has("logit_sets", set_id) and path.is_file():
-            row = store.read("logit_sets", set_id).iloc[0].to_dict()
+            row = {**store.read("logit_sets", set_id).iloc[0].to_dict(), "path": str(path)}
         else:
             context.log.info(f"logits of {info.model} on {split} ({ds.counts.get(split)} samples) on {device}")
             lg, labels, ids = split_logits(info, ds, split, device=device, batch_size=config.batch_size,
@@ -117,10 +123,10 @@ def moments(context: dg.AssetExecutionContext, neudep: Neudep, logits: dict) -> 
     project, store = neudep.project(), neudep.store()
     split = project.dependencies.fit_split
     src = logits["splits"][split]
-    moments_id = f"{src['logit_set_id']}-second"
+    moments_id = f"{src['logit_set_id']}-second-{MOMENTS_CODE_VERSION[:8]}"
     path = store.artifact("moments", moments_id)
     if store.has("moments", moments_id) and path.is_file():
-        row = store.read("moments", moments_id).iloc[0].to_dict()
+        row = {**store.read("moments", moments_id).iloc[0].to_dict(), "path": str(path)}
     else:
         lg = load_arrays(src["path"])["logits"]
         C = second_moment(lg)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neudep_assets.lib.code_version import code_version
 from neudep_assets.lib.config import stable_hash
 from neudep_assets.lib.data import GlyphRenderer, PreparedDataset, glyph_classes, load_images
 from neudep_assets.lib.models import training
@@ -48,8 +49,10 @@ def _describe(model, spec: ModelSpec, folder: Path, origin: str, source: str, **
 
 
 def trained_checkpoint_dir(spec: ModelSpec, ds: PreparedDataset, root: Path) -> Path:
-    """Content address of a pipeline-trained checkpoint: architecture, arguments, training and data."""
-    key = stable_hash({"arch": spec.arch, "model_args": spec.model_args, "train": spec.train, "dataset": ds.dataset_id})
+    """Content address of a pipeline-trained checkpoint: architecture, arguments, training, data and
+    the code version of the training science."""
+    key = stable_hash({"arch": spec.arch, "model_args": spec.model_args, "train": spec.train, "dataset": ds.dataset_id,
+                       "code": code_version(__name__)})
     return root / "checkpoints" / spec.name / key
 
 
@@ -60,7 +63,8 @@ def obtain_checkpoint(spec: ModelSpec, ds: PreparedDataset, root: Path, *, devic
         model = load_checkpoint(folder, expected_num_classes=ds.n_classes)
         return _describe(model, spec, folder, "local", str(folder))
     if spec.pretrained:
-        folder = root / "checkpoints" / spec.name / f"hub-{stable_hash(spec.arch, 12)}"
+        key = stable_hash({"arch": spec.arch, "model_args": spec.model_args}, 12)
+        folder = root / "checkpoints" / spec.name / f"hub-{key}"
         if not (folder / "model.safetensors").is_file():
             model = create_model(spec, num_classes=ds.n_classes, in_chans=3)
             save_checkpoint(model, folder, model_args=spec.model_args)
