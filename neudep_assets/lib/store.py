@@ -36,7 +36,7 @@ from neudep_assets.lib.files import StoreError, _fsync_dir, atomic_write, load_a
 
 __all__ = ["TABLES", "ResultStore", "StoreError", "StoreWarning", "atomic_write", "load_arrays", "save_arrays"]
 
-SCHEMA_VERSION = 2  # part of the catalog version (with sql/schema.sql and the root)
+SCHEMA_VERSION = 3  # part of the catalog version (with sql/schema.sql and the root); 3: logit gauge, logit_stats
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
@@ -63,7 +63,8 @@ TABLES: dict[str, pa.Schema] = {
                             ("lambda_value", _F), ("lambda_mode", _S), ("model", _S), ("checkpoint_sha256", _S),
                             ("source_model", _S), ("source_checkpoint_sha256", _S), ("dataset_id", _S),
                             ("fit_split", _S), ("eval_split", _S), ("moments_id", _S), ("solver", _S),
-                            ("tol", _F), ("max_kkt", _F), ("n_targets", _I), ("config_json", _S)],
+                            ("tol", _F), ("max_kkt", _F), ("n_targets", _I), ("config_json", _S),
+                            ("logit_gauge", _S)],
         "dependencies": [("dependency_run_id", _S), ("lambda_index", _I), ("target_class", _I),
                          ("source_class", _I), ("coef", _F)],
         "dependency_metrics": [("dependency_run_id", _S), ("lambda_index", _I), ("target_class", _I),
@@ -73,11 +74,16 @@ TABLES: dict[str, pa.Schema] = {
                                ("n_nonzero", _I), ("thm3_screened", _I),
                                ("thm3_violations", _I), ("conj1_screened", _I), ("conj1_violations", _I),
                                ("abs_err_refit", _F), ("rel_err_refit", _F), ("acc_refit", _F),
-                               ("pos_acc_refit", _F), ("fit_err_refit", _F), ("fit_rel_err", _F)],
+                               ("pos_acc_refit", _F), ("fit_err_refit", _F), ("fit_rel_err", _F),
+                               ("offset_dir_share", _F)],
         "class_diagnostics": [("dependency_run_id", _S), ("target_class", _I), ("err0", _F), ("rel_err0", _F),
                               ("rank", _I), ("eq5_violations", _I), ("eq5_max_violation", _F)],
         "comparisons": [("comparison_id", _S), ("kind", _S), ("model", _S), ("source_model", _S),
-                        ("lambda_rel", _F), ("metric", _S), ("value", _F), ("detail", _S)],
+                        ("lambda_rel", _F), ("metric", _S), ("value", _F), ("detail", _S), ("logit_gauge", _S)],
+        "logit_stats": [("logit_set_id", _S), ("checkpoint_sha256", _S), ("model", _S), ("dataset_id", _S),
+                        ("split", _S), ("n_samples", _I), ("n_classes", _I), ("mean_logit_mean", _F),
+                        ("mean_logit_std", _F), ("within_sample_std", _F), ("offset_share", _F),
+                        ("top_logit_mean", _F), ("top_minus_mean", _F)],
     }.items()
 }
 
