@@ -21,7 +21,8 @@ def _analysis(key, sha, lambdas, n_sources, rel_err, *, kind="within", model="m"
     metrics = pd.DataFrame([{"dependency_run_id": key, "lambda_index": li, "target_class": t, "lambda_abs": lam,
                              "lambda_max": 1.0, "kkt": 0.0, "n_sources": n_sources[t], "abs_err": 0.1,
                              "rel_err": rel_err[t], "acc": 0.5, "orig_acc": 0.6, "pos_acc": 0.25,
-                             "orig_pos_acc": 1.0, "n_pos": 4, "offset_dir_share": offset_dir}
+                             "orig_pos_acc": 1.0, "n_pos": 4, "offset_dir_share": offset_dir,
+                             "rel_err_refit": rel_err[t] / 2, "pos_acc_refit": 0.5, "fit_rel_err": rel_err[t]}
                             for li, lam in enumerate(lambdas) for t in range(n)])
     edges = pd.DataFrame([{"dependency_run_id": key, "lambda_index": li, "target_class": t,
                            "source_class": (t + 1) % n, "coef": coef} for li in range(len(lambdas)) for t in range(n)])
@@ -93,6 +94,19 @@ EXPECTED = {  # query → (params, check of the result)
                          [("cen", "centered", 0.25), ("new", "raw", 0.5), ("old", "raw", 0.5)]),
     "models": ({}, lambda df: df[["sha256", "val_acc"]].to_dict("records") ==
                [{"sha256": "c1" * 6, "val_acc": 0.9}, {"sha256": "c2" * 6, "val_acc": 0.8}]),
+    "refit_effect": ({"lam": 0.1}, lambda df: df[["logit_gauge", "targets", "share_pct", "share_refit_pct",
+                                                  "median_pos_acc_loss_pts", "median_pos_acc_loss_refit_pts",
+                                                  "dependency_run_id"]].to_dict("records") ==
+                     [{"logit_gauge": "raw", "targets": 3, "share_pct": 33.3, "share_refit_pct": 66.7,
+                       "median_pos_acc_loss_pts": 75.0, "median_pos_acc_loss_refit_pts": 50.0, "dependency_run_id": "new"},
+                      {"logit_gauge": "centered", "targets": 3, "share_pct": 66.7, "share_refit_pct": 66.7,
+                       "median_pos_acc_loss_pts": 75.0, "median_pos_acc_loss_refit_pts": 50.0,
+                       "dependency_run_id": "cen"}]),
+    # per analysis: the first-checkpoint, the retrain's raw and its centered analysis each give their own
+    "sparsest_dependency": ({"model": "m", "max_err": 0.2}, lambda df: sorted(
+        zip(df["dependency_run_id"], df["target_class"], df["lambda_rel"], df["n_sources"])) ==
+        [("cen", 0, 0.1, 3), ("cen", 1, 0.1, 2), ("new", 0, 0.5, 1), ("new", 2, 0.5, 12),
+         ("old", 0, 0.1, 1), ("old", 1, 0.1, 1), ("old", 2, 0.1, 1)]),
     "logit_offsets": ({}, lambda df: df[["checkpoint", "split", "offset_share_pct"]].to_dict("records") ==
                       [{"checkpoint": "c1" * 6, "split": "val", "offset_share_pct": 84.0},
                        {"checkpoint": "c2" * 6, "split": "val", "offset_share_pct": 1.0}]),
