@@ -74,11 +74,18 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
 
 def print_summary(root: Path | None = None) -> None:
     """What the store holds: models and accuracy, dependencies at λ_rel = 0.1, the strongest ones."""
+    from neudep_assets.lib.analysis.offsets import OFFSET_SHARE_WARN, offset_warning
+
     store = _store(root)
     q = (SQL_DIR / "queries").joinpath
     print("\n== models (val accuracy) ==")
     print(_fmt(store.query(q("models.sql").read_text())))
-    print("\n== classes with a dependency (≤ 10 sources, Rel Err ≤ 20%) at λ_rel = 0.1 ==")
+    offsets = store.query(q("logit_offsets.sql").read_text())
+    print("\n== logit offsets: per-sample mean logit m(x) and its share of E[f²] (softmax ignores m) ==")
+    print(_fmt(offsets))
+    for _, r in offsets[offsets["offset_share_pct"] > 100 * OFFSET_SHARE_WARN].iterrows():
+        print(f"warning: {offset_warning(r['model'], r['split'], r['offset_share_pct'] / 100)}")
+    print("\n== classes with a dependency (≤ 10 sources, Rel Err ≤ 20%) at λ_rel = 0.1, per logit gauge ==")
     print(_fmt(store.query(q("dependency_share.sql").read_text())))
     print("\n== the five strongest within-model dependencies at λ_rel = 0.1 ==")
     print(_fmt(store.query(q("strongest_dependencies.sql").read_text())))

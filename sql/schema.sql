@@ -3,21 +3,23 @@
 -- files (store/<table>/*.parquet and store/analyses/<key>/<table>.parquet), so a new table needs no
 -- line here. Parquet is the source of truth; these views only read it.
 
--- The latest committed analysis of each model and pair (kind, source model, model, dataset, λ mode):
--- its dependency_runs rows (one per λ). "The current results" are read through this view, so a summary
--- never mixes two analyses (two checkpoints, two λ grids) of one model.
+-- The latest committed analysis of each model and pair (kind, source model, model, dataset, λ mode) in
+-- each logit gauge: its dependency_runs rows (one per λ). "The current results" are read through this
+-- view, so a summary never mixes two analyses (two checkpoints, two λ grids, two gauges) of one model;
+-- the raw and the centered analyses both stay visible, side by side. A run without a gauge is raw.
 CREATE OR REPLACE VIEW latest_dependency_runs AS
 WITH analyses AS (
     SELECT dependency_run_id, any_value(kind) AS kind, any_value(source_model) AS source_model,
            any_value(model) AS model, any_value(dataset_id) AS dataset_id, any_value(lambda_mode) AS lambda_mode,
-           max(written_at) AS written_at
+           coalesce(any_value(logit_gauge), 'raw') AS logit_gauge, max(written_at) AS written_at
     FROM dependency_runs GROUP BY dependency_run_id
 ), latest AS (
     SELECT dependency_run_id FROM analyses
-    QUALIFY row_number() OVER (PARTITION BY kind, source_model, model, dataset_id, lambda_mode
+    QUALIFY row_number() OVER (PARTITION BY kind, source_model, model, dataset_id, lambda_mode, logit_gauge
                                ORDER BY written_at DESC, dependency_run_id DESC) = 1
 )
-SELECT r.* FROM dependency_runs r SEMI JOIN latest USING (dependency_run_id);
+SELECT r.* REPLACE (coalesce(r.logit_gauge, 'raw') AS logit_gauge)
+FROM dependency_runs r SEMI JOIN latest USING (dependency_run_id);
 
 -- One row per (run, λ, target): the Table-1 metrics with model and class names.
 CREATE OR REPLACE VIEW dependency_summary AS
@@ -26,7 +28,8 @@ SELECT r.kind, r.model, r.checkpoint_sha256, r.source_model, r.source_checkpoint
        m.target_class, tc.name AS target_name, m.n_sources, m.abs_err, m.rel_err, m.acc, m.orig_acc,
        m.pos_acc, m.orig_pos_acc, m.n_pos, m.kkt, m.thm3_screened, m.thm3_violations,
        m.conj1_screened, m.conj1_violations, r.dependency_run_id, r.dagster_run_id,
-       m.abs_err_refit, m.rel_err_refit, m.acc_refit, m.pos_acc_refit, m.fit_err, m.fit_err_refit, m.fit_rel_err
+       m.abs_err_refit, m.rel_err_refit, m.acc_refit, m.pos_acc_refit, m.fit_err, m.fit_err_refit, m.fit_rel_err,
+       coalesce(r.logit_gauge, 'raw') AS logit_gauge, m.offset_dir_share
 FROM dependency_metrics m
 JOIN dependency_runs r USING (dependency_run_id, lambda_index)
 LEFT JOIN classes tc ON tc.dataset_id = r.dataset_id AND tc.class_index = m.target_class;
@@ -37,7 +40,7 @@ SELECT r.kind, r.model, r.checkpoint_sha256, r.dataset_id AS dataset, r.fit_spli
        r.lambda_mode, r.lambda_rel, m.lambda_abs, d.target_class, tc.name AS target_name,
        r.source_model, r.source_checkpoint_sha256, d.source_class, sc.name AS source_name, d.coef,
        m.rel_err, m.pos_acc, m.orig_pos_acc, r.solver, m.kkt, r.dependency_run_id, r.dagster_run_id,
-       r.code_version
+       r.code_version, coalesce(r.logit_gauge, 'raw') AS logit_gauge, m.offset_dir_share
 FROM dependencies d
 JOIN dependency_runs r USING (dependency_run_id, lambda_index)
 JOIN dependency_metrics m USING (dependency_run_id, lambda_index, target_class)

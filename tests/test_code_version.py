@@ -38,6 +38,7 @@ def test_assets_carry_the_code_version_of_their_science():
     ("covlasso/solver.py", {"dependencies", "between_dependencies"}),
     ("analysis/moments.py", {"logits", "moments", "dependencies", "between_dependencies"}),
     ("analysis/comparisons.py", {"comparisons"}),
+    ("analysis/offsets.py", {"logits", "dependencies", "between_dependencies"}),  # diagnostics, gauges
     ("models/training.py", {"checkpoint", "logits"} | USES),
     ("data/glyph_renderer.py", {"dataset", "checkpoint", "logits"} | USES),
     ("models/finetune.py", USES),

@@ -4,6 +4,8 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import pytest
 
 from neudep_assets.cli import PipelineError, run_pipeline
@@ -11,7 +13,7 @@ from neudep_assets.lib.store import ResultStore
 
 TINY = Path(__file__).with_name("tiny.yaml")
 TABLES = ("datasets", "classes", "checkpoints", "logit_sets", "moments", "dependency_runs", "dependencies",
-          "dependency_metrics", "class_diagnostics", "comparisons")
+          "dependency_metrics", "class_diagnostics", "comparisons", "logit_stats")
 
 
 def _counts(store: ResultStore) -> dict[str, int]:
@@ -79,7 +81,8 @@ def test_corrupt_checkpoint_fails_naming_the_file_and_writes_nothing(tiny_run, t
     # after the fix, the same config and data root work
     shutil.copy(good / "model.safetensors", weights)
     run_pipeline(cfg, data, instance=dg.DagsterInstance.ephemeral(), log=lambda *_: None)
-    assert _counts(store)["checkpoints"] == 1 and _counts(store)["dependency_runs"] == 1
+    # one λ of the raw analysis + its centered-gauge cross-check at that λ
+    assert _counts(store)["checkpoints"] == 1 and _counts(store)["dependency_runs"] == 2
 
 
 def test_class_count_mismatch_names_both_counts(tiny_run, tmp_path):
@@ -129,6 +132,7 @@ def test_sparsest_dependency_query_agrees_with_solving_at_that_lambda(tiny_run):
     text = (Path(__file__).parents[1] / "sql" / "queries" / "sparsest_dependency.sql").read_text()
     x = 0.6
     got = store.query(text, {"model": "cnn", "max_err": x})
+    got = got[got.logit_gauge == "raw"]  # the raw analysis: its moments are the C solved here
     assert len(got) > 0
     run = store.query("SELECT * FROM dependency_runs WHERE dependency_run_id = $r",
                       {"r": got.dependency_run_id.iloc[0]})
@@ -171,6 +175,67 @@ def test_pair_with_a_missing_side_names_both_models_and_writes_nothing(tiny_run,
     assert kinds.to_dict("records") == [{"kind": "within", "model": "cnn"}]  # nothing of the pair
 
 
+def test_logit_gauges_live_side_by_side_and_never_mix(tiny_run, tmp_path, capsys):
+    """The default (raw) run stored a centered cross-check beside it; asking for the centered gauge on
+    that store computes its own analyses (new keys) and leaves the raw ones untouched."""
+    root, instance = tiny_run
+    store = ResultStore(root)
+    q = ("SELECT kind, model, logit_gauge, count(*) AS n_lambdas FROM dependency_runs "
+         "GROUP BY dependency_run_id, kind, model, logit_gauge")
+
+    def analyses():  # one (kind, model, gauge, λ count) per stored analysis
+        return sorted(map(tuple, store.query(q).to_numpy().tolist()))
+
+    first = [("between", "cnn", "raw", 3), ("between", "vit", "raw", 3),
+             ("within", "cnn", "centered", 1), ("within", "cnn", "raw", 3),
+             ("within", "vit", "centered", 1), ("within", "vit", "raw", 3)]
+    assert analyses() == sorted(first)
+    # offset diagnostics for every logit set; the centered analyses have no offset direction
+    assert len(store.query("SELECT * FROM logit_stats")) == 6
+    share = store.query("SELECT logit_gauge, max(offset_dir_share) AS mx, min(offset_dir_share) AS mn "
+                        "FROM dependency_summary GROUP BY ALL ORDER BY ALL")
+    assert share.loc[share["logit_gauge"] == "centered", "mx"].iloc[0] < 1e-9
+    assert 0 <= share.loc[share["logit_gauge"] == "raw", "mn"].iloc[0]
+    assert share.loc[share["logit_gauge"] == "raw", "mx"].iloc[0] <= 1
+    raw_files = {p: p.stat().st_mtime_ns for p in store.analyses_dir.glob("*/dependency_metrics.parquet")}
+    raw_q = ("SELECT dependency_run_id, model, target_class, rel_err FROM dependency_summary WHERE kind = 'within' "
+             "AND logit_gauge = 'raw' AND abs(lambda_rel - 0.1) < 1e-9 ORDER BY ALL")
+    raw_at_01 = store.query(raw_q)
+
+    cfg = tmp_path / "centered.yaml"
+    cfg.write_text(TINY.read_text().replace("  star_plots: 1", "  star_plots: 1\n  logit_gauge: centered"))
+    run_pipeline(cfg, root, instance=instance, log=lambda *_: None)
+    # its own analyses in the centered gauge (and a raw cross-check at λ 0.1), beside the first ones
+    assert analyses() == sorted(first + [("between", "cnn", "centered", 3), ("between", "vit", "centered", 3),
+                                         ("within", "cnn", "centered", 3), ("within", "cnn", "raw", 1),
+                                         ("within", "vit", "centered", 3), ("within", "vit", "raw", 1)])
+    # nothing of the raw analyses was rewritten, and their numbers are what they were
+    assert all(p.stat().st_mtime_ns == t for p, t in raw_files.items())
+    raw_after = store.query(raw_q)
+    old = raw_after["dependency_run_id"].isin(raw_at_01["dependency_run_id"])
+    pd.testing.assert_frame_equal(raw_at_01, raw_after[old].reset_index(drop=True))
+    check = raw_after[~old].merge(raw_at_01, on=["model", "target_class"])  # the raw cross-check agrees
+    assert len(check) == 24 and np.allclose(check["rel_err_x"], check["rel_err_y"], rtol=1e-6, atol=1e-9)
+    # the full centered analysis agrees with the centered cross-check at λ_rel 0.1 (same gauge, same λ)
+    cen = store.query("SELECT r.model, m.target_class, m.rel_err, r.dependency_run_id, r.n_l FROM dependency_metrics m "
+                      "JOIN (SELECT *, count(*) OVER (PARTITION BY dependency_run_id) AS n_l FROM dependency_runs) r "
+                      "USING (dependency_run_id, lambda_index) WHERE r.kind = 'within' AND r.logit_gauge = 'centered' "
+                      "AND abs(r.lambda_rel - 0.1) < 1e-9")
+    one, full = cen[cen["n_l"] == 1], cen[cen["n_l"] == 3]
+    merged = one.merge(full, on=["model", "target_class"])
+    assert len(merged) == 24 and np.allclose(merged["rel_err_x"], merged["rel_err_y"], rtol=1e-6, atol=1e-9)
+    # the comparisons summary keeps one row per gauge
+    summ = store.query("SELECT DISTINCT logit_gauge FROM comparisons WHERE kind = 'summary_within'")
+    assert set(summ["logit_gauge"]) == {"raw", "centered"}
+    # and the CLI summary shows the offsets and the share per gauge
+    from neudep_assets.cli import print_summary
+
+    capsys.readouterr()
+    print_summary(root)
+    out = capsys.readouterr().out
+    assert "logit offsets" in out and "offset_share_pct" in out and "centered" in out and "raw" in out
+
+
 def test_an_uncertified_analysis_is_not_written_and_fails_its_blocking_check(tiny_run, tmp_path, monkeypatch):
     """A certificate above the analysis's own tol (here a loose 1e-6): the asset fails naming the worst
     target, its blocking check fails, nothing of the analysis is written, and the run stops before
@@ -200,6 +265,39 @@ def test_an_uncertified_analysis_is_not_written_and_fails_its_blocking_check(tin
     assert {t: n for t, n in _counts(store).items() if t.startswith(("dependenc", "class_d", "compar"))} == {
         "dependency_runs": 0, "dependencies": 0, "dependency_metrics": 0, "class_diagnostics": 0, "comparisons": 0}
     assert not list(store.analyses_dir.glob("*")) and not list(store.staging_dir.glob("*"))
+    checks = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("dependencies"), "certified"), limit=5)
+    assert [c.status.value for c in checks] == ["FAILED"]
+    for asset in ("dependencies", "between_dependencies", "comparisons"):
+        assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is None
+
+
+def test_an_uncertified_gauge_crosscheck_is_not_written_either(tiny_run, tmp_path, monkeypatch):
+    """The centered cross-check is an analysis of its own, through the same certified write: when only it
+    exceeds tol, the raw analysis (certified) is committed, the cross-check is not, the asset and its
+    blocking check fail naming the cross-check, and nothing downstream runs."""
+    import neudep_assets.defs.dependency_assets as da
+
+    root, _ = tiny_run
+    data = tmp_path / "data"
+    shutil.copytree(root / "checkpoints", data / "checkpoints")  # no retraining
+    real = da.analyse
+
+    def crosscheck_uncertified(C, lambdas, **kwargs):
+        res = real(C, lambdas, **kwargs)
+        if len(lambdas) == 1:  # the cross-check: one λ, the other gauge
+            res.per_target.loc[res.per_target["target_class"] == 3, "kkt"] = 1e-3
+        return res
+
+    monkeypatch.setattr(da, "analyse", crosscheck_uncertified)
+    instance = dg.DagsterInstance.ephemeral()
+    with pytest.raises(PipelineError, match=r"analysis within-\w+: 1 of 12 CovLasso solutions exceed tol"):
+        run_pipeline(TINY, data, instance=instance, log=lambda *_: None)
+    store = ResultStore(data)
+    runs = store.query("SELECT DISTINCT dependency_run_id, logit_gauge, model FROM dependency_runs")
+    assert runs[["logit_gauge", "model"]].to_dict("records") == [{"logit_gauge": "raw", "model": "cnn"}]
+    assert [p.name for p in store.analyses_dir.iterdir()] == list(runs["dependency_run_id"])
+    assert not list(store.staging_dir.glob("*"))
     checks = instance.event_log_storage.get_asset_check_execution_history(
         dg.AssetCheckKey(dg.AssetKey("dependencies"), "certified"), limit=5)
     assert [c.status.value for c in checks] == ["FAILED"]

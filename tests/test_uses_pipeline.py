@@ -99,8 +99,8 @@ def test_children_flow_through_the_graph_and_table3_reads_them_back(tiny):
     # each child has logits on every split and its own certified within analysis, like any model
     for sha in kids["checkpoint_sha256"]:
         assert store.query("SELECT count(*) AS n FROM logit_sets WHERE checkpoint_sha256 = $s", {"s": sha})["n"][0] == 3
-        assert store.query("SELECT count(*) AS n FROM dependency_runs WHERE kind = 'within' AND checkpoint_sha256 = $s",
-                           {"s": sha})["n"][0] == 3
+        assert store.query("SELECT count(*) AS n FROM dependency_runs WHERE kind = 'within' AND checkpoint_sha256 = $s "
+                           "AND logit_gauge = 'raw'", {"s": sha})["n"][0] == 3  # the grid (+ the gauge cross-check)
     pairs = store.query("SELECT * FROM regularization_pairs")
     assert len(pairs) == 1 and "different scripts" in pairs["reason"][0] and pairs["class_a"][0] != pairs["class_b"][0]
     t3 = store.query((QUERIES / "regularization_table3.sql").read_text(), {"parent": "cnn"})

@@ -1,5 +1,6 @@
 """Dependency assets: within-model CovLasso per model, between-model per ordered model pair."""
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -19,10 +20,12 @@ from neudep_assets.lib.config import DependencyConfig, stable_hash, stable_json
 from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.report import star_pictures
 from neudep_assets.lib.analysis.moments import LogitsError, check_aligned, second_moment
+from neudep_assets.lib.analysis.offsets import apply_gauge, gauge_moment, offset_direction_share_of, other_gauge
 from neudep_assets.lib.code_version import code_version
 from neudep_assets.lib.store import TABLES, ResultStore, load_arrays
 
-DEPENDENCIES_SCIENCE = ("neudep_assets.lib.analysis.dependencies", "neudep_assets.lib.analysis.moments")
+DEPENDENCIES_SCIENCE = ("neudep_assets.lib.analysis.dependencies", "neudep_assets.lib.analysis.moments",
+                        "neudep_assets.lib.analysis.offsets")
 DEPENDENCIES_CODE_VERSION = code_version(*DEPENDENCIES_SCIENCE)
 SOLVER = "neudep.covlasso homotopy"
 
@@ -34,13 +37,14 @@ class DependenciesConfig(dg.Config):
     lambda_mode: str = ""
     tol: float = 0.0
     target_chunk: int = 0  # targets solved (and certified) per chunk; 0 = keep the project value
+    logit_gauge: str = ""  # raw | centered (each sample's logits minus their mean over the classes)
 
 
 def _effective(project_dep: DependencyConfig, override: DependenciesConfig) -> DependencyConfig:
-    eff = DependencyConfig(
-        lambdas=tuple(override.lambdas) or project_dep.lambdas,
-        lambda_mode=override.lambda_mode or project_dep.lambda_mode, fit_split=project_dep.fit_split,
-        eval_split=project_dep.eval_split, tol=override.tol or project_dep.tol, star_plots=project_dep.star_plots,
+    eff = dataclasses.replace(
+        project_dep, lambdas=tuple(override.lambdas) or project_dep.lambdas,
+        lambda_mode=override.lambda_mode or project_dep.lambda_mode, tol=override.tol or project_dep.tol,
+        logit_gauge=override.logit_gauge or project_dep.logit_gauge,
         target_chunk=project_dep.target_chunk if override.target_chunk == 0 else override.target_chunk)
     eff.validate("run config")
     return eff
@@ -56,6 +60,20 @@ def _solver_device(neudep: Neudep) -> str | None:
     float64) the numba one. A device that does not exist is an error here, before any work."""
     dev = neudep.pick_device()
     return dev if dev.startswith("cuda") else None
+
+
+def _crosscheck(eff: DependencyConfig) -> DependencyConfig | None:
+    """The other gauge's analysis at the one λ closest to 0.1 (cheap), or None when switched off."""
+    if not eff.gauge_crosscheck:
+        return None
+    return dataclasses.replace(eff, lambdas=(eff.lambdas[_reference_lambda(eff)],),
+                               logit_gauge=other_gauge(eff.logit_gauge), gauge_crosscheck=False)
+
+
+def _with_offset_share(res, C_source) -> None:
+    """Add `offset_dir_share` to per_target; `C_source`: the source logits' moment in the analysis's gauge."""
+    res.per_target["offset_dir_share"] = offset_direction_share_of(
+        C_source, res.path.coef, res.path.targets, res.per_target["lambda_index"], res.per_target["target_class"])
 
 
 def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], run_id: str, *,
@@ -97,7 +115,8 @@ def _run_rows(run_key: str, kind: str, eff: DependencyConfig, res, *, model: str
              "lambda_mode": eff.lambda_mode, "model": model, "checkpoint_sha256": sha, "source_model": source_model,
              "source_checkpoint_sha256": source_sha, "dataset_id": dataset_id, "fit_split": eff.fit_split,
              "eval_split": eff.eval_split, "moments_id": moments_id, "solver": SOLVER, "tol": eff.tol,
-             "max_kkt": float(max_kkt[li]), "n_targets": int(res.path.kkt.shape[1]), "config_json": stable_json(eff)}
+             "max_kkt": float(max_kkt[li]), "n_targets": int(res.path.kkt.shape[1]), "config_json": stable_json(eff),
+             "logit_gauge": eff.logit_gauge}
             for li, lam in enumerate(eff.lambdas)]
 
 
@@ -142,44 +161,75 @@ def _publish(store: ResultStore, run_key: str, eff: DependencyConfig, ds: Prepar
     }
 
 
+def _within(context, store: ResultStore, eff: DependencyConfig, ds: PreparedDataset, logits: dict, moments: dict,
+            ev: dict, *, pictures: bool, device: str | None) -> tuple[str, dg.AssetCheckResult]:
+    """One within-model analysis in ``eff.logit_gauge`` (the gauge is part of its key): found in the
+    store, or solved, certified and committed. Returns its dependency_run_id and its certificate (an
+    uncertified analysis is not written)."""
+    run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"], "cfg": _identity(eff),
+                                       "code": DEPENDENCIES_CODE_VERSION})
+    with store.lock(f"analyses/{run_key}"):  # one writer per analysis: a second one waits, then finds it
+        if store.has_analysis(run_key):
+            context.log.info(f"dependencies {run_key} ({eff.logit_gauge} gauge) already in the store")
+            return run_key, _stored_certificate(store, run_key, ds.class_names)
+        C = gauge_moment(load_arrays(moments["path"])["C"], eff.logit_gauge)
+        e = load_arrays(ev["path"])
+        context.log.info(f"CovLasso ({eff.logit_gauge} gauge): {C.shape[0]} targets × {len(eff.lambdas)} λ")
+        t0 = time.perf_counter()
+        res = analyse(C, eff.lambdas, eval_source=apply_gauge(e["logits"], eff.logit_gauge), eval_labels=e["labels"],
+                      lambda_mode=eff.lambda_mode, tol=eff.tol, device=device, target_chunk=eff.target_chunk)
+        _with_offset_share(res, C)
+        context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
+                         f"{res.path.kkt.max():.1e} (tol {eff.tol:g}), rank of C {res.rank}")
+        check = _write_results(store, run_key, res, _run_rows(
+            run_key, "within", eff, res, model=logits["model"], sha=logits["checkpoint_sha256"],
+            source_model=logits["model"], source_sha=logits["checkpoint_sha256"], dataset_id=ds.dataset_id,
+            moments_id=moments["moments_id"]), context.run.run_id, eff=eff, class_names=ds.class_names)
+        if check.passed and pictures:
+            _save_fig3(store, run_key, res, eff, ds, C, logits["model"])
+    return run_key, check
+
+
+def _share_at(store: ResultStore, run_key: str, lambda_index: int) -> float:
+    """Share of classes with a dependency in one stored analysis at one λ index."""
+    per_target = store.read("dependency_metrics", run_key)
+    at = per_target[per_target["lambda_index"] == lambda_index].assign(lambda_index=0)
+    return float(summarize(at, [0.0])["share_with_dependency"].iloc[0])
+
+
 @dg.asset(partitions_def=models_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
           kinds={"numpy"}, check_specs=[certificate_spec("dependencies")])
 def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, neudep: Neudep, dataset: dict,
                  logits: dict, moments: dict):
     """Within-model dependencies: CovLasso for every class over the λ path (fit on the fit split),
-    the paper's Table-1 metrics on the eval split, redundancy, Eq. 5 and screening diagnostics.
-    All tables of the analysis are committed at once, and only when certified (KKT ≤ tol)."""
+    the paper's Table-1 metrics on the eval split, redundancy, Eq. 5 and screening diagnostics, in the
+    configured logit gauge (raw, the paper's; or centered), plus the other gauge at λ_rel ≈ 0.1 as a
+    cross-check: a share that vanishes once each sample's mean logit is removed was the offset.
+    Each analysis (the cross-check too) commits all its tables at once, and only when certified (KKT ≤ tol)."""
     project, store = neudep.project(), neudep.store()
     eff = _effective(project.dependencies, config)
     device = _solver_device(neudep)
     ds = PreparedDataset.from_json(dataset)
     ev = logits["splits"][eff.eval_split]
-    run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"], "cfg": _identity(eff),
-                                       "code": DEPENDENCIES_CODE_VERSION})
-    with store.lock(f"analyses/{run_key}"):  # one writer per analysis: a second one waits, then finds it
-        if store.has_analysis(run_key):
-            context.log.info(f"dependencies {run_key} already in the store")
-            check = _stored_certificate(store, run_key, ds.class_names)
-        else:
-            C = load_arrays(moments["path"])["C"]
-            e = load_arrays(ev["path"])
-            context.log.info(f"CovLasso: {C.shape[0]} targets × {len(eff.lambdas)} λ")
-            t0 = time.perf_counter()
-            res = analyse(C, eff.lambdas, eval_source=e["logits"], eval_labels=e["labels"],
-                          lambda_mode=eff.lambda_mode, tol=eff.tol,
-                          device=device, target_chunk=eff.target_chunk)
-            context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
-                             f"{res.path.kkt.max():.1e} (tol {eff.tol:g}), rank of C {res.rank}")
-            check = _write_results(store, run_key, res, _run_rows(
-                run_key, "within", eff, res, model=logits["model"], sha=logits["checkpoint_sha256"],
-                source_model=logits["model"], source_sha=logits["checkpoint_sha256"], dataset_id=ds.dataset_id,
-                moments_id=moments["moments_id"]), context.run.run_id, eff=eff, class_names=ds.class_names)
-            if not check.passed:
-                yield check
-                raise _refused(run_key, check)
-            _save_fig3(store, run_key, res, eff, ds, C, logits["model"])
+    run_key, check = _within(context, store, eff, ds, logits, moments, ev, pictures=True, device=device)
+    if not check.passed:
+        yield check
+        raise _refused(run_key, check)
+    shares, other_key = {eff.logit_gauge: None}, None
+    if (other := _crosscheck(eff)) is not None:
+        other_key, other_check = _within(context, store, other, ds, logits, moments, ev, pictures=False, device=device)
+        if not other_check.passed:
+            yield other_check.with_metadata({**other_check.metadata, "crosscheck_run_id": other_key})
+            raise _refused(other_key, other_check)
+        shares[other.logit_gauge] = _share_at(store, other_key, 0)
+        check = check.with_metadata({**check.metadata, "crosscheck_run_id": other_key,
+                                     "crosscheck_max_relative_kkt": other_check.metadata["max_relative_kkt"]})
     meta = _publish(store, run_key, eff, ds, logits["model"])
-    yield dg.Output({"dependency_run_id": run_key, "kind": "within", "model": logits["model"]},
+    shares[eff.logit_gauge] = meta["share_with_dependency_at_0.1"]
+    meta.update({f"share_with_dependency_{g}_gauge": v for g, v in shares.items()})
+    meta["logit_gauge"] = eff.logit_gauge
+    yield dg.Output({"dependency_run_id": run_key, "kind": "within", "model": logits["model"],
+                     "logit_gauge": eff.logit_gauge, "crosscheck_run_id": other_key},
                     data_version=dg.DataVersion(run_key), metadata=meta)
     yield check
 
@@ -192,7 +242,8 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
                          dataset: dict, logits: dict):
     """Between-model dependencies (paper Eq. 4): each logit g_i of the target model regressed on the
     source model's logits except class i, from logits of the same samples; Table-1 metrics with g's
-    logit i replaced. Committed at once, and only when certified (KKT ≤ tol)."""
+    logit i replaced. Both models' logits are taken in the configured gauge (centered: each minus its
+    own per-sample mean). Committed at once, and only when certified (KKT ≤ tol)."""
     project, store = neudep.project(), neudep.store()
     eff = _effective(project.dependencies, config)
     device = _solver_device(neudep)
@@ -225,15 +276,19 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
                     raise LogitsError(f"model pair {src}->{tgt}: {src} has {a['logits'].shape[1]} classes, "
                                       f"{tgt} has {b['logits'].shape[1]}")
                 check_aligned(a["sample_ids"], b["sample_ids"], src, tgt)
-            F, G = arrays["fit_f"]["logits"], arrays["fit_g"]["logits"]
+            gauge = eff.logit_gauge  # both models' logits in the same gauge
+            F, G = (apply_gauge(arrays[k]["logits"], gauge) for k in ("fit_f", "fit_g"))
             C, cross = second_moment(F), second_moment(F, G)
-            context.log.info(f"between CovLasso {src}->{tgt}: {C.shape[0]} targets × {len(eff.lambdas)} λ")
+            context.log.info(f"between CovLasso {src}->{tgt} ({gauge} gauge): {C.shape[0]} targets × "
+                             f"{len(eff.lambdas)} λ")
             t0 = time.perf_counter()
             tsm = (G.astype(np.float64) ** 2).mean(0)
             res = analyse(C, eff.lambdas, cross=cross, target_second_moment=tsm,
-                          eval_source=arrays["ev_f"]["logits"], eval_target=arrays["ev_g"]["logits"],
+                          eval_source=apply_gauge(arrays["ev_f"]["logits"], gauge),
+                          eval_target=apply_gauge(arrays["ev_g"]["logits"], gauge),
                           eval_labels=arrays["ev_g"]["labels"], lambda_mode=eff.lambda_mode, tol=eff.tol,
                           device=device, target_chunk=eff.target_chunk)
+            _with_offset_share(res, C)
             context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                              f"{res.path.kkt.max():.1e} (tol {eff.tol:g})")
             check = _write_results(store, run_key, res, _run_rows(
@@ -246,6 +301,8 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
                 raise _refused(run_key, check)
             _save_fig3(store, run_key, res, eff, ds, C, f"{src}→{tgt}", cross=cross, target_second_moment=tsm)
     meta = _publish(store, run_key, eff, ds, f"{src}→{tgt}")
-    yield dg.Output({"dependency_run_id": run_key, "kind": "between", "model": tgt, "source_model": src},
+    meta["logit_gauge"] = eff.logit_gauge
+    yield dg.Output({"dependency_run_id": run_key, "kind": "between", "model": tgt, "source_model": src,
+                     "logit_gauge": eff.logit_gauge},
                     data_version=dg.DataVersion(run_key), metadata=meta)
     yield check

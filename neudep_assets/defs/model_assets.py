@@ -15,12 +15,14 @@ from neudep_assets.lib.models.finetune import derived_checkpoint
 from neudep_assets.lib.config import stable_hash, stable_json
 from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.analysis.moments import check_finite, second_moment, spectrum_summary
+from neudep_assets.lib.analysis.offsets import logit_stats, offset_warning
 from neudep_assets.lib.code_version import code_version
 from neudep_assets.lib.store import load_arrays, save_arrays
 
 # the lib modules each asset's results depend on; their source (transitively) is the code version
 CHECKPOINT_SCIENCE = ("neudep_assets.lib.models.checkpoints",)
-LOGITS_SCIENCE = ("neudep_assets.lib.models.checkpoints", "neudep_assets.lib.analysis.moments")
+LOGITS_SCIENCE = ("neudep_assets.lib.models.checkpoints", "neudep_assets.lib.analysis.moments",
+                  "neudep_assets.lib.analysis.offsets")
 MOMENTS_SCIENCE = ("neudep_assets.lib.analysis.moments",)
 CHECKPOINT_CODE_VERSION = code_version(*CHECKPOINT_SCIENCE)
 LOGITS_CODE_VERSION = code_version(*LOGITS_SCIENCE)
@@ -80,14 +82,17 @@ def _model_entry(neudep: Neudep, name: str):
           pool="gpu", kinds={"pytorch"})
 def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neudep, dataset: dict,
            checkpoint: dict) -> dg.Output[dict]:
-    """Raw logits of the model on every dataset split (GPU when present), with accuracy per split."""
+    """Raw logits of the model on every dataset split (GPU when present), with accuracy per split and
+    the offset diagnostics: the per-sample mean logit over the classes m(x) (mean, std), its share of
+    E[f²] (`offset_share`; softmax ignores m), the top logit and the within-sample spread. A warning
+    when the offset share exceeds 0.3: raw-gauge dependencies of such a model mostly reproduce m."""
     store = neudep.store()
     ds, info = PreparedDataset.from_json(dataset), CheckpointInfo(**checkpoint)
     device = neudep.pick_device()
     if config.batch_size < 0:
         raise dg.Failure(f"logits config: batch_size must be ≥ 1 (or 0 = automatic), got {config.batch_size}")
     batch_size = config.batch_size or _model_entry(neudep, info.model).logits_batch_size  # None: automatic
-    out, rows = {}, []
+    out, rows, stats, warnings = {}, [], [], []
     for split in ds.splits:
         set_id = f"{info.sha256[:16]}-{ds.dataset_id}-{split}-{LOGITS_CODE_VERSION[:8]}"
         path = store.artifact("logits", set_id)
@@ -108,6 +113,17 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
                    "samples_sha256": hashlib.sha256("\n".join(ids.astype(str)).encode()).hexdigest(),
                    "accuracy": acc, "path": str(path)}
             store.write("logit_sets", set_id, [row], run_id=context.run.run_id, code_version=LOGITS_CODE_VERSION)
+        if store.has("logit_stats", set_id):
+            st = store.read("logit_stats", set_id).iloc[0].to_dict()
+        else:  # also for logits computed before the diagnostics existed
+            st = {"logit_set_id": set_id, "checkpoint_sha256": info.sha256, "model": info.model,
+                  "dataset_id": ds.dataset_id, "split": split, **logit_stats(load_arrays(row["path"])["logits"])}
+            store.write("logit_stats", set_id, [st], run_id=context.run.run_id, code_version=LOGITS_CODE_VERSION)
+        stats.append({k: st[k] for k in ("split", "mean_logit_mean", "mean_logit_std", "offset_share",
+                                         "top_logit_mean", "within_sample_std")})
+        if (w := offset_warning(info.model, split, float(st["offset_share"]))) is not None:
+            context.log.warning(w)
+            warnings.append(w)
         out[split] = {k: row[k] for k in ("logit_set_id", "path", "accuracy", "n_samples", "logits_sha256",
                                           "samples_sha256")}
         rows.append({"split": split, "samples": row["n_samples"], "accuracy": row["accuracy"]})
@@ -115,7 +131,10 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
     return dg.Output({"model": info.model, "checkpoint_sha256": info.sha256, "dataset_id": ds.dataset_id,
                       "splits": out}, data_version=dg.DataVersion(version),
                      metadata={"accuracy": md_table(pd.DataFrame(rows)), "device": device,
-                               "val_accuracy": float(out.get("val", {}).get("accuracy", float("nan")))})
+                               "val_accuracy": float(out.get("val", {}).get("accuracy", float("nan"))),
+                               "logit_offsets": md_table(pd.DataFrame(stats)),
+                               "offset_share": float(max(s["offset_share"] for s in stats)),
+                               **({"offset_warning": dg.MetadataValue.md("\n\n".join(warnings))} if warnings else {})})
 
 
 @dg.asset(partitions_def=models_partitions, code_version=MOMENTS_CODE_VERSION, group_name="dependencies",

@@ -20,7 +20,7 @@ from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.analysis.incremental import choose_split, compare_heads, theta_edges, theta_targets
 from neudep_assets.lib.analysis.regularization import check_ood_disjoint, child_readings, choose_pairs, resolve_pairs
 from neudep_assets.lib.code_version import code_version
-from neudep_assets.lib.config import ConfigError, DependencyConfig, stable_hash, stable_json
+from neudep_assets.lib.config import LOGIT_GAUGES, ConfigError, DependencyConfig, stable_hash, stable_json
 from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.models.checkpoints import CheckpointInfo, obtain_checkpoint
 from neudep_assets.lib.models.finetune import (describe, finetune_checkpoint, logits_and_features,
@@ -180,7 +180,8 @@ def _store_theta(store, run_id, ds, model, base, split, seed, l1, theta, full_lo
     edges = theta_edges(theta, split)
     per_target = theta_targets(theta, full_logits, labels, split, l1=l1, orig_acc=orig_acc)
     run_rows = [{"dependency_run_id": run_key, "kind": "theta_head", "lambda_index": 0, "lambda_rel": None,
-                 "lambda_value": l1, "lambda_mode": "theta_l1", "model": model, "checkpoint_sha256": base.sha256,
+                 "lambda_value": l1, "lambda_mode": "theta_l1", "logit_gauge": "raw", "model": model,
+                 "checkpoint_sha256": base.sha256,
                  "source_model": base.model, "source_checkpoint_sha256": base.sha256, "dataset_id": ds.dataset_id,
                  "fit_split": "train", "eval_split": "val", "moments_id": None,
                  "solver": "Θ-head: Adam on cross-entropy over all classes", "tol": None, "max_kkt": None,
@@ -196,16 +197,14 @@ def _store_theta(store, run_id, ds, model, base, split, seed, l1, theta, full_lo
 
 # ------------------------------------------------------------------------------------------------ §3.3
 def _within_run(store: ResultStore, model: str, sha: str, lam: float, gauge: str) -> tuple[str | None, int, str]:
-    """The model's latest within analysis at λ_rel = lam, of logit gauge `gauge` when the store has one
-    (column `logit_gauge`; without it every analysis is of raw logits), else of the other gauge:
-    (run id or None, λ index, the gauge found)."""
-    has_gauge = "logit_gauge" in set(store.query("SELECT * FROM dependency_runs LIMIT 0").columns)
-    for want in ([gauge] + [g for g in ("raw", "centered") if g != gauge]) if has_gauge else ["raw"]:
-        cond = "coalesce(logit_gauge, 'raw') = $gauge" if has_gauge else "$gauge = 'raw'"
+    """The model's latest within analysis at λ_rel = lam, of logit gauge `gauge` when the store has one,
+    else of the other gauge: (run id or None, λ index, the gauge found)."""
+    for want in [gauge] + [g for g in LOGIT_GAUGES if g != gauge]:
         runs = store.query(
-            f"SELECT dependency_run_id, lambda_index FROM dependency_runs WHERE kind = 'within' AND model = $m AND "
-            f"checkpoint_sha256 = $sha AND lambda_mode = 'relative' AND abs(lambda_rel - $lam) < 1e-9 AND {cond} "
-            "ORDER BY written_at DESC LIMIT 1", {"m": model, "sha": sha, "lam": lam, "gauge": want})
+            "SELECT dependency_run_id, lambda_index FROM dependency_runs WHERE kind = 'within' AND model = $m AND "
+            "checkpoint_sha256 = $sha AND lambda_mode = 'relative' AND abs(lambda_rel - $lam) < 1e-9 AND "
+            "coalesce(logit_gauge, 'raw') = $gauge ORDER BY written_at DESC LIMIT 1",
+            {"m": model, "sha": sha, "lam": lam, "gauge": want})
         if len(runs):
             return str(runs["dependency_run_id"].iloc[0]), int(runs["lambda_index"].iloc[0]), want
     return None, -1, gauge

@@ -36,6 +36,10 @@ class DatasetConfig:
     splits: dict[str, str] = field(default_factory=dict)  # imagefolder: split -> folder
 
 
+#: values of ``dependencies.logit_gauge``; the first (the paper's raw logits) is the default
+LOGIT_GAUGES = ("raw", "centered")
+
+
 @dataclass(frozen=True)
 class DependencyConfig:
     """The λ grid and the splits the CovLasso is fit on and evaluated on."""
@@ -47,8 +51,17 @@ class DependencyConfig:
     tol: float = 1e-9
     star_plots: int = 4  # strongest targets shown as star pictures in the UI
     target_chunk: int | None = None  # solve and certify this many targets at a time (None: all at once)
+    # raw: the paper's logits (Remark 1); centered: each sample's logits minus their mean over the classes
+    logit_gauge: str = "raw"
+    gauge_crosscheck: bool = True  # also analyse the other gauge, within-model, at the λ closest to 0.1
 
     def validate(self, where: str) -> None:
+        if self.logit_gauge not in LOGIT_GAUGES:
+            raise ConfigError(f"{where}: dependencies.logit_gauge must be one of {', '.join(LOGIT_GAUGES)}, "
+                              f"got {self.logit_gauge!r}")
+        if not isinstance(self.gauge_crosscheck, bool):
+            raise ConfigError(f"{where}: dependencies.gauge_crosscheck must be true or false, "
+                              f"got {self.gauge_crosscheck!r}")
         if self.lambda_mode not in ("relative", "absolute"):
             raise ConfigError(f"{where}: dependencies.lambda_mode must be 'relative' or 'absolute', got {self.lambda_mode!r}")
         lams = list(self.lambdas)
@@ -76,7 +89,6 @@ class DependencyConfig:
 #: base/new splits of §3.2: the new share of the classes (``all_but_one``: exactly one new class)
 INCREMENTAL_SPLITS = {"90/10": 0.10, "95/5": 0.05, "all_but_one": None}
 BASE_OPTIONS = ("auto", "retrain", "truncate")
-LOGIT_GAUGES = ("raw", "centered")
 
 
 def split_sizes(n_classes: int, setting: str, where: str = "") -> tuple[int, int]:

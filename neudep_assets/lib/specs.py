@@ -37,11 +37,13 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "augment": "none",
     "eval_every": 1,
     "fresh_samples": True,
+    "mean_logit_penalty": 0.0,
 }
 AUGMENTS = ("none", "shift")
 
 _INT_KEYS = ("epochs", "batch_size", "seed", "eval_every")
-_FLOAT_KEYS = ("lr", "weight_decay", "label_smoothing", "warmup_epochs", "min_lr_ratio", "grad_clip")
+_FLOAT_KEYS = ("lr", "weight_decay", "label_smoothing", "warmup_epochs", "min_lr_ratio", "grad_clip",
+               "mean_logit_penalty")
 
 
 def validate_train_config(train: Mapping[str, Any], *, where: str = "train") -> dict:

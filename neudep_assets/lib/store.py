@@ -36,7 +36,7 @@ from neudep_assets.lib.files import StoreError, _fsync_dir, atomic_write, load_a
 
 __all__ = ["TABLES", "ResultStore", "StoreError", "StoreWarning", "atomic_write", "load_arrays", "save_arrays"]
 
-SCHEMA_VERSION = 3  # part of the catalog version (with sql/schema.sql and the root); 3: the §3.2 / §3.3 tables
+SCHEMA_VERSION = 4  # part of the catalog version (with sql/schema.sql and the root); 3: logit gauge, logit_stats; 4: §3.2 / §3.3
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
@@ -63,7 +63,8 @@ TABLES: dict[str, pa.Schema] = {
                             ("lambda_value", _F), ("lambda_mode", _S), ("model", _S), ("checkpoint_sha256", _S),
                             ("source_model", _S), ("source_checkpoint_sha256", _S), ("dataset_id", _S),
                             ("fit_split", _S), ("eval_split", _S), ("moments_id", _S), ("solver", _S),
-                            ("tol", _F), ("max_kkt", _F), ("n_targets", _I), ("config_json", _S)],
+                            ("tol", _F), ("max_kkt", _F), ("n_targets", _I), ("config_json", _S),
+                            ("logit_gauge", _S)],
         "dependencies": [("dependency_run_id", _S), ("lambda_index", _I), ("target_class", _I),
                          ("source_class", _I), ("coef", _F)],
         "dependency_metrics": [("dependency_run_id", _S), ("lambda_index", _I), ("target_class", _I),
@@ -73,19 +74,22 @@ TABLES: dict[str, pa.Schema] = {
                                ("n_nonzero", _I), ("thm3_screened", _I),
                                ("thm3_violations", _I), ("conj1_screened", _I), ("conj1_violations", _I),
                                ("abs_err_refit", _F), ("rel_err_refit", _F), ("acc_refit", _F),
-                               ("pos_acc_refit", _F), ("fit_err_refit", _F), ("fit_rel_err", _F)],
+                               ("pos_acc_refit", _F), ("fit_err_refit", _F), ("fit_rel_err", _F),
+                               ("offset_dir_share", _F)],
         "class_diagnostics": [("dependency_run_id", _S), ("target_class", _I), ("err0", _F), ("rel_err0", _F),
                               ("rank", _I), ("eq5_violations", _I), ("eq5_max_violation", _F)],
         "comparisons": [("comparison_id", _S), ("kind", _S), ("model", _S), ("source_model", _S),
-                        ("lambda_rel", _F), ("metric", _S), ("value", _F), ("detail", _S)],
-        # §3.2 / §3.3: new categories from old logits, regularized checkpoints
+                        ("lambda_rel", _F), ("metric", _S), ("value", _F), ("detail", _S), ("logit_gauge", _S)],
+        "logit_stats": [("logit_set_id", _S), ("checkpoint_sha256", _S), ("model", _S), ("dataset_id", _S),
+                        ("split", _S), ("n_samples", _I), ("n_classes", _I), ("mean_logit_mean", _F),
+                        ("mean_logit_std", _F), ("within_sample_std", _F), ("offset_share", _F),
+                        ("top_logit_mean", _F), ("top_minus_mean", _F)],
         "incremental_results": [("result_id", _S), ("model", _S), ("checkpoint_sha256", _S), ("dataset_id", _S),
-                                ("setting", _S), ("split_seed", _I), ("seed", _I), ("method", _S),
-                                ("base_origin", _S), ("base_checkpoint_sha256", _S), ("baseline_checkpoint_sha256", _S),
-                                ("n_base", _I), ("n_new", _I), ("l1", _F), ("overall_acc", _F), ("base_acc", _F),
-                                ("new_acc", _F), ("pos_neg_acc", _F), ("epoch_seconds", _F),
-                                ("baseline_epoch_seconds", _F), ("time_ratio", _F), ("dependency_run_id", _S),
-                                ("config_json", _S)],
+                                ("setting", _S), ("split_seed", _I), ("seed", _I), ("method", _S), ("base_origin", _S),
+                                ("base_checkpoint_sha256", _S), ("baseline_checkpoint_sha256", _S), ("n_base", _I),
+                                ("n_new", _I), ("l1", _F), ("overall_acc", _F), ("base_acc", _F), ("new_acc", _F),
+                                ("pos_neg_acc", _F), ("epoch_seconds", _F), ("baseline_epoch_seconds", _F),
+                                ("time_ratio", _F), ("dependency_run_id", _S), ("config_json", _S)],
         "derived_models": [("model", _S), ("parent_model", _S), ("parent_sha256", _S), ("role", _S), ("alpha", _F),
                            ("seed", _I), ("pairs_json", _S), ("checkpoint_sha256", _S), ("path", _S),
                            ("config_json", _S)],
@@ -102,8 +106,6 @@ TABLES: dict[str, pa.Schema] = {
 
 class StoreWarning(UserWarning):
     """A store file is unreadable (zero-length, truncated) and was left out of the views."""
-
-
 
 
 class ResultStore:
@@ -387,10 +389,8 @@ def _check_key(key: str) -> str:
 def _arrow(table: str, rows, run_id: str, code_version: str) -> pa.Table:
     """Rows of `table` with their provenance, checked against TABLES[table] (nothing written)."""
     schema = TABLES[_check_table(table)]
-    df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
-    df["dagster_run_id"] = run_id
-    df["code_version"] = code_version
-    df["written_at"] = pd.Timestamp.now(tz="UTC")
+    df = (pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows).assign(
+        dagster_run_id=run_id, code_version=code_version, written_at=pd.Timestamp.now(tz="UTC"))
     extra = [c for c in df.columns if c not in schema.names]
     if extra:
         raise StoreError(f"table {table}: unexpected columns {extra}")
