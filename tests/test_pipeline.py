@@ -132,8 +132,9 @@ def test_sparsest_dependency_query_agrees_with_solving_at_that_lambda(tiny_run):
     text = (Path(__file__).parents[1] / "sql" / "queries" / "sparsest_dependency.sql").read_text()
     x = 0.6
     got = store.query(text, {"model": "cnn", "max_err": x})
-    got = got[got.logit_gauge == "raw"]  # the raw analysis: its moments are the C solved here
-    assert len(got) > 0
+    assert set(got.logit_gauge) == {"raw", "centered"}  # one answer per analysis: raw and its cross-check
+    got = got[got.logit_gauge == "raw"]
+    assert len(got) > 0 and got.dependency_run_id.nunique() == 1
     run = store.query("SELECT * FROM dependency_runs WHERE dependency_run_id = $r",
                       {"r": got.dependency_run_id.iloc[0]})
     C = load_arrays(store.query("SELECT path FROM moments WHERE moments_id = $m",
