@@ -49,6 +49,12 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
     quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("NEUDEP_LOG_LEVEL", "INFO")}}}}
     steps = [("dataset_job", None)] + [("model_job", m.name) for m in project.models]
     steps += [("pair_job", pair_key(a, b)) for a, b in project.model_pairs()]
+    # uses of dependencies (§3.2, §3.3): a regularized parent's children become models of their own
+    steps += [("incremental_job", m) for m in project.incremental.models]
+    for parent in project.regularization.models:
+        steps += [("regularize_job", parent)]
+        steps += [("model_job", child) for child, _, _ in project.regularization.children(parent)]
+        steps += [("regularization_report_job", parent)]
     steps += [("comparisons_job", None)]
     for job_name, partition in steps:
         t0 = time.perf_counter()
@@ -83,6 +89,13 @@ def print_summary(root: Path | None = None) -> None:
     print(_fmt(store.query(q("dependency_share.sql").read_text())))
     print("\n== the five strongest within-model dependencies at λ_rel = 0.1 ==")
     print(_fmt(store.query(q("strongest_dependencies.sql").read_text())))
+    inc = store.query(q("incremental_table.sql").read_text())
+    if len(inc):
+        print("\n== new categories from old logits (paper Tables 2 and 4; accuracy in %, mean and std over seeds) ==")
+        print(_fmt(inc))
+    for parent in store.query("SELECT DISTINCT parent_model FROM regularization_results ORDER BY 1")["parent_model"]:
+        print(f"\n== dependency regularizer on {parent} (paper Table 3) ==")
+        print(_fmt(store.query(q("regularization_table3.sql").read_text(), {"parent": parent})))
 
 
 def _store(root: Path | None = None):
@@ -170,8 +183,9 @@ def cmd_check(args) -> None:
 
 LINEAGE_SQL = """
 SELECT * FROM dependency_lineage
-WHERE model = $model AND source_model = $source AND lambda_mode = 'relative' AND abs(lambda_rel - $lam) < 1e-9
-  AND ($run = '' OR dependency_run_id = $run)
+WHERE ($run = '' OR dependency_run_id = $run)
+  AND ((kind = 'theta_head' AND $run <> '') OR (model = $model AND source_model = $source
+       AND lambda_mode = 'relative' AND abs(lambda_rel - $lam) < 1e-9))
 """
 
 
@@ -263,7 +277,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--model", required=True, help="the (target) model")
         p.add_argument("--source-model", help="source model of a between analysis (default: within)")
         p.add_argument("--lambda", dest="lam", type=float, default=0.1, help="relative λ (default 0.1)")
-        p.add_argument("--run", help="a dependency_run_id, when several analyses match")
+        p.add_argument("--run", help="a dependency_run_id, when several analyses match (a Θ-head's theta-… run "
+                       "is selected by --run alone)")
         if name == "export-graph":
             p.add_argument("--format", choices=("graphml", "json"), default="graphml")
             p.add_argument("--out", required=True, help="output file")

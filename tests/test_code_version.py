@@ -9,11 +9,15 @@ from neudep_assets.defs.comparison_assets import COMPARISONS_SCIENCE
 from neudep_assets.defs.dataset_assets import DATASET_SCIENCE
 from neudep_assets.defs.dependency_assets import DEPENDENCIES_SCIENCE
 from neudep_assets.defs.model_assets import CHECKPOINT_SCIENCE, LOGITS_SCIENCE, MOMENTS_SCIENCE
+from neudep_assets.defs.uses_assets import INCREMENTAL_SCIENCE, REGULARIZED_SCIENCE, REPORT_SCIENCE
 from neudep_assets.lib.code_version import LIB, closure, code_version
 
 SCIENCE = {"dataset": DATASET_SCIENCE, "checkpoint": CHECKPOINT_SCIENCE, "logits": LOGITS_SCIENCE,
            "moments": MOMENTS_SCIENCE, "dependencies": DEPENDENCIES_SCIENCE,
-           "between_dependencies": DEPENDENCIES_SCIENCE, "comparisons": COMPARISONS_SCIENCE}
+           "between_dependencies": DEPENDENCIES_SCIENCE, "comparisons": COMPARISONS_SCIENCE,
+           "incremental_heads": INCREMENTAL_SCIENCE, "regularized_checkpoints": REGULARIZED_SCIENCE,
+           "regularization_report": REPORT_SCIENCE}
+USES = {"incremental_heads", "regularized_checkpoints"}  # §3.2 / §3.3: they train (models/finetune.py)
 
 
 def _versions(root):
@@ -35,8 +39,11 @@ def test_assets_carry_the_code_version_of_their_science():
     ("analysis/moments.py", {"logits", "moments", "dependencies", "between_dependencies"}),
     ("analysis/comparisons.py", {"comparisons"}),
     ("analysis/offsets.py", {"logits", "dependencies", "between_dependencies"}),  # diagnostics, gauges
-    ("models/training.py", {"checkpoint", "logits"}),
-    ("data/glyph_renderer.py", {"dataset", "checkpoint", "logits"}),
+    ("models/training.py", {"checkpoint", "logits"} | USES),
+    ("data/glyph_renderer.py", {"dataset", "checkpoint", "logits"} | USES),
+    ("models/finetune.py", USES),
+    ("analysis/incremental.py", {"incremental_heads"}),
+    ("analysis/regularization.py", {"regularized_checkpoints", "regularization_report"}),
     ("report/plots.py", set()),  # pictures only: no result changes
     ("store.py", set()),  # infrastructure: a new store table must not retrain a model
 ])

@@ -61,6 +61,23 @@ def store(tmp_path_factory):
     # its centered cross-check at 0.1, committed last: two classes of three, other coefficients, no offset
     store.commit_analysis("cen", _analysis("cen", "c2" * 32, [0.1], [3, 2, 12], [0.15, 0.12, 0.5], gauge="centered",
                                            coef=0.25, offset_dir=0.0), run_id="r2", code_version="v")
+    time.sleep(0.01)
+    # §3.2 / §3.3: two results of one model, two parent checkpoints; only the latest of each counts
+    for rid, accs in (("inc-old", [0.1]), ("inc-new", [0.5, 0.7])):
+        store.write("incremental_results", rid, [{"result_id": rid, "model": "m", "setting": "90/10", "seed": k,
+                                                  "method": "theta_head", "n_base": 2, "n_new": 1, "overall_acc": a}
+                                                 for k, a in enumerate(accs)], run_id="r", code_version="v")
+        time.sleep(0.01)
+    for parent, (run, acc) in {"p1" * 32: ("old", 0.2), "p2" * 32: ("new", 0.8)}.items():
+        store.write("regularization_pairs", parent[:4], [{"model": "m", "parent_sha256": parent, "pair_index": 0,
+                                                          "class_a": 0, "class_b": 1, "name_a": "class 0",
+                                                          "name_b": "class 1", "coef": 0.9}], run_id="r", code_version="v")
+        store.write("regularization_results", parent[:4], [{"parent_model": "m", "parent_sha256": parent, "role": role,
+                                                            "seed": 0, "alpha": alpha, "accuracy": acc, "ood_aupr": 0.5,
+                                                            "lambda_rel": 0.1, "dependency_run_id": run}
+                                                           for role, alpha in (("control", 0.0), ("regularized", 1.0))],
+                    run_id="r", code_version="v")
+        time.sleep(0.01)
     return store
 
 
@@ -92,6 +109,14 @@ EXPECTED = {  # query → (params, check of the result)
     "sources_of_class": ({"model": "m", "target": "class 2", "lam": 0.1},
                          lambda df: sorted(zip(df["dependency_run_id"], df["logit_gauge"], df["coef"])) ==
                          [("cen", "centered", 0.25), ("new", "raw", 0.5), ("old", "raw", 0.5)]),
+    "incremental_table": ({}, lambda df: df[["model", "seeds", "overall", "overall_std"]].to_dict("records") ==
+                          [{"model": "m", "seeds": 2, "overall": 60.0, "overall_std": 14.14}]),
+    "regularization_table3": ({"parent": "m"}, lambda df: df[["role", "seeds", "acc", "coef_ab", "coef_ba",
+                                                               "parent_coef"]].to_dict("records") ==
+                              [{"role": "control", "seeds": 1, "acc": 0.8, "coef_ab": 0.5, "coef_ba": 0.0,
+                                "parent_coef": 0.9},
+                               {"role": "regularized", "seeds": 1, "acc": 0.8, "coef_ab": 0.5, "coef_ba": 0.0,
+                                "parent_coef": 0.9}]),
     "models": ({}, lambda df: df[["sha256", "val_acc"]].to_dict("records") ==
                [{"sha256": "c1" * 6, "val_acc": 0.9}, {"sha256": "c2" * 6, "val_acc": 0.8}]),
     "refit_effect": ({"lam": 0.1}, lambda df: df[["logit_gauge", "targets", "share_pct", "share_refit_pct",

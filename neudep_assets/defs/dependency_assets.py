@@ -78,9 +78,11 @@ def _with_offset_share(res, C_source) -> None:
 
 def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], run_id: str, *,
                    eff: DependencyConfig, class_names,
-                   extra: Mapping[str, pd.DataFrame] | None = None) -> dg.AssetCheckResult:
+                   extra: Mapping[str, pd.DataFrame] | None = None,
+                   code_version: str = DEPENDENCIES_CODE_VERSION) -> dg.AssetCheckResult:
     """Certify one analysis, then commit all its tables at once (`extra`: further tables of the
-    analysis, by table name). Returns the certificate; an uncertified analysis is not written."""
+    analysis, by table name; `code_version`: of the asset writing it). Returns the certificate; an
+    uncertified analysis is not written."""
     check = certificate(res.per_target, eff.tol, eff.lambdas, class_names)
     if check.passed:
         tables = {"dependencies": res.edges, "dependency_metrics": res.per_target, "class_diagnostics": res.per_class,
@@ -88,7 +90,7 @@ def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], 
         keyed = {t for t in tables if t in TABLES and "dependency_run_id" in TABLES[t].names}
         tables = {t: df.assign(dependency_run_id=run_key) if t in keyed else df for t, df in tables.items()}
         store.commit_analysis(run_key, {**tables, "dependency_runs": run_rows}, run_id=run_id,
-                              code_version=DEPENDENCIES_CODE_VERSION)
+                              code_version=code_version)
     return check
 
 

@@ -11,6 +11,7 @@ from neudep_assets.defs.partitions import models_partitions
 from neudep_assets.defs.report import md_table
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.models.checkpoints import CheckpointInfo, obtain_checkpoint, split_logits
+from neudep_assets.lib.models.finetune import derived_checkpoint
 from neudep_assets.lib.config import stable_hash, stable_json
 from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.analysis.moments import check_finite, second_moment, spectrum_summary
@@ -37,27 +38,44 @@ class LogitsConfig(dg.Config):
 @dg.asset(partitions_def=models_partitions, code_version=CHECKPOINT_CODE_VERSION, group_name="models",
           pool="gpu", kinds={"pytorch"})
 def checkpoint(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict) -> dg.Output[dict]:
-    """The model's checkpoint in timm's folder format: trained here, a local folder, or a hub model.
+    """The model's checkpoint in timm's folder format: trained here, a local folder, a hub model, or a
+    fine-tuned child of another model (`regularized_checkpoints`).
 
     Its data version is the sha256 of `model.safetensors`.
     """
     project, store = neudep.project(), neudep.store()
-    spec = project.model(context.partition_key)
     ds = PreparedDataset.from_json(dataset)
-    info = obtain_checkpoint(spec, ds, store.root, device=neudep.pick_device(), log=context.log.info)
+    derived = None
+    if context.partition_key not in {m.name for m in project.models}:
+        derived = derived_checkpoint(store, context.partition_key, ds.n_classes)  # a fine-tuned child (§3.3)
+    if derived is None:
+        spec = project.model(context.partition_key)
+        info = obtain_checkpoint(spec, ds, store.root, device=neudep.pick_device(), log=context.log.info)
+    else:
+        info = derived[0]
     if not store.has("checkpoints", info.sha256):
         store.write("checkpoints", info.sha256, [{
             "checkpoint_sha256": info.sha256, "model": info.model, "arch": info.arch, "origin": info.origin,
-            "source": info.source, "parent_sha256": None, "path": info.path, "dataset_id": ds.dataset_id,
+            "source": info.source, "parent_sha256": derived[1]["parent_sha256"] if derived else None,
+            "path": info.path, "dataset_id": ds.dataset_id,
             "num_classes": info.num_classes, "num_features": info.num_features, "n_params": info.n_params,
             "train_val_acc": info.train_val_acc, "train_seconds": info.train_seconds,
-            "config_json": stable_json(spec)}], run_id=context.run.run_id, code_version=CHECKPOINT_CODE_VERSION)
+            "config_json": derived[1]["config_json"] if derived else stable_json(spec)}],
+            run_id=context.run.run_id, code_version=CHECKPOINT_CODE_VERSION)
     return dg.Output(info.to_json(), data_version=dg.DataVersion(info.sha256), metadata={
         "sha256": info.sha256, "path": dg.MetadataValue.path(info.path), "origin": info.origin,
         "arch": info.arch, "params": info.n_params, "feature_dim": info.num_features,
         "val_acc_after_training": info.train_val_acc if info.train_val_acc is not None else float("nan"),
         "train_seconds": info.train_seconds if info.train_seconds is not None else float("nan"),
     })
+
+
+def _model_entry(neudep: Neudep, name: str):
+    """The config's entry of model `name`; a fine-tuned child (§3.3, not in the config) uses its parent's."""
+    project, store = neudep.project(), neudep.store()
+    if name not in {m.name for m in project.models} and store.has("derived_models", name):
+        name = str(store.read("derived_models", name)["parent_model"].iloc[0])
+    return project.model(name)
 
 
 @dg.asset(partitions_def=models_partitions, code_version=LOGITS_CODE_VERSION, group_name="models",
@@ -73,7 +91,7 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
     device = neudep.pick_device()
     if config.batch_size < 0:
         raise dg.Failure(f"logits config: batch_size must be ≥ 1 (or 0 = automatic), got {config.batch_size}")
-    batch_size = config.batch_size or neudep.project().model(info.model).logits_batch_size  # None: automatic
+    batch_size = config.batch_size or _model_entry(neudep, info.model).logits_batch_size  # None: automatic
     out, rows, stats, warnings = {}, [], [], []
     for split in ds.splits:
         set_id = f"{info.sha256[:16]}-{ds.dataset_id}-{split}-{LOGITS_CODE_VERSION[:8]}"

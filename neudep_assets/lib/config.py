@@ -86,6 +86,119 @@ class DependencyConfig:
             raise ConfigError(f"{where}: dependencies.tol must be a small positive number, got {self.tol!r}")
 
 
+#: base/new splits of §3.2: the new share of the classes (``all_but_one``: exactly one new class)
+INCREMENTAL_SPLITS = {"90/10": 0.10, "95/5": 0.05, "all_but_one": None}
+BASE_OPTIONS = ("auto", "retrain", "truncate")
+
+
+def split_sizes(n_classes: int, setting: str, where: str = "") -> tuple[int, int]:
+    """(base, new) class counts of a §3.2 split setting; refused naming `incremental.splits` when a side is empty."""
+    frac = INCREMENTAL_SPLITS[setting]
+    n_new = 1 if frac is None else int(round(frac * n_classes))
+    if n_new < 1 or n_new >= n_classes:
+        raise ConfigError(f"{where + ': ' if where else ''}incremental.splits: split {setting!r} of {n_classes} classes "
+                          f"leaves {'no new' if n_new < 1 else 'no base'} class; use more classes or another split")
+    return n_classes - n_new, n_new
+
+
+def _check_number(where: str, key: str, value, *, lo: float, lo_open: bool = False, integer: bool = False) -> None:
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or value < lo or (lo_open and value == lo):
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{where}: {key} must be {kind} {'>' if lo_open else '≥'} {lo:g}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class IncrementalConfig:
+    """§3.2, new categories from old logits (``incremental:`` in neudep.yaml).
+
+    For each model in ``models`` and each split setting: a base checkpoint of the base classes
+    (``retrain``: the model's own recipe on the base classes; ``truncate``: the model with the new
+    classes' head rows removed, for a model the pipeline cannot retrain; ``auto``: retrain when the
+    pipeline trains the model), then the Θ-head and the baselines, each over ``seeds`` seeds.
+    ``base_epochs`` > 0 trains the base (and the all-class baseline) for fewer epochs than the
+    model's recipe (a lighter profile)."""
+
+    models: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ("90/10", "all_but_one")
+    split_seed: int = 0
+    base: str = "auto"
+    base_epochs: int = 0
+    seeds: int = 3
+    epochs: int = 10
+    lr: float = 0.01
+    batch_size: int = 256
+    l1: float = 0.0
+
+    def validate(self, where: str, model_names: tuple[str, ...] = ()) -> None:
+        w = f"{where}: incremental"
+        for m in self.models:
+            if model_names and m not in model_names:
+                raise ConfigError(f"{w}.models: no model named {m!r} under 'models' (known: {', '.join(model_names)})")
+        if not self.splits:
+            raise ConfigError(f"{w}.splits must name at least one of {sorted(INCREMENTAL_SPLITS)}")
+        for s in self.splits:
+            if s not in INCREMENTAL_SPLITS:
+                raise ConfigError(f"{w}.splits: unknown split {s!r} (known: {sorted(INCREMENTAL_SPLITS)})")
+        if self.base not in BASE_OPTIONS:
+            raise ConfigError(f"{w}.base must be one of {BASE_OPTIONS}, got {self.base!r}")
+        _check_number(w, "split_seed", self.split_seed, lo=0, integer=True)
+        _check_number(w, "base_epochs", self.base_epochs, lo=0, integer=True)
+        for key in ("seeds", "epochs", "batch_size"):
+            _check_number(w, key, getattr(self, key), lo=1, integer=True)
+        _check_number(w, "lr", self.lr, lo=0, lo_open=True)
+        _check_number(w, "l1", self.l1, lo=0)
+
+
+@dataclass(frozen=True)
+class RegularizationConfig:
+    """§3.3, the dependency regularizer (``regularization:`` in neudep.yaml).
+
+    For each model in ``models``: the pairs to cut (``pairs`` as class names, or, when empty, the
+    ``n_pairs`` strongest within-model dependencies at ``lambda_rel`` between unrelated classes, read
+    from the model's analysis of gauge ``logit_gauge``), then per seed a fine-tune of the model with
+    CE + alpha·Σ|E_batch[f_i f_j]| and the control with alpha = 0 (same steps, seed and data order).
+    ``max_steps`` > 0 stops each fine-tune after that many steps (a lighter profile)."""
+
+    models: tuple[str, ...] = ()
+    pairs: tuple[tuple[str, str], ...] = ()
+    n_pairs: int = 1
+    lambda_rel: float = 0.1
+    logit_gauge: str = "centered"
+    alpha: float = 0.01
+    seeds: int = 1
+    epochs: int = 1
+    max_steps: int = 0
+    lr: float = 1e-4
+    batch_size: int = 128
+
+    def validate(self, where: str, model_names: tuple[str, ...] = (), lambdas: tuple[float, ...] = ()) -> None:
+        w = f"{where}: regularization"
+        for m in self.models:
+            if model_names and m not in model_names:
+                raise ConfigError(f"{w}.models: no model named {m!r} under 'models' (known: {', '.join(model_names)})")
+        for k, pair in enumerate(self.pairs):
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(c, str) and c for c in pair)):
+                raise ConfigError(f"{w}.pairs[{k}] must be two class names, got {pair!r}")
+            if pair[0] == pair[1]:
+                raise ConfigError(f"{w}.pairs[{k}] names the same class twice: {pair[0]!r}")
+        _check_number(w, "alpha", self.alpha, lo=0)
+        _check_number(w, "lambda_rel", self.lambda_rel, lo=0, lo_open=True)
+        if lambdas and not any(abs(self.lambda_rel - x) < 1e-12 for x in lambdas):
+            raise ConfigError(f"{w}.lambda_rel = {self.lambda_rel} is not on dependencies.lambdas {list(lambdas)}: "
+                              "the coefficients are read from the analyses at that λ")
+        if self.logit_gauge not in LOGIT_GAUGES:
+            raise ConfigError(f"{w}.logit_gauge must be one of {LOGIT_GAUGES}, got {self.logit_gauge!r}")
+        for key in ("n_pairs", "seeds", "epochs", "batch_size"):
+            _check_number(w, key, getattr(self, key), lo=1, integer=True)
+        _check_number(w, "max_steps", self.max_steps, lo=0, integer=True)
+        _check_number(w, "lr", self.lr, lo=0, lo_open=True)
+
+    def children(self, parent: str) -> list[tuple[str, str, int]]:
+        """(child model name, role, seed) of each fine-tune of ``parent``: control and regularized per seed."""
+        return [(f"{parent}.{role}{seed}", role, seed) for seed in range(self.seeds) for role in ("ctl", "reg")]
+
+
 @dataclass(frozen=True)
 class ProjectConfig:
     path: Path
@@ -93,6 +206,8 @@ class ProjectConfig:
     models: tuple[ModelSpec, ...]
     dependencies: DependencyConfig
     device: str = "auto"
+    incremental: IncrementalConfig = field(default_factory=IncrementalConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
 
     def model(self, name: str) -> ModelSpec:
         for spec in self.models:
@@ -136,7 +251,7 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
         raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: top level must be a mapping with keys dataset, models, dependencies")
-    unknown = set(raw) - {"dataset", "models", "dependencies", "device"}
+    unknown = set(raw) - {"dataset", "models", "dependencies", "device", "incremental", "regularization"}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level key(s) {sorted(unknown)}")
 
@@ -190,7 +305,34 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
     device = str(raw.get("device", "auto"))
     if device not in ("auto", "cpu", "cuda", "mps"):
         raise ConfigError(f"{where}: device must be auto, cpu, cuda or mps, got {device!r}")
-    return ProjectConfig(path=where, dataset=dataset, models=tuple(models), dependencies=dependencies, device=device)
+    incremental = _uses_section(raw, "incremental", IncrementalConfig, where)
+    incremental.validate(str(where), tuple(names))
+    if incremental.models and kind == "glyphs":
+        for setting in incremental.splits:
+            split_sizes(glyphs.n_classes, setting, str(where))
+    regularization = _uses_section(raw, "regularization", RegularizationConfig, where)
+    regularization.validate(str(where), tuple(names), tuple(dependencies.lambdas))
+    taken = set(names)
+    for parent in regularization.models:
+        for child, _, _ in regularization.children(parent):
+            if child in taken:
+                raise ConfigError(f"{where}: model name {child!r} is taken by a fine-tune of {parent!r} "
+                                  "(regularization.models); rename the model")
+    return ProjectConfig(path=where, dataset=dataset, models=tuple(models), dependencies=dependencies, device=device,
+                         incremental=incremental, regularization=regularization)
+
+
+def _uses_section(raw: dict, key: str, cls, where: Path):
+    """An `incremental:` / `regularization:` section: known keys only, lists as tuples."""
+    sec = _section(raw, key, where, set(cls.__dataclass_fields__))
+    out = {}
+    for k, v in sec.items():
+        if k in ("models", "splits", "pairs"):
+            if not isinstance(v, list):
+                raise ConfigError(f"{where}: {key}.{k} must be a list, got {v!r}")
+            v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
+        out[k] = v
+    return cls(**out)
 
 
 def stable_json(obj: Any) -> str:

@@ -36,7 +36,7 @@ from neudep_assets.lib.files import StoreError, _fsync_dir, atomic_write, load_a
 
 __all__ = ["TABLES", "ResultStore", "StoreError", "StoreWarning", "atomic_write", "load_arrays", "save_arrays"]
 
-SCHEMA_VERSION = 3  # part of the catalog version (with sql/schema.sql and the root); 3: logit gauge, logit_stats
+SCHEMA_VERSION = 4  # part of the catalog version (with sql/schema.sql and the root); 3: logit gauge, logit_stats; 4: §3.2 / §3.3
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
@@ -84,14 +84,28 @@ TABLES: dict[str, pa.Schema] = {
                         ("split", _S), ("n_samples", _I), ("n_classes", _I), ("mean_logit_mean", _F),
                         ("mean_logit_std", _F), ("within_sample_std", _F), ("offset_share", _F),
                         ("top_logit_mean", _F), ("top_minus_mean", _F)],
+        "incremental_results": [("result_id", _S), ("model", _S), ("checkpoint_sha256", _S), ("dataset_id", _S),
+                                ("setting", _S), ("split_seed", _I), ("seed", _I), ("method", _S), ("base_origin", _S),
+                                ("base_checkpoint_sha256", _S), ("baseline_checkpoint_sha256", _S), ("n_base", _I),
+                                ("n_new", _I), ("l1", _F), ("overall_acc", _F), ("base_acc", _F), ("new_acc", _F),
+                                ("pos_neg_acc", _F), ("epoch_seconds", _F), ("baseline_epoch_seconds", _F),
+                                ("time_ratio", _F), ("dependency_run_id", _S), ("config_json", _S)],
+        "derived_models": [("model", _S), ("parent_model", _S), ("parent_sha256", _S), ("role", _S), ("alpha", _F),
+                           ("seed", _I), ("pairs_json", _S), ("checkpoint_sha256", _S), ("path", _S),
+                           ("config_json", _S)],
+        "regularization_pairs": [("model", _S), ("parent_sha256", _S), ("pair_index", _I), ("class_a", _I),
+                                 ("class_b", _I), ("name_a", _S), ("name_b", _S), ("coef", _F), ("reason", _S),
+                                 ("logit_gauge", _S), ("lambda_rel", _F), ("dependency_run_id", _S)],
+        "regularization_results": [("result_id", _S), ("parent_model", _S), ("parent_sha256", _S), ("model", _S),
+                                   ("role", _S), ("seed", _I), ("alpha", _F), ("checkpoint_sha256", _S),
+                                   ("accuracy", _F), ("ood_aupr", _F), ("lambda_rel", _F), ("logit_gauge", _S),
+                                   ("dependency_run_id", _S)],
     }.items()
 }
 
 
 class StoreWarning(UserWarning):
     """A store file is unreadable (zero-length, truncated) and was left out of the views."""
-
-
 
 
 class ResultStore:
@@ -375,10 +389,8 @@ def _check_key(key: str) -> str:
 def _arrow(table: str, rows, run_id: str, code_version: str) -> pa.Table:
     """Rows of `table` with their provenance, checked against TABLES[table] (nothing written)."""
     schema = TABLES[_check_table(table)]
-    df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
-    df["dagster_run_id"] = run_id
-    df["code_version"] = code_version
-    df["written_at"] = pd.Timestamp.now(tz="UTC")
+    df = (pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows).assign(
+        dagster_run_id=run_id, code_version=code_version, written_at=pd.Timestamp.now(tz="UTC"))
     extra = [c for c in df.columns if c not in schema.names]
     if extra:
         raise StoreError(f"table {table}: unexpected columns {extra}")

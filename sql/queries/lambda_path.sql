@@ -5,5 +5,6 @@ SELECT kind, source_model, model, logit_gauge, lambda_rel, round(avg(n_sources),
        round(100 * avg(orig_pos_acc - pos_acc), 2) AS pos_acc_loss_pts, max(kkt) AS max_kkt, dependency_run_id
 FROM dependency_summary
 WHERE dependency_run_id IN (SELECT dependency_run_id FROM latest_dependency_runs)
+  AND kind IN ('within', 'between')  -- not a Θ-head (§3.2), which has no λ path
 GROUP BY kind, source_model, model, logit_gauge, lambda_rel, dependency_run_id
 ORDER BY kind DESC, source_model, model, logit_gauge DESC, lambda_rel DESC;

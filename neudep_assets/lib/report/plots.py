@@ -263,3 +263,26 @@ def screening_plot(screen_df) -> bytes:
 
 
 __all__: Sequence[str] = ["star_plot", "fig3_plot", "sparsity_plot", "screening_plot"]
+
+
+def grouped_bars(df, *, group: str, series: str, value: str, err: str | None = None, title: str = "",
+                 ylabel: str = "") -> bytes:
+    """Bars of ``value`` per ``group`` (x) and ``series`` (colour), with ``err`` as error bars: the
+    Table 2/4 plot (accuracy per split setting and reading, per method) and the Table 3 plot."""
+    groups = list(dict.fromkeys(df[group]))
+    names = list(dict.fromkeys(df[series]))
+    fig = _figure(max(5.0, 0.9 * len(groups) * max(1, len(names)) / 2 + 2), 3.4)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(1, len(names))
+    colors = [_POS, _ACCENT, _GREY, _NEG, "#2e8b57", "#8e44ad"]
+    for k, name in enumerate(names):
+        sub = df[df[series] == name].set_index(group).reindex(groups)
+        xs = np.arange(len(groups)) + (k - (len(names) - 1) / 2) * width
+        ax.bar(xs, sub[value].to_numpy(float), width, yerr=None if err is None else sub[err].to_numpy(float),
+               label=str(name), color=colors[k % len(colors)], capsize=2)
+    ax.set_xticks(np.arange(len(groups)), [textwrap.shorten(str(g), 24) for g in groups], fontsize=8)
+    ax.set_ylabel(ylabel or value)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return _png(fig)
