@@ -187,11 +187,17 @@ def _lambda_axis(df):
 
 
 def _style_lambda_axes(axes, xs, xlabel: str, logx: bool) -> None:
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
     for ax in axes:
         ax.set_xlabel(xlabel)
         if logx:
             ax.set_xlim(xs.min() / 1.2, xs.max() * 1.2)  # an axis of all-NaN lines has no data limits
             ax.set_xscale("log")
+            # the grid's own λ values as ticks: log minor labels (2×10⁻², 3×10⁻², …) overlap
+            ax.set_xticks(sorted(set(float(x) for x in xs)))
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.25, lw=0.5)
 
 
