@@ -28,35 +28,68 @@ class PipelineError(RuntimeError):
     """A pipeline step failed; the message carries the step's own error."""
 
 
-def run_pipeline(config: Path | None = None, root: Path | None = None, *, instance=None, log=print) -> None:
-    """Materialize the whole graph for the config: dataset, every model, every ordered pair, comparisons."""
+def run_pipeline(config: Path | None = None, root: Path | None = None, *, instance=None, log=print,
+                 executor: str | None = None) -> list[tuple]:
+    """Bring the whole graph for the config up to date: dataset, every model (config and watched
+    folders), every ordered pair, comparisons. Only the runs whose assets Dagster says are missing
+    or stale are launched (a rerun that changes nothing launches nothing); returns what ran.
+
+    `executor` (default: the config's `executor.kind`): `dask` executes each run's steps on a Dask
+    cluster (dagster-dask), anything else in this process."""
     import dagster as dg
 
-    from neudep_assets.defs.partitions import pair_key, register
+    from neudep_assets.defs.jobs import plan
+    from neudep_assets.defs.partitions import register
     from neudep_assets.definitions import build_defs
     from neudep_assets.lib.config import load_config
 
-    defs = build_defs(config and str(config), root and str(root))
+    config, root = (Path(config).resolve() if config else config_path()), (Path(root).resolve() if root else data_root())
+    defs = build_defs(str(config), str(root))
     project = load_config(config)
+    executor = executor or project.executor.kind
     if instance is None:
         _dagster_home()
         instance = dg.DagsterInstance.get()
-    register(project, instance)
+    names = defs.resources["neudep"].model_names()
+    register(names, instance)
     quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("NEUDEP_LOG_LEVEL", "INFO")}}}}
-    steps = [("dataset_job", None)] + [("model_job", m.name) for m in project.models]
-    steps += [("pair_job", pair_key(a, b)) for a, b in project.model_pairs()]
-    steps += [("comparisons_job", None)]
-    for job_name, partition in steps:
-        t0 = time.perf_counter()
-        log(f"[neudep] {job_name}{f' [{partition}]' if partition else ''} ...")
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition, run_config=quiet, raise_on_error=False)
-        if not result.success:
-            errors = [f"  {e.step_key}: {_root_cause(e.step_failure_data.error)}"
-                      for e in result.get_step_failure_events() if e.step_failure_data.error]
-            raise PipelineError(f"{job_name}{f' [{partition}]' if partition else ''} failed (run {result.run_id}):\n"
-                                + "\n".join(errors or ["  see the log above or `make ui`"]))
-        log(f"[neudep] {job_name}{f' [{partition}]' if partition else ''} done in {time.perf_counter() - t0:.1f}s")
+    graph, done = defs.resolve_asset_graph(), []
+    for level in ("dataset_job", "model_job", "target_job", "pair_job", "comparisons_job"):
+        # each level is planned after the one before it ran, so staleness sees its new data versions
+        for job_name, partition, assets in [s for s in plan(graph, instance, names) if s[0] == level]:
+            label = f"{job_name}{f' [{partition}]' if partition else ''} ({', '.join(assets)})"
+            t0 = time.perf_counter()
+            log(f"[neudep] {label} ...")
+            selection = [dg.AssetKey(a) for a in assets]
+            if executor == "dask":
+                result = _execute_out_of_process(job_name, config, root, instance, partition, selection, quiet)
+            else:
+                result = defs.resolve_job_def(job_name).execute_in_process(
+                    instance=instance, partition_key=partition, run_config=quiet, raise_on_error=False,
+                    asset_selection=selection)
+            if not result.success:
+                errors = [f"  {e.step_key}: {_root_cause(e.step_failure_data.error)}"
+                          for e in result.get_step_failure_events() if e.step_failure_data.error]
+                raise PipelineError(f"{label} failed (run {result.run_id}):\n"
+                                    + "\n".join(errors or ["  see the log above or `make ui`"]))
+            done.append((job_name, partition, assets))
+            log(f"[neudep] {label} done in {time.perf_counter() - t0:.1f}s")
+    if not done:
+        log("[neudep] everything is up to date: nothing launched")
+    return done
+
+
+def _execute_out_of_process(job_name: str, config: Path, root: Path, instance, partition, selection, run_config):
+    """One run through the executor of the config (e.g. Dask): its steps run in other processes, which
+    load this code location from NEUDEP_CONFIG / NEUDEP_DATA."""
+    import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    os.environ["NEUDEP_CONFIG"], os.environ["NEUDEP_DATA"] = str(config), str(root)
+    job = ReconstructableRepository.for_module("neudep_assets.definitions", "defs", working_directory=os.getcwd())
+    tags = {"dagster/partition": str(partition)} if partition is not None else {}
+    return dg.execute_job(job.get_reconstructable_job(job_name), instance=instance, run_config=run_config,
+                          tags=tags, asset_selection=selection)
 
 
 def print_summary(root: Path | None = None) -> None:

@@ -13,7 +13,8 @@ from neudep_assets.lib.data import prepare_dataset
 DATASET_CODE_VERSION = "1"
 
 
-@dg.asset(code_version=DATASET_CODE_VERSION, group_name="data", kinds={"numpy"})
+@dg.asset(code_version=DATASET_CODE_VERSION, group_name="data", kinds={"numpy"},
+          automation_condition=dg.AutomationCondition.on_missing())
 def dataset(context: dg.AssetExecutionContext, neudep: Neudep) -> dg.Output[dict]:
     """The image dataset of the project config: splits train / val / ood and class names.
 

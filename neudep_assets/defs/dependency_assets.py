@@ -1,11 +1,13 @@
 """Dependency assets: within-model CovLasso per model, between-model per ordered model pair."""
 
 import time
+from typing import Optional
 
 import dagster as dg
 import numpy as np
 
-from neudep_assets.defs.partitions import models_partitions, pairs_partitions, parse_pair
+from neudep_assets.defs.automation import FOLLOW_INPUTS
+from neudep_assets.defs.partitions import SOURCE, TARGET, models_partitions, pairs_partitions, parse_pair
 from neudep_assets.defs.report import md_image, md_images, md_table
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.report import plots
@@ -22,18 +24,21 @@ SOLVER = "neudep.covlasso homotopy"
 
 
 class DependenciesConfig(dg.Config):
-    """Launchpad overrides of `dependencies:` in neudep.yaml (empty / 0 = keep the project value)."""
+    """Launchpad overrides of `dependencies:` in neudep.yaml (unset = the project value)."""
 
-    lambdas: list[float] = []
-    lambda_mode: str = ""
-    tol: float = 0.0
+    lambdas: Optional[list[float]] = None
+    lambda_mode: Optional[str] = None
+    tol: Optional[float] = None
 
 
 def _effective(project_dep: DependencyConfig, override: DependenciesConfig) -> DependencyConfig:
+    def pick(name):
+        value = getattr(override, name)
+        return getattr(project_dep, name) if value is None else value
+
     eff = DependencyConfig(
-        lambdas=tuple(override.lambdas) or project_dep.lambdas,
-        lambda_mode=override.lambda_mode or project_dep.lambda_mode, fit_split=project_dep.fit_split,
-        eval_split=project_dep.eval_split, tol=override.tol or project_dep.tol, star_plots=project_dep.star_plots)
+        lambdas=tuple(pick("lambdas")), lambda_mode=pick("lambda_mode"), fit_split=project_dep.fit_split,
+        eval_split=project_dep.eval_split, tol=pick("tol"), star_plots=project_dep.star_plots)
     eff.validate("run config")
     return eff
 
@@ -103,7 +108,7 @@ def _publish(store: ResultStore, run_key: str, eff: DependencyConfig, ds: Prepar
 
 
 @dg.asset(partitions_def=models_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
-          kinds={"numpy"})
+          kinds={"numpy"}, automation_condition=FOLLOW_INPUTS)
 def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, neudep: Neudep, dataset: dict,
                  logits: dict, moments: dict) -> dg.Output[dict]:
     """Within-model dependencies: CovLasso for every class over the λ path (fit on the fit split),
@@ -136,23 +141,25 @@ def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, 
 
 
 @dg.asset(partitions_def=pairs_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
-          kinds={"numpy"},
-          ins={"logits": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(),
-                                    metadata={"allow_missing_partitions": True})})
+          kinds={"numpy"}, automation_condition=FOLLOW_INPUTS,
+          ins={"moments": dg.AssetIn(partition_mapping=SOURCE),
+               "target_logits": dg.AssetIn(partition_mapping=TARGET)})
 def between_dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, neudep: Neudep,
-                         dataset: dict, logits: dict) -> dg.Output[dict]:
-    """Between-model dependencies (paper Eq. 4): each logit g_i of the target model regressed on the
-    source model's logits except class i, from logits of the same samples; Table-1 metrics with g's
-    logit i replaced."""
+                         dataset: dict, moments: dict, target_logits: dict) -> dg.Output[dict]:
+    """Between-model dependencies (paper Eq. 4) of the pair source|target: each logit g_i of the target
+    model regressed on the source model's logits except class i, from logits of the same samples;
+    Table-1 metrics with g's logit i replaced. Reads only its two models (the source's moments, which
+    carry its logits, and the target's `target_logits`). source = target is the within-model analysis
+    (`dependencies`): nothing is computed for it."""
     project, store = neudep.project(), neudep.store()
     eff = _effective(project.dependencies, config)
     ds = PreparedDataset.from_json(dataset)
     src, tgt = parse_pair(context.partition_key)
-    for name in (src, tgt):
-        project.model(name)
-        if name not in logits:
-            raise dg.Failure(f"model pair {src}->{tgt}: model {name!r} has no logits yet; materialize logits[{name}]")
-    f, g = logits[src], logits[tgt]
+    if src == tgt:
+        return dg.Output({"dependency_run_id": None, "kind": "within", "model": tgt, "source_model": src},
+                         data_version=dg.DataVersion(f"same-model-{src}"),
+                         metadata={"note": f"source = target: see dependencies[{src}]"})
+    f, g = moments["logits"], target_logits
     for side in (f, g):
         if side["dataset_id"] != ds.dataset_id:
             raise LogitsError(f"model pair {src}->{tgt}: logits of {side['model']} are of dataset "

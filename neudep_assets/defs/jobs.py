@@ -1,13 +1,78 @@
-"""Jobs: one per partitioning (Dagster runs one partition key per run)."""
+"""Jobs (Dagster runs one partition key per run), and what of them is missing or stale.
+
+`plan` is what `neudep demo` and the weekly schedule run: only the runs whose assets Dagster says are
+MISSING or STALE (code version changed, or an input's data version moved since), never a run to find
+a cached result.
+"""
 
 import dagster as dg
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContextForTest
+
+from neudep_assets.defs.partitions import pair_key
 
 dataset_job = dg.define_asset_job("dataset_job", selection=dg.AssetSelection.assets("dataset"),
                                   description="Render or index the dataset.")
+MODEL_ASSETS = ("checkpoint", "logits", "moments", "dependencies")
 model_job = dg.define_asset_job(
-    "model_job", selection=dg.AssetSelection.assets("checkpoint", "logits", "moments", "dependencies"),
+    "model_job", selection=dg.AssetSelection.assets(*MODEL_ASSETS),
     description="One model: checkpoint → logits → moments → within-model dependencies (with checks).")
+target_job = dg.define_asset_job("target_job", selection=dg.AssetSelection.assets("target_logits"),
+                                 description="One model's logits as the target side of its pairs.")
 pair_job = dg.define_asset_job("pair_job", selection=dg.AssetSelection.assets("between_dependencies"),
                                description="One ordered model pair: between-model dependencies.")
 comparisons_job = dg.define_asset_job("comparisons_job", selection=dg.AssetSelection.assets("comparisons"),
                                       description="Compare every model's and pair's dependency graphs.")
+
+
+class _Staleness:
+    def __init__(self, asset_graph, instance: dg.DagsterInstance):
+        # Dagster's own stale-status resolver (the UI's "stale" badges); its loading context is the
+        # plain one Dagster offers outside a request.
+        self._resolver = CachingStaleStatusResolver(instance, asset_graph, LoadingContextForTest(instance))
+
+    def todo(self, keys, partition=None) -> list[str]:
+        """The assets among `keys` that are missing or stale for `partition`."""
+        return [k for k in keys if self._resolver.get_status(dg.AssetKey(k), partition)
+                in (StaleStatus.MISSING, StaleStatus.STALE)]
+
+
+def plan(asset_graph, instance: dg.DagsterInstance, models: list[str], *, whole: bool = True) -> list[tuple]:
+    """(job name, partition key, assets) of every run needed to bring the graph up to date, in order.
+
+    `whole=False` (the schedule, whose runs start together) stops at the first level that has work:
+    what reads it follows by its automation condition once it has run.
+    """
+    s = _Staleness(asset_graph, instance)
+    steps = [("dataset_job", None, s.todo(["dataset"]))]
+    steps += [("model_job", m, s.todo(MODEL_ASSETS, m)) for m in models]
+    levels = [steps[:1], steps[1:], [("target_job", m, s.todo(["target_logits"], m)) for m in models]]
+    levels.append([("pair_job", pair_key(a, b), s.todo(["between_dependencies"], pair_key(a, b)))
+                   for a in models for b in models if a != b])
+    levels.append([("comparisons_job", None, s.todo(["comparisons"]))])
+    out = []
+    for level in levels:
+        work = [step for step in level if step[2]]
+        out += work
+        if work and not whole:
+            break
+    return out
+
+
+def _schedule_fn(context: dg.ScheduleEvaluationContext):
+    from neudep_assets.defs.resources import Neudep
+
+    neudep: Neudep = context.resources.neudep
+    names = neudep.model_names()
+    for job, partition, assets in plan(context.repository_def.asset_graph, context.instance, names, whole=False):
+        yield dg.RunRequest(asset_selection=[dg.AssetKey(a) for a in assets], partition_key=partition,
+                            tags={"neudep/reason": "scheduled rerun of missing or stale"})
+
+
+def rerun_schedule(cron: str) -> dg.ScheduleDefinition:
+    """The cron schedule (`schedule:` in neudep.yaml, default weekly) that reruns what is missing,
+    failed or stale; on when `make ui` starts."""
+    return dg.ScheduleDefinition(
+        name="rerun_stale", cron_schedule=cron, execution_fn=_schedule_fn, target=dg.AssetSelection.all(),
+        default_status=dg.DefaultScheduleStatus.RUNNING, required_resource_keys={"neudep"},
+        description="Reruns the missing, failed or stale partitions (Dagster's code and data versions say which).")

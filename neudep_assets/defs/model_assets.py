@@ -7,7 +7,8 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from neudep_assets.defs.partitions import models_partitions
+from neudep_assets.defs.automation import CHECKPOINT_CONDITION, FOLLOW_INPUTS
+from neudep_assets.defs.partitions import models_partitions, targets_partitions
 from neudep_assets.defs.report import md_table
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.models.checkpoints import CheckpointInfo, obtain_checkpoint, split_logits
@@ -28,14 +29,14 @@ class LogitsConfig(dg.Config):
 
 
 @dg.asset(partitions_def=models_partitions, code_version=CHECKPOINT_CODE_VERSION, group_name="models",
-          pool="gpu", kinds={"pytorch"})
+          pool="gpu", kinds={"pytorch"}, automation_condition=CHECKPOINT_CONDITION)
 def checkpoint(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict) -> dg.Output[dict]:
     """The model's checkpoint in timm's folder format: trained here, a local folder, or a hub model.
 
     Its data version is the sha256 of `model.safetensors`.
     """
     project, store = neudep.project(), neudep.store()
-    spec = project.model(context.partition_key)
+    spec = neudep.spec(context.partition_key)
     ds = PreparedDataset.from_json(dataset)
     info = obtain_checkpoint(spec, ds, store.root, device=neudep.pick_device(), log=context.log.info)
     if not store.has("checkpoints", info.sha256):
@@ -54,7 +55,7 @@ def checkpoint(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict)
 
 
 @dg.asset(partitions_def=models_partitions, code_version=LOGITS_CODE_VERSION, group_name="models",
-          pool="gpu", kinds={"pytorch"})
+          pool="gpu", kinds={"pytorch"}, automation_condition=FOLLOW_INPUTS)
 def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neudep, dataset: dict,
            checkpoint: dict) -> dg.Output[dict]:
     """Raw logits of the model on every dataset split (GPU when present), with accuracy per split."""
@@ -93,9 +94,10 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
 
 
 @dg.asset(partitions_def=models_partitions, code_version=MOMENTS_CODE_VERSION, group_name="dependencies",
-          kinds={"numpy"})
+          kinds={"numpy"}, automation_condition=FOLLOW_INPUTS)
 def moments(context: dg.AssetExecutionContext, neudep: Neudep, logits: dict) -> dg.Output[dict]:
-    """C = E[f fᵀ] (uncentered, float64) of the raw logits on the fit split, with its spectrum."""
+    """C = E[f fᵀ] (uncentered, float64) of the raw logits on the fit split, with its spectrum (the
+    pointer also carries the model's logits, which between-model pairs read as their source side)."""
     project, store = neudep.project(), neudep.store()
     split = project.dependencies.fit_split
     src = logits["splits"][split]
@@ -113,8 +115,17 @@ def moments(context: dg.AssetExecutionContext, neudep: Neudep, logits: dict) -> 
                "split": split, "n_samples": len(lg), "n_classes": C.shape[0], "path": str(path), **spec}
         store.write("moments", moments_id, [row], run_id=context.run.run_id, code_version=MOMENTS_CODE_VERSION)
     return dg.Output({"moments_id": moments_id, "path": row["path"], "split": split, "model": logits["model"],
-                      "checkpoint_sha256": logits["checkpoint_sha256"], "dataset_id": logits["dataset_id"]},
+                      "checkpoint_sha256": logits["checkpoint_sha256"], "dataset_id": logits["dataset_id"],
+                      "logits": logits},
                      data_version=dg.DataVersion(moments_id),
                      metadata={"n_classes": int(row["n_classes"]), "rank": int(row["rank"]),
                                "min_eig": float(row["min_eig"]), "max_eig": float(row["max_eig"]),
                                "fit_split": split})
+
+
+@dg.asset(partitions_def=targets_partitions, group_name="dependencies", automation_condition=FOLLOW_INPUTS,
+          ins={"logits": dg.AssetIn(partition_mapping=dg.IdentityPartitionMapping())})
+def target_logits(logits: dict) -> dg.Output[dict]:
+    """The model's logits as the target side of between-model pairs (the same pointer; nothing is
+    computed). Partitioned by `model_targets`, the pairs' target dimension (see defs/partitions.py)."""
+    return dg.Output(logits, data_version=dg.DataVersion(stable_hash(logits)))
