@@ -42,6 +42,8 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
     from neudep_assets.defs.partitions import register
     from neudep_assets.definitions import build_defs
     from neudep_assets.lib.config import load_config
+    from neudep_assets.lib.models import CheckpointError
+    from neudep_assets.lib.models.watch import convert_pickle
 
     config, root = (Path(config).resolve() if config else config_path()), (Path(root).resolve() if root else data_root())
     defs = build_defs(str(config), str(root))
@@ -50,7 +52,17 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
     if instance is None:
         _dagster_home()
         instance = dg.DagsterInstance.get()
-    names = defs.resources["neudep"].model_names()
+    neudep = defs.resources["neudep"]
+    watched, refused = neudep.watched(project)
+    for w in [w for w in watched if w.is_pickle]:
+        try:
+            convert_pickle(w, root)
+        except CheckpointError as exc:
+            refused.append((w.folder, str(exc)))
+    for folder, reason in refused:
+        log(f"[neudep] refused: {reason}")
+    bad = {folder for folder, _ in refused}
+    names = [m.name for m in project.models] + [w.name for w in watched if w.folder not in bad]
     register(names, instance)
     quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("NEUDEP_LOG_LEVEL", "INFO")}}}}
     graph, done = defs.resolve_asset_graph(), []
