@@ -38,7 +38,7 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
     cluster (dagster-dask), anything else in this process."""
     import dagster as dg
 
-    from neudep_assets.defs.jobs import plan
+    from neudep_assets.defs.jobs import changed_checkpoints, plan
     from neudep_assets.defs.partitions import register
     from neudep_assets.definitions import build_defs
     from neudep_assets.lib.config import load_config
@@ -66,9 +66,11 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
     register(names, instance)
     quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("NEUDEP_LOG_LEVEL", "INFO")}}}}
     graph, done = defs.resolve_asset_graph(), []
+    changed = changed_checkpoints(neudep, instance, names)
     for level in ("dataset_job", "model_job", "target_job", "pair_job", "comparisons_job"):
         # each level is planned after the one before it ran, so staleness sees its new data versions
-        for job_name, partition, assets in [s for s in plan(graph, instance, names) if s[0] == level]:
+        for job_name, partition, assets in [s for s in plan(graph, instance, names, changed=changed)
+                                           if s[0] == level]:
             label = f"{job_name}{f' [{partition}]' if partition else ''} ({', '.join(assets)})"
             t0 = time.perf_counter()
             log(f"[neudep] {label} ...")

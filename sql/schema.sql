@@ -36,3 +36,18 @@ JOIN dependency_runs r USING (dependency_run_id, lambda_index)
 JOIN dependency_metrics m USING (dependency_run_id, lambda_index, target_class)
 LEFT JOIN classes tc ON tc.dataset_id = r.dataset_id AND tc.class_index = d.target_class
 LEFT JOIN classes sc ON sc.dataset_id = r.dataset_id AND sc.class_index = d.source_class;
+
+-- The current version of each model: its latest analysed checkpoint (the newest `checkpoints` row
+-- that has a dependency run), and every edge of that version (between pairs: both sides current).
+-- Older versions stay in `dependency_lineage`; sql/queries/checkpoint_diff.sql compares two of them.
+CREATE OR REPLACE VIEW checkpoints_current AS
+SELECT model, arg_max(checkpoint_sha256, written_at) AS checkpoint_sha256, max(written_at) AS written_at
+FROM checkpoints
+WHERE checkpoint_sha256 IN (SELECT checkpoint_sha256 FROM dependency_runs)
+GROUP BY model;
+
+CREATE OR REPLACE VIEW dependencies_current AS
+SELECT l.*
+FROM dependency_lineage l
+JOIN checkpoints_current t ON t.model = l.model AND t.checkpoint_sha256 = l.checkpoint_sha256
+JOIN checkpoints_current s ON s.model = l.source_model AND s.checkpoint_sha256 = l.source_checkpoint_sha256;

@@ -111,7 +111,7 @@ def test_missing_checkpoint_folder_and_unknown_arch_are_named(tmp_path):
                          ids=lambda p: p.stem)
 def test_cookbook_queries_run_on_a_real_store(tiny_run, query):
     root, _ = tiny_run
-    params = {"model": "cnn", "target": "%", "lam": 0.1}
+    params = {"model": "cnn", "target": "%", "lam": 0.1, "old": "", "new": "", "threshold": 0.05}
     text = query.read_text()
     used = {k: v for k, v in params.items() if f"${k}" in text}
     df = ResultStore(root).query(text, used or None)

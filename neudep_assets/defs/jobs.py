@@ -5,6 +5,8 @@ MISSING or STALE (code version changed, or an input's data version moved since),
 a cached result.
 """
 
+from pathlib import Path
+
 import dagster as dg
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.loader import LoadingContextForTest
@@ -37,15 +39,35 @@ class _Staleness:
                 in (StaleStatus.MISSING, StaleStatus.STALE)]
 
 
-def plan(asset_graph, instance: dg.DagsterInstance, models: list[str], *, whole: bool = True) -> list[tuple]:
+def changed_checkpoints(neudep, instance: dg.DagsterInstance, models: list[str]) -> set[str]:
+    """Models whose local checkpoint file no longer has the sha256 its checkpoint partition was last
+    materialized with (Dagster cannot see a file change by itself)."""
+    from neudep_assets.lib.models import weights_sha256
+
+    out = set()
+    for name in models:
+        spec = neudep.spec(name)
+        if not spec.checkpoint or not (Path(spec.checkpoint) / "model.safetensors").is_file():
+            continue
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("checkpoint"), asset_partitions=[name]), limit=1).records
+        last = records[0].asset_materialization.tags.get("dagster/data_version") if records else None
+        if last is not None and last != weights_sha256(spec.checkpoint):
+            out.add(name)
+    return out
+
+
+def plan(asset_graph, instance: dg.DagsterInstance, models: list[str], *, whole: bool = True,
+         changed: set[str] = frozenset()) -> list[tuple]:
     """(job name, partition key, assets) of every run needed to bring the graph up to date, in order.
 
-    `whole=False` (the schedule, whose runs start together) stops at the first level that has work:
-    what reads it follows by its automation condition once it has run.
+    `changed`: models whose checkpoint file changed (their whole model run is due). `whole=False`
+    (the schedule, whose runs start together) stops at the first level that has work: what reads it
+    follows by its automation condition once it has run.
     """
     s = _Staleness(asset_graph, instance)
     steps = [("dataset_job", None, s.todo(["dataset"]))]
-    steps += [("model_job", m, s.todo(MODEL_ASSETS, m)) for m in models]
+    steps += [("model_job", m, list(MODEL_ASSETS) if m in changed else s.todo(MODEL_ASSETS, m)) for m in models]
     levels = [steps[:1], steps[1:], [("target_job", m, s.todo(["target_logits"], m)) for m in models]]
     levels.append([("pair_job", pair_key(a, b), s.todo(["between_dependencies"], pair_key(a, b)))
                    for a in models for b in models if a != b])
@@ -64,7 +86,9 @@ def _schedule_fn(context: dg.ScheduleEvaluationContext):
 
     neudep: Neudep = context.resources.neudep
     names = neudep.model_names()
-    for job, partition, assets in plan(context.repository_def.asset_graph, context.instance, names, whole=False):
+    changed = changed_checkpoints(neudep, context.instance, names)
+    for job, partition, assets in plan(context.repository_def.asset_graph, context.instance, names, whole=False,
+                                       changed=changed):
         yield dg.RunRequest(asset_selection=[dg.AssetKey(a) for a in assets], partition_key=partition,
                             tags={"neudep/reason": "scheduled rerun of missing or stale"})
 

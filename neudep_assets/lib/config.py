@@ -151,8 +151,10 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
     dataset = DatasetConfig(kind=kind, glyphs=glyphs, name=str(ds.get("name") or ""), splits=splits)
 
     raw_models = raw.get("models")
-    if not isinstance(raw_models, list) or not raw_models:
-        raise ConfigError(f"{where}: 'models' must be a non-empty list of model entries")
+    if raw_models is None and "watch" in raw:
+        raw_models = []  # the watched checkpoint folders are the models
+    if not isinstance(raw_models, list) or not (raw_models or "watch" in raw):
+        raise ConfigError(f"{where}: 'models' must be a non-empty list of model entries (or give 'watch' folders)")
     models = []
     for i, entry in enumerate(raw_models):
         if not isinstance(entry, dict):
