@@ -13,18 +13,8 @@ from neudep_assets.defs.jobs import (comparisons_job, dataset_job, model_job, pa
 from neudep_assets.defs.model_assets import checkpoint, logits, moments, target_logits
 from neudep_assets.defs.resources import default_resources
 from neudep_assets.defs.sensors import model_registry
-from neudep_assets.lib.config import ConfigError, ExecutorConfig, load_config, stable_hash
-
-
-def executor_for(ex: ExecutorConfig) -> dg.ExecutorDefinition:
-    """`executor:` of neudep.yaml: Dagster's multiprocess (default), in-process, or a Dask cluster."""
-    if ex.kind == "dask":
-        from dagster_dask import dask_executor
-
-        cluster = {"existing": {"address": ex.scheduler}} if ex.scheduler else \
-            {"local": {"n_workers": ex.n_workers, "threads_per_worker": 1}}
-        return dask_executor.configured({"cluster": cluster})
-    return dg.in_process_executor if ex.kind == "in_process" else dg.multiprocess_executor
+from neudep_assets.defs.executors import executor_for
+from neudep_assets.lib.config import ConfigError, load_config, stable_hash
 
 
 def _config_versions(project) -> dict[str, str]:
@@ -62,3 +52,4 @@ def build_defs(config_path_: str | None = None, data_root: str | None = None) ->
 
 
 defs = build_defs()
+
