@@ -8,7 +8,7 @@ from neudep_assets.defs.checks import (between_dependencies_certified, dependenc
 from neudep_assets.defs.comparison_assets import comparisons
 from neudep_assets.defs.dataset_assets import dataset
 from neudep_assets.defs.dependency_assets import between_dependencies, dependencies
-from neudep_assets.defs.jobs import (comparisons_job, dataset_job, model_job, pair_job, rerun_schedule,
+from neudep_assets.defs.jobs import (comparisons_job, dataset_job, model_job, pair_job, rerun_schedules,
                                    target_job)
 from neudep_assets.defs.model_assets import checkpoint, logits, moments, target_logits
 from neudep_assets.defs.resources import default_resources
@@ -45,7 +45,7 @@ def build_defs(config_path_: str | None = None, data_root: str | None = None) ->
         asset_checks=[logits_finite, moments_symmetric_psd, dependencies_certified, between_dependencies_certified],
         jobs=[dataset_job, model_job, target_job, pair_job, comparisons_job],
         sensors=[model_registry, automation_sensor],
-        schedules=[rerun_schedule(project.schedule if project else "0 4 * * 1")],
+        schedules=rerun_schedules(project.schedule if project else "0 4 * * 1"),
         executor=executor_for(project.executor) if project else None,
         resources=default_resources(config_path_, data_root),
     )

@@ -71,8 +71,9 @@ def test_sensor_automation_and_schedule_are_on_by_default():
     assert sensors["model_registry"].default_status == dg.DefaultSensorStatus.RUNNING
     assert isinstance(sensors["neudep_automation"], dg.AutomationConditionSensorDefinition)
     assert sensors["neudep_automation"].default_status == dg.DefaultSensorStatus.RUNNING
-    (schedule,) = defs.schedules
-    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING and schedule.cron_schedule == "0 4 * * 1"
+    assert len(defs.schedules) == 5  # one per job: dataset, model, target, pair, comparisons
+    for schedule in defs.schedules:
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING and schedule.cron_schedule == "0 4 * * 1"
     graph = defs.resolve_asset_graph()
     for key in ("logits", "moments", "dependencies", "between_dependencies", "comparisons", "checkpoint"):
         assert graph.get(AK(key)).automation_condition is not None, key

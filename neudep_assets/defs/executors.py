@@ -12,15 +12,16 @@ def _dask_executor_def() -> dg.ExecutorDefinition:
     from dagster_dask.executor import DaskExecutor, dask_executor
 
     class PoolSafeDaskExecutor(DaskExecutor):
-        """dagster-dask's executor. dask ≥ 2025 walks every tuple it is given, and the run's op-concurrency
-        record (our `gpu` pool) refuses iteration, so it is left out of the run shipped to the workers
-        (the steps still claim their pool slots through the instance)."""
+        """dagster-dask's executor. dask ≥ 2025 walks every tuple it is given, and two optional records
+        of a run refuse iteration: its op-concurrency summary (our `gpu` pool) and its partitions
+        subset. They are left out of the run shipped to the workers (the steps still claim pool slots
+        through the instance, and read their partition from the run's tags)."""
 
         def execute(self, plan_context, execution_plan):
             run = plan_context.dagster_run
-            if run.run_op_concurrency is not None:
-                plan_context._plan_data = plan_context.plan_data._replace(
-                    dagster_run=copy(run, run_op_concurrency=None))
+            drop = {k: None for k in ("run_op_concurrency", "partitions_subset") if getattr(run, k, None) is not None}
+            if drop:
+                plan_context._plan_data = plan_context.plan_data._replace(dagster_run=copy(run, **drop))
             return super().execute(plan_context, execution_plan)
 
     @dg.executor(name="dask", config_schema=dask_executor.config_schema,

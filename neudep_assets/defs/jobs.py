@@ -81,22 +81,28 @@ def plan(asset_graph, instance: dg.DagsterInstance, models: list[str], *, whole:
     return out
 
 
-def _schedule_fn(context: dg.ScheduleEvaluationContext):
-    from neudep_assets.defs.resources import Neudep
+def _schedule_fn(job_name: str):
+    def fn(context: dg.ScheduleEvaluationContext):
+        neudep = context.resources.neudep
+        names = neudep.model_names()
+        changed = changed_checkpoints(neudep, context.instance, names)
+        for job, partition, assets in plan(context.repository_def.asset_graph, context.instance, names, whole=False,
+                                           changed=changed):
+            if job == job_name:
+                yield dg.RunRequest(asset_selection=[dg.AssetKey(a) for a in assets], partition_key=partition,
+                                    tags={"neudep/reason": "scheduled rerun of missing, failed or stale"})
+    return fn
 
-    neudep: Neudep = context.resources.neudep
-    names = neudep.model_names()
-    changed = changed_checkpoints(neudep, context.instance, names)
-    for job, partition, assets in plan(context.repository_def.asset_graph, context.instance, names, whole=False,
-                                       changed=changed):
-        yield dg.RunRequest(asset_selection=[dg.AssetKey(a) for a in assets], partition_key=partition,
-                            tags={"neudep/reason": "scheduled rerun of missing or stale"})
 
-
-def rerun_schedule(cron: str) -> dg.ScheduleDefinition:
+def rerun_schedules(cron: str) -> list[dg.ScheduleDefinition]:
     """The cron schedule (`schedule:` in neudep.yaml, default weekly) that reruns what is missing,
-    failed or stale; on when `make ui` starts."""
-    return dg.ScheduleDefinition(
-        name="rerun_stale", cron_schedule=cron, execution_fn=_schedule_fn, target=dg.AssetSelection.all(),
+    failed or stale, one per job (a run has one partitioning); on when `make ui` starts. At a tick only
+    the first level with work runs (dataset, models, targets, pairs, comparisons): what reads it follows
+    by its automation condition."""
+    jobs = {"dataset_job": dataset_job, "model_job": model_job, "target_job": target_job, "pair_job": pair_job,
+            "comparisons_job": comparisons_job}
+    return [dg.ScheduleDefinition(
+        name=f"rerun_stale_{name.removesuffix('_job')}", cron_schedule=cron, execution_fn=_schedule_fn(name), job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING, required_resource_keys={"neudep"},
-        description="Reruns the missing, failed or stale partitions (Dagster's code and data versions say which).")
+        description=f"Reruns the missing, failed or stale partitions of {name} (Dagster's code and data versions "
+                    "say which).") for name, job in jobs.items()]
