@@ -155,7 +155,7 @@ def cmd_cluster_demo(args) -> None:
 
     import dagster as dg
 
-    from neudep_assets.cluster import local_dask_cluster, store_snapshot
+    from neudep_assets.cluster import local_dask_cluster, store_differences
 
     config, base = config_path(), data_root() / "cluster-demo"
     dask_root, default_root = base / "dask", base / "default"
@@ -177,10 +177,10 @@ def cmd_cluster_demo(args) -> None:
     t0 = time.perf_counter()
     run_pipeline(config, default_root, instance=dg.DagsterInstance.ephemeral())
     t_default = time.perf_counter() - t0
-    same = store_snapshot(dask_root) == store_snapshot(default_root)
-    print(f"[neudep] Dask {t_dask:.1f}s, default executor {t_default:.1f}s; stores equal: {same}")
-    if not same:
-        raise SystemExit("[neudep] the Dask run's store differs from the default run's")
+    diff = store_differences(dask_root, default_root)
+    print(f"[neudep] Dask {t_dask:.1f}s, default executor {t_default:.1f}s; stores equal: {not diff}")
+    if diff:
+        raise SystemExit("[neudep] the Dask run's store differs from the default run's: " + "; ".join(diff))
 
 
 def cmd_sql(args) -> None:

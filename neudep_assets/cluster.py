@@ -60,20 +60,37 @@ def local_dask_cluster(n_workers: int = 2, env: dict | None = None, timeout: flo
             fh.close()
 
 
-#: provenance and location columns differ between two runs of the same work
-VOLATILE = {"dagster_run_id", "written_at", "path"}
+#: provenance and location columns differ between two runs of the same work; `logits_sha256` is a
+#: bitwise digest of float32 logits, which differ in the last bits between processes (BLAS paths)
+VOLATILE = {"dagster_run_id", "written_at", "path", "logits_sha256"}
 
 
-def store_snapshot(root: Path) -> dict:
-    """Every table of a result store as sorted rows, without run ids, timestamps and paths."""
+def store_differences(a: Path, b: Path, rtol: float = 1e-5, atol: float = 1e-9) -> list[str]:
+    """How two result stores differ, table by table (empty: the same rows). Numbers are compared with
+    a relative tolerance (float32 logits computed in two processes differ in their last bits);
+    run ids, timestamps, paths and bitwise digests of logits are left out."""
+    import numpy as np
+    import pandas as pd
+
     from neudep_assets.lib.store import TABLES, ResultStore
 
-    store = ResultStore(root)
-    out = {}
+    sa, sb = ResultStore(a), ResultStore(b)
+    out = []
     for table in TABLES:
-        df = store.query(f"SELECT * FROM {table}")
-        df = df[[c for c in df.columns if c not in VOLATILE]]
-        out[table] = sorted(map(repr, df.round(10).itertuples(index=False)))
+        x, y = sa.query(f"SELECT * FROM {table}"), sb.query(f"SELECT * FROM {table}")
+        cols = [c for c in x.columns if c not in VOLATILE]
+        if len(x) != len(y):
+            out.append(f"{table}: {len(x)} vs {len(y)} rows")
+            continue
+        keys = [c for c in cols if not pd.api.types.is_float_dtype(x[c])]
+        x, y = (d.sort_values(keys, kind="stable").reset_index(drop=True) for d in (x, y))
+        for c in cols:
+            if c in keys:
+                same = (x[c].isna() == y[c].isna()).all() and (x[c].dropna().astype(str) == y[c].dropna().astype(str)).all()
+            else:
+                same = np.allclose(x[c].astype(float), y[c].astype(float), rtol=rtol, atol=atol, equal_nan=True)
+            if not same:
+                out.append(f"{table}.{c} differs")
     return out
 
 

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from neudep_assets.cli import run_pipeline
-from neudep_assets.cluster import local_dask_cluster, store_snapshot
+from neudep_assets.cluster import local_dask_cluster, store_differences
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).with_name("tiny.yaml")
@@ -35,5 +35,5 @@ def test_tiny_graph_on_a_dask_cluster_equals_the_default_executor(tmp_path):
             assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
             assert {r.tags.get("dagster/partition") for r in runs} >= {"cnn", "vit", "cnn|vit", "vit|cnn"}
     assert ("comparisons_job", None, ["comparisons"]) in ran
-    assert store_snapshot(dask_root) == store_snapshot(default_root)
+    assert store_differences(dask_root, default_root) == []
     print(f"tiny graph: default executor {t_default:.1f}s (with training), dask {t_dask:.1f}s")
