@@ -75,24 +75,28 @@ def test_sensor_registers_launches_once_per_sha_and_hashes_only_moved_files(ckpt
     real = Watched.sha256
     monkeypatch.setattr(Watched, "sha256", lambda self: hashed.append(self.name) or real(self))
     with dg.instance_for_test() as instance:
+        waiting = _tick(instance, resource)  # no dataset yet: partitions only, no run
+        assert not waiting.run_requests and waiting.cursor is None
+        instance.report_runless_asset_event(dg.AssetMaterialization("dataset"))
         first = _tick(instance, resource)
-        added = {r.partitions_def_name: set(r.partition_keys) for r in first.dynamic_partitions_requests}
+        added = {r.partitions_def_name: set(r.partition_keys) for r in waiting.dynamic_partitions_requests}
         assert added == {"models": {"cnn", "v1"}, "model_targets": {"cnn", "v1"}}
         keys = {r.partition_key: r.run_key for r in first.run_requests}
         assert set(keys) == {"cnn", "v1"} and keys["cnn"] == "cnn@new"
         sha = real(Watched("v1", incoming / "v1", "resnet10t", incoming / "v1" / "model.safetensors"))
         assert keys["v1"] == f"v1@{sha}"  # the hash is in the run key
-        assert hashed == ["v1"]
+        assert hashed == ["v1"] * 2  # the waiting tick kept no cursor
+        instance.report_runless_asset_event(dg.AssetMaterialization("checkpoint", partition="cnn"))  # cnn ran
 
         again = _tick(instance, resource, first.cursor)
         assert not again.run_requests and not again.dynamic_partitions_requests
-        assert hashed == ["v1"]  # size and mtime did not move: no hashing
+        assert hashed == ["v1"] * 2  # size and mtime did not move: no hashing
 
         weights = incoming / "v1" / "model.safetensors"
         st = weights.stat()
         os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes
         touched = _tick(instance, resource, again.cursor)
-        assert hashed == ["v1", "v1"] and not touched.run_requests  # same sha: nothing launched
+        assert hashed == ["v1"] * 3 and not touched.run_requests  # same sha: nothing launched
 
         model = create_model(SPEC, num_classes=3, in_chans=1)
         torch.nn.init.constant_(next(model.parameters()), 0.5)
@@ -121,6 +125,7 @@ def test_pickle_checkpoints_only_with_weights_only(ckpt, tmp_path):
     (tmp_path / "in" / "evil" / "pytorch_model.bin").write_bytes(pickle.dumps({"w": _RunsCode(sentinel)}))
     resource = Neudep(config_path=str(cfg), data_root=str(data))
     with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization("dataset"))
         result = _tick(instance, resource)
         assert sorted(instance.get_dynamic_partitions("models")) == ["cnn", "tensors"]  # evil: refused
     assert not sentinel.exists()  # the malicious pickle was never unpickled

@@ -28,23 +28,32 @@ def model_registry(context: dg.SensorEvaluationContext, neudep: Neudep) -> dg.Se
     for folder, reason in refused:
         context.log.warning(f"refused: {reason}")
     local = {m.name: m for m in project.models if m.checkpoint}
-    names = [m.name for m in project.models] + [w.name for w in watched]
-    missing = missing_models(names, context.instance)
-    new = missing["models"]
-    runs, seen = [], {}
+    seen, refused_now = {}, set()
     for w in watched:
         stamp = w.stamp()
         old = cursor.get(w.name)
         sha = old[2] if old and old[:2] == stamp else w.sha256()
-        if w.is_pickle and (not old or old[2] != sha):
+        if old and len(old) > 3 and old[2] == sha:  # the same refused pickle: not retried
+            refused_now.add(w.name)
+            seen[w.name] = old
+            continue
+        if w.is_pickle and not (old and old[2] == sha):
             try:
                 convert_pickle(w, neudep.data_root)
             except CheckpointError as exc:
                 context.log.warning(f"refused: {exc}")
-                missing = {k: [n for n in v if n != w.name] for k, v in missing.items()}
-                new = missing["models"]
+                refused_now.add(w.name)
+                seen[w.name] = [*stamp, sha, "refused"]
                 continue
         seen[w.name] = [*stamp, sha]
+    names = [m.name for m in project.models] + [w.name for w in watched if w.name not in refused_now]
+    missing = missing_models(names, context.instance)
+    new = missing["models"]
+    if context.instance.get_latest_materialization_event(dg.AssetKey("dataset")) is None:
+        # the automation condition sensor renders the dataset first; the models run after it
+        return dg.SensorResult(cursor=context.cursor, dynamic_partitions_requests=add_requests(missing),
+                               skip_reason="waiting for the dataset to be materialized")
+    runs = []
     for name, spec in local.items():
         weights = Path(spec.checkpoint) / WEIGHTS_NAME
         if weights.is_file():
@@ -52,11 +61,12 @@ def model_registry(context: dg.SensorEvaluationContext, neudep: Neudep) -> dg.Se
             stamp = [st.st_size, st.st_mtime_ns]
             old = cursor.get(name)
             seen[name] = [*stamp, old[2] if old and old[:2] == stamp else weights_sha256(spec.checkpoint)]
-    for name, (size, mtime, sha) in seen.items():
-        if name in new or (cursor.get(name) or [None] * 3)[2] != sha:
+    for name, (size, mtime, sha, *refused_mark) in seen.items():
+        if not refused_mark and (name in new or (cursor.get(name) or [None] * 3)[2] != sha):
             runs.append(dg.RunRequest(run_key=f"{name}@{sha}", partition_key=name,
                                       tags={"neudep/checkpoint_sha256": sha}))
-    for name in [n for n in new if n not in seen]:  # a config model trained here or from the hub
+    done = context.instance.get_materialized_partitions(dg.AssetKey("checkpoint"))
+    for name in [n for n in names if n not in seen and n not in done]:  # trained here or from the hub
         runs.append(dg.RunRequest(run_key=f"{name}@new", partition_key=name))
     for name in sorted(set(cursor) - set(seen)):
         context.log.info(f"checkpoint of model {name!r} is gone; its results stay queryable in the store")
