@@ -30,13 +30,14 @@ class PipelineError(RuntimeError):
 
 
 def run_pipeline(config: Path | None = None, root: Path | None = None, *, instance=None, log=print,
-                 executor: str | None = None) -> list[tuple]:
+                 executor: str | None = None, logits_batch_size: int | None = None) -> list[tuple]:
     """Bring the whole graph for the config up to date: dataset, every model (config and watched
     folders), every ordered pair, comparisons. Only the runs whose assets Dagster says are missing
     or stale are launched (a rerun that changes nothing launches nothing); returns what ran.
 
     `executor` (default: the config's `executor.kind`): `dask` executes each run's steps on a Dask
-    cluster (dagster-dask), anything else in this process."""
+    cluster (dagster-dask), anything else in this process. ``logits_batch_size`` overrides every
+    model's (default: each entry's, else fitted to input and memory)."""
     import dagster as dg
 
     from neudep_assets.defs.jobs import changed_checkpoints, plan
@@ -53,6 +54,8 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
     if instance is None:
         _dagster_home()
         instance = dg.DagsterInstance.get()
+    if logits_batch_size is not None and (isinstance(logits_batch_size, bool) or logits_batch_size < 1):
+        raise ValueError(f"--logits-batch-size must be a positive integer, got {logits_batch_size!r}")
     neudep = defs.resources["neudep"]
     watched, refused = neudep.watched(project)
     for w in [w for w in watched if w.is_pickle]:
@@ -76,11 +79,14 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
             t0 = time.perf_counter()
             log(f"[neudep] {label} ...")
             selection = [dg.AssetKey(a) for a in assets]
+            run_config = quiet
+            if logits_batch_size and "logits" in assets:
+                run_config = {**quiet, "ops": {"logits": {"config": {"batch_size": int(logits_batch_size)}}}}
             if executor == "dask":
-                result = _execute_out_of_process(job_name, config, root, instance, partition, selection, quiet)
+                result = _execute_out_of_process(job_name, config, root, instance, partition, selection, run_config)
             else:
                 result = defs.resolve_job_def(job_name).execute_in_process(
-                    instance=instance, partition_key=partition, run_config=quiet, raise_on_error=False,
+                    instance=instance, partition_key=partition, run_config=run_config, raise_on_error=False,
                     asset_selection=selection)
             if not result.success:
                 errors = [f"  {e.step_key}: {_root_cause(e.step_failure_data.error)}"
@@ -110,16 +116,35 @@ def _execute_out_of_process(job_name: str, config: Path, root: Path, instance, p
 
 def print_summary(root: Path | None = None) -> None:
     """What the store holds: models and accuracy, dependencies at λ_rel = 0.1, the strongest ones."""
-    from neudep_assets.lib.store import ResultStore
+    from neudep_assets.lib.analysis.offsets import OFFSET_SHARE_WARN, offset_warning
 
-    store = ResultStore(root or data_root())
+    store = _store(root)
     q = (SQL_DIR / "queries").joinpath
     print("\n== models (val accuracy) ==")
     print(_fmt(store.query(q("models.sql").read_text())))
-    print("\n== classes with a dependency (≤ 10 sources, Rel Err ≤ 20%) at λ_rel = 0.1 ==")
+    offsets = store.query(q("logit_offsets.sql").read_text())
+    print("\n== logit offsets: per-sample mean logit m(x) and its share of E[f²] (softmax ignores m) ==")
+    print(_fmt(offsets))
+    for _, r in offsets[offsets["offset_share_pct"] > 100 * OFFSET_SHARE_WARN].iterrows():
+        print(f"warning: {offset_warning(r['model'], r['split'], r['offset_share_pct'] / 100)}")
+    print("\n== classes with a dependency (≤ 10 sources, Rel Err ≤ 20%) at λ_rel = 0.1, per logit gauge ==")
     print(_fmt(store.query(q("dependency_share.sql").read_text())))
     print("\n== the five strongest within-model dependencies at λ_rel = 0.1 ==")
     print(_fmt(store.query(q("strongest_dependencies.sql").read_text())))
+
+
+def _store(root: Path | None = None):
+    """The result store, its user catalog brought up to date (e.g. a copied data root re-pointed)."""
+    import duckdb
+
+    from neudep_assets.lib.store import ResultStore
+
+    store = ResultStore(root or data_root())
+    try:
+        store.ensure_catalog()
+    except (OSError, duckdb.Error) as exc:  # a read-only data root: queries work without it
+        print(f"[neudep] catalog {store.catalog_path} not updated: {exc}", file=sys.stderr)
+    return store
 
 
 def _fmt(df) -> str:
@@ -140,7 +165,7 @@ def cmd_demo(args) -> None:
     t0 = time.perf_counter()
     print(f"[neudep] config {config_path()}  data {data_root()}")
     try:
-        run_pipeline()
+        run_pipeline(logits_batch_size=args.logits_batch_size)
     except (PipelineError, ValueError) as exc:
         raise SystemExit(f"[neudep] {exc}") from None
     print_summary()
@@ -184,8 +209,6 @@ def cmd_cluster_demo(args) -> None:
 
 
 def cmd_sql(args) -> None:
-    from neudep_assets.lib.store import ResultStore
-
     if bool(args.query) == bool(args.file):
         raise SystemExit("neudep sql: give either a query or --file FILE")
     if args.file:
@@ -203,11 +226,29 @@ def cmd_sql(args) -> None:
         params[key] = _coerce(value)
     import duckdb
 
+    from neudep_assets.lib.store import StoreError
+
     try:
-        df = ResultStore(data_root()).query(query, params or None)
-    except duckdb.Error as exc:
+        df = _store().query(query, params or None)
+    except (duckdb.Error, StoreError) as exc:
         raise SystemExit(f"neudep sql: {exc}") from None
     print(_fmt(df) if df is not None else "ok")
+
+
+def cmd_check(args) -> None:
+    """List damaged store files (zero-length, truncated); exit 1 if there is any."""
+    from neudep_assets.lib.store import ResultStore
+
+    store = ResultStore(data_root())
+    bad = store.check()
+    for path, why in bad:
+        print(f"damaged: {path} ({why})")
+    if args.quarantine and bad:
+        for dest in store.quarantine():
+            print(f"moved aside: {dest}")
+    print(f"{len(bad)} damaged store file(s) under {store.tables_dir}" if bad else f"store ok: {store.tables_dir}")
+    if bad:
+        raise SystemExit(1)
 
 
 LINEAGE_SQL = """
@@ -288,11 +329,16 @@ def _coerce(value: str):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="neudep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="materialize the whole pipeline for the config and print a summary")
+    p = sub.add_parser("demo", help="materialize the whole pipeline for the config and print a summary")
+    p.add_argument("--logits-batch-size", type=int, default=None, metavar="N",
+                   help="images per forward pass for every model's logits (default: each model entry's "
+                        "logits_batch_size, else fitted to the input size and the memory at hand)")
     sub.add_parser("summary", help="print the summary of what the result store holds")
     p = sub.add_parser("cluster-demo", help="run the config on a Dask cluster (2 local workers) and compare the store "
                                             "with a default run (under NEUDEP_DATA/cluster-demo)")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler (default: start one on 127.0.0.1)")
+    p = sub.add_parser("check", help="list damaged store files (zero-length, truncated); exit 1 if any")
+    p.add_argument("--quarantine", action="store_true", help="move them (their whole analysis) to store/.quarantine/")
     p = sub.add_parser("sql", help="run a SQL query on the result store (read-only)")
     p.add_argument("query", nargs="?", help="SQL text; $name placeholders take --param name=value")
     p.add_argument("--file", help="read the query from a file, e.g. sql/queries/lineage.sql")
@@ -312,7 +358,8 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--top", type=int, default=6)
             p.add_argument("--out", default=str(data_root() / "exports"), help="output folder")
     args = parser.parse_args(argv)
-    {"demo": cmd_demo, "cluster-demo": cmd_cluster_demo, "summary": lambda a: print_summary(), "sql": cmd_sql, "export-graph": cmd_export_graph,
+    {"demo": cmd_demo, "cluster-demo": cmd_cluster_demo, "summary": lambda a: print_summary(), "check": cmd_check,
+     "sql": cmd_sql, "export-graph": cmd_export_graph,
      "stars": cmd_stars}[args.command](args)
 
 

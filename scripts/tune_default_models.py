@@ -32,7 +32,7 @@ MEAN, STD = (0.2,), (0.25,)  # glyph pixels: mean ~0.21, std ~0.23 (white on dar
 CANDIDATES = {
     # recommended CNN: ResNet-10-T (deep 3x3 stem, stride 2 + max-pool: 32 -> 8 px), BasicBlock [1,1,1,1]
     "cnn": dict(arch="resnet10t", model_args=dict(channels=[32, 64, 128, 256]),
-                train=dict(epochs=4, lr=3e-3, batch_size=128, weight_decay=0.05, seed=0)),
+                train=dict(epochs=4, lr=3e-3, batch_size=128, weight_decay=0.05, seed=0, mean_logit_penalty=0.05)),
     # recommended transformer: plain ViT, patch 8 on 32 px (16 tokens + cls), width 128, depth 4, MLP x2
     "vit": dict(arch="vit_tiny_patch16_224",
                 model_args=dict(img_size=32, patch_size=8, embed_dim=128, depth=4, num_heads=4, mlp_ratio=2),

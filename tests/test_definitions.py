@@ -14,8 +14,10 @@ def test_every_asset_and_check_has_a_description():
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         assert (graph.get(key).description or "").strip(), f"asset {key.to_user_string()} has no docstring"
-    specs = [spec for checks_def in defs.asset_checks for spec in checks_def.check_specs]
-    assert len(specs) == 4
+    specs = [spec for a in defs.assets for spec in a.check_specs] + \
+        [spec for checks_def in defs.asset_checks for spec in checks_def.check_specs]
+    assert sorted(s.key.to_user_string() for s in specs) == [
+        "between_dependencies:certified", "dependencies:certified", "moments:moments_symmetric_psd"]
     for spec in specs:
         assert (spec.description or "").strip(), spec.key
 

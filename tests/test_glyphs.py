@@ -239,3 +239,30 @@ def test_load_split_errors(tmp_path):
     trunc.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ValueError, match="trunc.npz"):
         G.load_split(trunc)
+
+
+def test_readme_example_queries_find_classes_of_the_default():
+    """Every `--param target='…'` of README and the cookbook matches a class of the default config (ILIKE, as
+    the queries use it), and the default holds the core alphanumerics 0–9, A–Z, a–z at every class count."""
+    import re
+    from dataclasses import replace
+    from pathlib import Path
+
+    import duckdb
+
+    from neudep_assets.lib.config import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    texts = [(root / "README.md").read_text()] + [p.read_text() for p in (root / "sql" / "queries").glob("*.sql")]
+    patterns = {m for t in texts for m in re.findall(r"--param target='([^']+)'", t)}
+    assert patterns, "README's example commands are gone"
+    cfg = load_config(root / "neudep.yaml").dataset.glyphs
+    names = [g.name for g in G.glyph_classes(cfg)]
+    con = duckdb.connect()
+    for pat in patterns:
+        hits = con.execute("SELECT count(*) FROM unnest($names) AS t(name) WHERE name ILIKE $p",
+                           {"names": names, "p": pat}).fetchone()[0]
+        assert hits >= 1, f"README's target={pat!r} matches no class of the default"
+    for n in (62, 100, 300, 1000, 2000):
+        chars = {g.char for g in G.glyph_classes(replace(cfg, n_classes=n))}
+        assert set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") <= chars, n

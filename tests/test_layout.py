@@ -6,57 +6,24 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-LIB = Path(__file__).resolve().parents[1] / "neudep_assets" / "lib"
-PKG = "neudep_assets.lib"
+from neudep_assets.lib.code_version import LIB, PKG, import_graph
 
 # what each part of lib/ may not import (the layers of neudep_assets/lib/__init__.py)
 FORBIDDEN = {
     "specs": {"config", "store", "data", "models", "covlasso", "analysis", "report"},
     "config": {"store", "data", "models", "covlasso", "analysis", "report"},
     "store": {"config", "data", "models", "covlasso", "analysis", "report"},
+    "files": {"specs", "config", "store", "code_version", "data", "models", "covlasso", "analysis", "report"},
+    "code_version": {"specs", "config", "store", "files", "data", "models", "covlasso", "analysis", "report"},
     "data": {"models", "covlasso", "analysis", "report"},
     "models": {"covlasso", "analysis", "report"},
     "covlasso": {"data", "models", "analysis", "report"},
     "analysis": {"models", "report"},
     "report": {"models"},
 }
-
-
-def _module_name(path: Path, root: Path, pkg: str) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join([pkg, *parts])
-
-
-def import_graph(root: Path = LIB, pkg: str = PKG) -> dict[str, set[str]]:
-    """Module → the modules of `pkg` it imports, anywhere in its body (function-level imports too).
-    `from a.b import c` is an edge to a.b.c when c is a module, else to a.b."""
-    files = {_module_name(p, root, pkg): p for p in root.rglob("*.py")}
-    graph: dict[str, set[str]] = {m: set() for m in files}
-    for mod, path in files.items():
-        is_pkg = path.name == "__init__.py"
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            targets: list[str] = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:  # relative import
-                    anchor = mod.split(".") if is_pkg else mod.split(".")[:-1]
-                    anchor = anchor[:len(anchor) - (node.level - 1)]
-                    base = ".".join(anchor + ([base] if base else []))
-                for a in node.names:
-                    full = f"{base}.{a.name}"
-                    targets.append(full if full in files else base)
-            for t in targets:
-                if t == pkg or t.startswith(pkg + "."):
-                    graph[mod].add(t)
-    return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -49,7 +49,7 @@ def test_within_matches_naive(seed):
     rng = np.random.default_rng(seed)
     Z, labels, coef = _planted(rng)
     targets = np.arange(Z.shape[1])
-    got = table1_metrics(Z, labels, coef, targets, block=5)  # several blocks
+    got = table1_metrics(Z, labels, coef, targets)
     want = naive_table1(Z, labels, coef, targets)
     assert list(got.columns) == list(want.columns)
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False, rtol=1e-12, atol=1e-12)

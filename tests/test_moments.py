@@ -41,3 +41,19 @@ def test_psd_report_flags_asymmetric_and_indefinite_matrices():
     bad[0, 1] += 0.1
     assert psd_report(bad)["relative_asymmetry"] > 1e-3
     assert psd_report(C - 2 * np.eye(6) * np.abs(C).max())["relative_min_eigenvalue"] < -0.5
+
+
+def test_second_moment_is_built_in_place():
+    """Peak memory: the (n, n) result plus about one chunk, not the 4 × n² of sum-then-symmetrise."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(3000, 700))
+    n2 = 700 * 700 * 8
+    tracemalloc.start()
+    C = second_moment(f, chunk=200)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1.5 * n2, f"peak {peak / n2:.2f} × the result"
+    assert np.array_equal(C, C.T)
+    np.testing.assert_allclose(C, f.T @ f / 3000, rtol=1e-12, atol=1e-12)

@@ -4,6 +4,8 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import pytest
 
 from neudep_assets.cli import PipelineError, run_pipeline
@@ -11,7 +13,7 @@ from neudep_assets.lib.store import ResultStore
 
 TINY = Path(__file__).with_name("tiny.yaml")
 TABLES = ("datasets", "classes", "checkpoints", "logit_sets", "moments", "dependency_runs", "dependencies",
-          "dependency_metrics", "class_diagnostics", "comparisons")
+          "dependency_metrics", "class_diagnostics", "comparisons", "logit_stats")
 
 
 def _counts(store: ResultStore) -> dict[str, int]:
@@ -40,7 +42,7 @@ def test_whole_graph_materializes_and_fills_every_table(tiny_run):
     # a between edge never uses the target's own class
     assert store.query("SELECT count(*) AS n FROM dependency_lineage WHERE source_class = target_class")["n"][0] == 0
     checks = instance.event_log_storage.get_asset_check_execution_history(
-        dg.AssetCheckKey(dg.AssetKey("dependencies"), "dependencies_certified"), limit=10)
+        dg.AssetCheckKey(dg.AssetKey("dependencies"), "certified"), limit=10)
     assert checks and all(c.status.value == "SUCCEEDED" for c in checks)
 
 
@@ -83,7 +85,8 @@ def test_corrupt_checkpoint_fails_naming_the_file_and_writes_nothing(tiny_run, t
     # after the fix, the same config and data root work
     shutil.copy(good / "model.safetensors", weights)
     run_pipeline(cfg, data, instance=dg.DagsterInstance.ephemeral(), log=lambda *_: None)
-    assert _counts(store)["checkpoints"] == 1 and _counts(store)["dependency_runs"] == 1
+    # one λ of the raw analysis + its centered-gauge cross-check at that λ
+    assert _counts(store)["checkpoints"] == 1 and _counts(store)["dependency_runs"] == 2
 
 
 def test_class_count_mismatch_names_both_counts(tiny_run, tmp_path):
@@ -111,11 +114,47 @@ def test_missing_checkpoint_folder_and_unknown_arch_are_named(tmp_path):
                          ids=lambda p: p.stem)
 def test_cookbook_queries_run_on_a_real_store(tiny_run, query):
     root, _ = tiny_run
-    params = {"model": "cnn", "target": "%", "lam": 0.1, "old": "", "new": "", "threshold": 0.05}
+    params = {"model": "cnn", "target": "%", "lam": 0.1, "max_err": 1.0, "old": "", "new": "", "gauge": "raw", "threshold": 0.05}
     text = query.read_text()
     used = {k: v for k, v in params.items() if f"${k}" in text}
     df = ResultStore(root).query(text, used or None)
     assert len(df) > 0, query.name
+
+
+def test_sparsest_dependency_query_agrees_with_solving_at_that_lambda(tiny_run):
+    """The cookbook's sparsest dependency per class: the stored row is what the CovLasso gives when solved
+    at that λ directly, within the error bound, and no larger λ of the grid with fewer sources meets it."""
+    import numpy as np
+
+    from neudep_assets.lib.analysis import analyse
+    from neudep_assets.lib.analysis.offsets import apply_gauge, gauge_moment
+    from neudep_assets.lib.store import load_arrays
+
+    root, _ = tiny_run
+    store = ResultStore(root)
+    text = (Path(__file__).parents[1] / "sql" / "queries" / "sparsest_dependency.sql").read_text()
+    x = 0.6
+    got = store.query(text, {"model": "cnn", "max_err": x})
+    assert len(got) > 0
+    ev = load_arrays(store.query("SELECT path FROM logit_sets WHERE model = 'cnn' AND split = 'val'").path.iloc[0])
+    for run_id, rows in got.groupby("dependency_run_id"):  # each analysis with its own C, gauge and λ grid
+        run = store.query("SELECT * FROM dependency_runs WHERE dependency_run_id = $r", {"r": run_id})
+        gauge = run.logit_gauge.iloc[0] or "raw"
+        C = gauge_moment(load_arrays(store.query("SELECT path FROM moments WHERE moments_id = $m",
+                                                 {"m": run.moments_id.iloc[0]}).path.iloc[0])["C"], gauge)
+        grid = sorted(run.lambda_rel)
+        kw = dict(eval_source=apply_gauge(ev["logits"], gauge), eval_labels=ev["labels"])
+        for row in rows.itertuples():
+            res = analyse(C, [row.lambda_rel], **kw)
+            direct = res.per_target[res.per_target.target_class == row.target_class].iloc[0]
+            assert direct.n_sources == row.n_sources and direct.fit_rel_err <= x
+            assert abs(direct.fit_rel_err - row.fit_rel_err) < 1e-4
+            for lam in grid:  # every larger λ with no more sources misses the bound
+                if lam > row.lambda_rel:
+                    other = analyse(C, [lam], **kw).per_target
+                    o = other[other.target_class == row.target_class].iloc[0]
+                    assert o.n_sources == 0 or o.fit_rel_err > x or o.n_sources > row.n_sources
+    assert np.all(got.fit_rel_err <= x)
 
 
 def test_pair_with_a_missing_side_names_both_models_and_writes_nothing(tiny_run, tmp_path):
@@ -137,3 +176,158 @@ def test_pair_with_a_missing_side_names_both_models_and_writes_nothing(tiny_run,
     assert "vit" in error.message + str(error.cause and error.cause.message)
     kinds = ResultStore(data).query("SELECT DISTINCT kind, model FROM dependency_runs")
     assert kinds.to_dict("records") == [{"kind": "within", "model": "cnn"}]  # nothing of the pair
+
+
+def test_logit_gauges_live_side_by_side_and_never_mix(tiny_run, tmp_path, capsys):
+    """The default (raw) run stored a centered cross-check beside it; asking for the centered gauge on
+    that store computes its own analyses (new keys) and leaves the raw ones untouched."""
+    root, instance = tiny_run
+    store = ResultStore(root)
+    q = ("SELECT kind, model, logit_gauge, count(*) AS n_lambdas FROM dependency_runs "
+         "GROUP BY dependency_run_id, kind, model, logit_gauge")
+
+    def analyses():  # one (kind, model, gauge, λ count) per stored analysis
+        return sorted(map(tuple, store.query(q).to_numpy().tolist()))
+
+    first = [("between", "cnn", "raw", 3), ("between", "vit", "raw", 3),
+             ("within", "cnn", "centered", 1), ("within", "cnn", "raw", 3),
+             ("within", "vit", "centered", 1), ("within", "vit", "raw", 3)]
+    assert analyses() == sorted(first)
+    # offset diagnostics for every logit set; the centered analyses have no offset direction
+    assert len(store.query("SELECT * FROM logit_stats")) == 6
+    share = store.query("SELECT logit_gauge, max(offset_dir_share) AS mx, min(offset_dir_share) AS mn "
+                        "FROM dependency_summary GROUP BY ALL ORDER BY ALL")
+    assert share.loc[share["logit_gauge"] == "centered", "mx"].iloc[0] < 1e-9
+    assert 0 <= share.loc[share["logit_gauge"] == "raw", "mn"].iloc[0]
+    assert share.loc[share["logit_gauge"] == "raw", "mx"].iloc[0] <= 1
+    raw_files = {p: p.stat().st_mtime_ns for p in store.analyses_dir.glob("*/dependency_metrics.parquet")}
+    raw_q = ("SELECT dependency_run_id, model, target_class, rel_err FROM dependency_summary WHERE kind = 'within' "
+             "AND logit_gauge = 'raw' AND abs(lambda_rel - 0.1) < 1e-9 ORDER BY ALL")
+    raw_at_01 = store.query(raw_q)
+
+    cfg = tmp_path / "centered.yaml"
+    cfg.write_text(TINY.read_text().replace("  star_plots: 1", "  star_plots: 1\n  logit_gauge: centered"))
+    run_pipeline(cfg, root, instance=instance, log=lambda *_: None)
+    # its own analyses in the centered gauge (and a raw cross-check at λ 0.1), beside the first ones
+    assert analyses() == sorted(first + [("between", "cnn", "centered", 3), ("between", "vit", "centered", 3),
+                                         ("within", "cnn", "centered", 3), ("within", "cnn", "raw", 1),
+                                         ("within", "vit", "centered", 3), ("within", "vit", "raw", 1)])
+    # nothing of the raw analyses was rewritten, and their numbers are what they were
+    assert all(p.stat().st_mtime_ns == t for p, t in raw_files.items())
+    raw_after = store.query(raw_q)
+    old = raw_after["dependency_run_id"].isin(raw_at_01["dependency_run_id"])
+    pd.testing.assert_frame_equal(raw_at_01, raw_after[old].reset_index(drop=True))
+    check = raw_after[~old].merge(raw_at_01, on=["model", "target_class"])  # the raw cross-check agrees
+    assert len(check) == 24 and np.allclose(check["rel_err_x"], check["rel_err_y"], rtol=1e-6, atol=1e-9)
+    # the full centered analysis agrees with the centered cross-check at λ_rel 0.1 (same gauge, same λ)
+    cen = store.query("SELECT r.model, m.target_class, m.rel_err, r.dependency_run_id, r.n_l FROM dependency_metrics m "
+                      "JOIN (SELECT *, count(*) OVER (PARTITION BY dependency_run_id) AS n_l FROM dependency_runs) r "
+                      "USING (dependency_run_id, lambda_index) WHERE r.kind = 'within' AND r.logit_gauge = 'centered' "
+                      "AND abs(r.lambda_rel - 0.1) < 1e-9")
+    one, full = cen[cen["n_l"] == 1], cen[cen["n_l"] == 3]
+    merged = one.merge(full, on=["model", "target_class"])
+    assert len(merged) == 24 and np.allclose(merged["rel_err_x"], merged["rel_err_y"], rtol=1e-6, atol=1e-9)
+    # the comparisons summary keeps one row per gauge
+    summ = store.query("SELECT DISTINCT logit_gauge FROM comparisons WHERE kind = 'summary_within'")
+    assert set(summ["logit_gauge"]) == {"raw", "centered"}
+    # and the CLI summary shows the offsets and the share per gauge
+    from neudep_assets.cli import print_summary
+
+    capsys.readouterr()
+    print_summary(root)
+    out = capsys.readouterr().out
+    assert "logit offsets" in out and "offset_share_pct" in out and "centered" in out and "raw" in out
+
+
+def test_an_uncertified_analysis_is_not_written_and_fails_its_blocking_check(tiny_run, tmp_path, monkeypatch):
+    """A certificate above the analysis's own tol (here a loose 1e-6): the asset fails naming the worst
+    target, its blocking check fails, nothing of the analysis is written, and the run stops before
+    anything downstream (pairs, comparisons) runs."""
+    import neudep_assets.defs.dependency_assets as da
+
+    root, _ = tiny_run
+    data = tmp_path / "data"
+    shutil.copytree(root / "checkpoints", data / "checkpoints")  # no retraining
+    real = da.analyse
+
+    def uncertified(*args, **kwargs):
+        res = real(*args, **kwargs)
+        bad = (res.per_target["target_class"] == 3) & (res.per_target["lambda_index"] == 1)
+        res.per_target.loc[bad, "kkt"] = 1e-3
+        return res
+
+    monkeypatch.setattr(da, "analyse", uncertified)
+    cfg = tmp_path / "loose.yaml"
+    cfg.write_text(TINY.read_text().replace("  star_plots: 1", "  star_plots: 1\n  tol: 1.0e-6"))
+    instance = dg.DagsterInstance.ephemeral()
+    name = ResultStore(root).query("SELECT name FROM classes WHERE class_index = 3")["name"][0]
+    with pytest.raises(PipelineError, match=rf"exceed tol = 1e-06.*{name!r} \(class 3\) at λ=0.1: KKT 1.00e-03"):
+        run_pipeline(cfg, data, instance=instance, log=lambda *_: None)
+    store = ResultStore(data)
+    assert _counts(store)["logit_sets"] == 3  # what came before is there
+    assert {t: n for t, n in _counts(store).items() if t.startswith(("dependenc", "class_d", "compar"))} == {
+        "dependency_runs": 0, "dependencies": 0, "dependency_metrics": 0, "class_diagnostics": 0, "comparisons": 0}
+    assert not list(store.analyses_dir.glob("*")) and not list(store.staging_dir.glob("*"))
+    checks = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("dependencies"), "certified"), limit=5)
+    assert [c.status.value for c in checks] == ["FAILED"]
+    for asset in ("dependencies", "between_dependencies", "comparisons"):
+        assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is None
+
+
+def test_an_uncertified_gauge_crosscheck_is_not_written_either(tiny_run, tmp_path, monkeypatch):
+    """The centered cross-check is an analysis of its own, through the same certified write: when only it
+    exceeds tol, the raw analysis (certified) is committed, the cross-check is not, the asset and its
+    blocking check fail naming the cross-check, and nothing downstream runs."""
+    import neudep_assets.defs.dependency_assets as da
+
+    root, _ = tiny_run
+    data = tmp_path / "data"
+    shutil.copytree(root / "checkpoints", data / "checkpoints")  # no retraining
+    real = da.analyse
+
+    def crosscheck_uncertified(C, lambdas, **kwargs):
+        res = real(C, lambdas, **kwargs)
+        if len(lambdas) == 1:  # the cross-check: one λ, the other gauge
+            res.per_target.loc[res.per_target["target_class"] == 3, "kkt"] = 1e-3
+        return res
+
+    monkeypatch.setattr(da, "analyse", crosscheck_uncertified)
+    instance = dg.DagsterInstance.ephemeral()
+    with pytest.raises(PipelineError, match=r"analysis within-\w+: 1 of 12 CovLasso solutions exceed tol"):
+        run_pipeline(TINY, data, instance=instance, log=lambda *_: None)
+    store = ResultStore(data)
+    runs = store.query("SELECT DISTINCT dependency_run_id, logit_gauge, model FROM dependency_runs")
+    assert runs[["logit_gauge", "model"]].to_dict("records") == [{"logit_gauge": "raw", "model": "cnn"}]
+    assert [p.name for p in store.analyses_dir.iterdir()] == list(runs["dependency_run_id"])
+    assert not list(store.staging_dir.glob("*"))
+    checks = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey("dependencies"), "certified"), limit=5)
+    assert [c.status.value for c in checks] == ["FAILED"]
+    for asset in ("dependencies", "between_dependencies", "comparisons"):
+        assert instance.get_latest_materialization_event(dg.AssetKey(asset)) is None
+
+
+def test_a_user_holding_the_catalog_read_write_during_a_run(tiny_run):
+    """A user holds data/neudep.duckdb read-write, with a table of their own, while the whole graph
+    reruns (comparisons included): the run succeeds, and the user keeps their views and table."""
+    import subprocess
+    import sys
+
+    from tests.test_store_faults import HOLDER, _python
+
+    root, instance = tiny_run
+    store = ResultStore(root)
+    holder = _python(HOLDER, str(store.ensure_catalog()), "rw")
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        run_pipeline(TINY, root, instance=instance, log=lambda *_: None)
+        holder.stdin.write("SELECT count(*) FROM dependency_runs\nSELECT x FROM mine\n")
+        holder.stdin.flush()
+        n = _counts(store)["dependency_runs"]
+        assert [holder.stdout.readline().strip() for _ in range(2)] == [f"[({n},)]", "[(42,)]"]
+    finally:
+        holder.communicate("", timeout=60)
+    assert subprocess.run([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+                           "print(c.execute('SELECT x FROM mine').fetchall())", str(store.catalog_path)],
+                          capture_output=True, text=True).stdout.strip() == "[(42,)]"

@@ -43,6 +43,8 @@ def test_imagefolder_dataset_with_local_checkpoint(tmp_path):
     assert names == list(CLASSES)
     ids = np.load(store.query("SELECT path FROM logit_sets WHERE split = 'val'")["path"][0])["sample_ids"]
     assert sorted(ids)[0] == "apple/0.png"
-    assert store.query("SELECT count(*) AS n FROM dependency_metrics")["n"][0] == 2 * len(CLASSES)
+    per_gauge = store.query("SELECT logit_gauge, count(*) AS n FROM dependency_summary GROUP BY ALL")
+    # the raw analysis over 2 λ, and its centered cross-check at one λ
+    assert dict(zip(per_gauge["logit_gauge"], per_gauge["n"])) == {"raw": 2 * len(CLASSES), "centered": len(CLASSES)}
     origin = store.query("SELECT origin, path FROM checkpoints")
     assert origin["origin"][0] == "local" and origin["path"][0] == str((tmp_path / "ckpt").resolve())

@@ -39,11 +39,11 @@ def test_query_binds_parameters_instead_of_pasting(tmp_path):
 
 
 def test_catalog_is_read_only_for_queries(tmp_path):
-    import duckdb
-
     store = ResultStore(tmp_path)
-    with pytest.raises(duckdb.Error):
-        store.query("CREATE TABLE t AS SELECT 1")
+    for sql in ("CREATE TABLE t AS SELECT 1", "SELECT 1; COPY (SELECT 1) TO 'x.csv'", "DROP VIEW classes"):
+        with pytest.raises(StoreError, match="read-only"):
+            store.query(sql)
+    assert not (tmp_path / "x.csv").exists()
 
 
 def test_unknown_columns_and_bad_keys_are_refused(tmp_path):

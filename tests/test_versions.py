@@ -70,10 +70,11 @@ def test_checkpoint_diff_matches_the_edge_sets(versions, threshold):
     store = ResultStore(versions["data"])
     query = (Path(__file__).parents[1] / "sql" / "queries" / "checkpoint_diff.sql").read_text()
     diff = store.query(query, {"model": "mine", "old": versions["v1"][:10], "new": versions["v2"][:10],
-                               "lam": 0.1, "threshold": threshold})
-    # reference: the two edge sets side by side in pandas
+                               "lam": 0.1, "gauge": "raw", "threshold": threshold})
+    # reference: the two edge sets (raw gauge; one raw analysis per version here) side by side in pandas
     edges = store.query("SELECT checkpoint_sha256 AS sha, target_class, source_class, coef FROM dependency_lineage "
-                        "WHERE model = 'mine' AND abs(lambda_rel - 0.1) < 1e-9")
+                        "WHERE model = 'mine' AND abs(lambda_rel - 0.1) < 1e-9 AND logit_gauge = 'raw'")
+    assert len(edges) == len(edges.drop_duplicates(["sha", "target_class", "source_class"]))
     old = {(r.target_class, r.source_class): r.coef for r in edges[edges.sha == versions["v1"]].itertuples()}
     new = {(r.target_class, r.source_class): r.coef for r in edges[edges.sha == versions["v2"]].itertuples()}
     expect = {"gained": set(new) - set(old), "lost": set(old) - set(new),

@@ -1,24 +1,45 @@
-"""Blocking asset checks: finite logits, symmetric PSD moments, certified CovLasso solutions."""
+"""Asset checks: symmetric PSD moments (blocking), and the certificate of a dependency analysis.
 
+The certificate is a check of the dependency assets themselves (`check_specs`): it is evaluated
+before anything is written, and an analysis whose worst relative KKT violation exceeds its own
+configured `tol` is never committed (the asset fails, naming the worst targets; downstream assets
+do not run). Non-finite logits are refused by the logits asset itself, before anything is written.
+"""
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 
-from neudep_assets.defs.dependency_assets import between_dependencies, dependencies
-from neudep_assets.defs.model_assets import logits, moments
-from neudep_assets.defs.partitions import models_partitions, pairs_partitions
-from neudep_assets.defs.resources import Neudep
+from neudep_assets.defs.model_assets import moments
+from neudep_assets.defs.partitions import models_partitions
 from neudep_assets.lib.analysis.moments import psd_report
 from neudep_assets.lib.store import load_arrays
 
-KKT_TOLERANCE = 1e-8  # relative KKT violation accepted as a certificate of optimality
+CERTIFIED = "certified"
 
 
-@dg.asset_check(asset=logits, blocking=True, partitions_def=models_partitions)
-def logits_finite(logits: dict) -> dg.AssetCheckResult:
-    """Every stored logit of every split is finite."""
-    bad = {split: int((~np.isfinite(load_arrays(s["path"])["logits"])).sum()) for split, s in logits["splits"].items()}
-    return dg.AssetCheckResult(passed=not any(bad.values()), metadata={f"non_finite_{k}": v for k, v in bad.items()})
+def certificate_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(CERTIFIED, asset=asset, blocking=True, description=(
+        "Every CovLasso solution (target × λ) has a relative KKT violation within the analysis's own tol; "
+        "an analysis that fails is not written."))
+
+
+def uncertified(per_target: pd.DataFrame, tol: float, lambdas, class_names, worst: int = 5) -> tuple[int, list[str]]:
+    """How many solutions have a relative KKT above tol (NaN counts), and the worst ones, named."""
+    bad = per_target[~(per_target["kkt"].to_numpy(dtype=float) <= tol)]
+    top = bad.sort_values("kkt", ascending=False, na_position="first").head(worst)
+    return len(bad), [f"{class_names[int(r.target_class)]!r} (class {int(r.target_class)}) at "
+                      f"λ={lambdas[int(r.lambda_index)]:g}: KKT {r.kkt:.2e}" for r in top.itertuples()]
+
+
+def certificate(per_target: pd.DataFrame, tol: float, lambdas, class_names) -> dg.AssetCheckResult:
+    """The certificate of one analysis: passed when every solution's relative KKT is ≤ its tol."""
+    n_bad, worst = uncertified(per_target, tol, lambdas, class_names)
+    kkt = per_target["kkt"].to_numpy(dtype=float)
+    return dg.AssetCheckResult(check_name=CERTIFIED, passed=not n_bad, metadata={
+        "max_relative_kkt": float(np.nanmax(kkt)) if np.isfinite(kkt).any() else float("nan"),
+        "tolerance": float(tol), "uncertified_solutions": n_bad, "solutions": len(kkt),
+        "worst_targets": dg.MetadataValue.md("\n".join(f"- {w}" for w in worst) or "none")})
 
 
 @dg.asset_check(asset=moments, blocking=True, partitions_def=models_partitions)
@@ -27,25 +48,3 @@ def moments_symmetric_psd(moments: dict) -> dg.AssetCheckResult:
     report = psd_report(load_arrays(moments["path"])["C"])
     ok = report["relative_asymmetry"] <= 1e-12 and report["relative_min_eigenvalue"] >= -1e-10
     return dg.AssetCheckResult(passed=ok, metadata=report)
-
-
-def _certificate(store, run_key: str) -> dg.AssetCheckResult:
-    m = store.read("dependency_metrics", run_key)
-    worst = float(m["kkt"].max())
-    return dg.AssetCheckResult(passed=bool(worst <= KKT_TOLERANCE), metadata={
-        "max_relative_kkt": worst, "tolerance": KKT_TOLERANCE,
-        "uncertified_solutions": int((m["kkt"] > KKT_TOLERANCE).sum()), "solutions": len(m)})
-
-
-@dg.asset_check(asset=dependencies, blocking=True, partitions_def=models_partitions)
-def dependencies_certified(neudep: Neudep, dependencies: dict) -> dg.AssetCheckResult:
-    """Every CovLasso solution (target × λ) has a relative KKT violation within tolerance."""
-    return _certificate(neudep.store(), dependencies["dependency_run_id"])
-
-
-@dg.asset_check(asset=between_dependencies, blocking=True, partitions_def=pairs_partitions)
-def between_dependencies_certified(neudep: Neudep, between_dependencies: dict) -> dg.AssetCheckResult:
-    """Every between-model CovLasso solution has a relative KKT violation within tolerance."""
-    if between_dependencies["dependency_run_id"] is None:  # source = target: checked as `dependencies`
-        return dg.AssetCheckResult(passed=True, metadata={"solutions": 0})
-    return _certificate(neudep.store(), between_dependencies["dependency_run_id"])

@@ -8,9 +8,11 @@ import pandas as pd
 
 from neudep_assets.defs.report import md_table
 from neudep_assets.defs.resources import Neudep
+from neudep_assets.lib.code_version import code_version
 from neudep_assets.lib.data import prepare_dataset
 
-DATASET_CODE_VERSION = "1"
+DATASET_SCIENCE = ("neudep_assets.lib.data",)
+DATASET_CODE_VERSION = code_version(*DATASET_SCIENCE)
 
 
 @dg.asset(code_version=DATASET_CODE_VERSION, group_name="data", kinds={"numpy"},

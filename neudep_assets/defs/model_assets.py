@@ -2,6 +2,7 @@
 
 
 import hashlib
+from typing import Optional
 
 import dagster as dg
 import numpy as np
@@ -15,17 +16,24 @@ from neudep_assets.lib.models.checkpoints import CheckpointInfo, obtain_checkpoi
 from neudep_assets.lib.config import stable_hash, stable_json
 from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.analysis.moments import check_finite, second_moment, spectrum_summary
+from neudep_assets.lib.analysis.offsets import logit_stats, offset_warning
+from neudep_assets.lib.code_version import code_version
 from neudep_assets.lib.store import load_arrays, save_arrays
 
-CHECKPOINT_CODE_VERSION = "1"
-LOGITS_CODE_VERSION = "1"
-MOMENTS_CODE_VERSION = "1"
+# the lib modules each asset's results depend on; their source (transitively) is the code version
+CHECKPOINT_SCIENCE = ("neudep_assets.lib.models.checkpoints",)
+LOGITS_SCIENCE = ("neudep_assets.lib.models.checkpoints", "neudep_assets.lib.analysis.moments",
+                  "neudep_assets.lib.analysis.offsets")
+MOMENTS_SCIENCE = ("neudep_assets.lib.analysis.moments",)
+CHECKPOINT_CODE_VERSION = code_version(*CHECKPOINT_SCIENCE)
+LOGITS_CODE_VERSION = code_version(*LOGITS_SCIENCE)
+MOMENTS_CODE_VERSION = code_version(*MOMENTS_SCIENCE)
 
 
 class LogitsConfig(dg.Config):
     """Launchpad settings of the logits asset."""
 
-    batch_size: int = 512
+    batch_size: Optional[int] = None  # images per forward pass; unset = the model entry's logits_batch_size, else automatic
 
 
 @dg.asset(partitions_def=models_partitions, code_version=CHECKPOINT_CODE_VERSION, group_name="models",
@@ -58,19 +66,25 @@ def checkpoint(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict)
           pool="gpu", kinds={"pytorch"}, automation_condition=FOLLOW_INPUTS)
 def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neudep, dataset: dict,
            checkpoint: dict) -> dg.Output[dict]:
-    """Raw logits of the model on every dataset split (GPU when present), with accuracy per split."""
+    """Raw logits of the model on every dataset split (GPU when present), with accuracy per split and
+    the offset diagnostics: the per-sample mean logit over the classes m(x) (mean, std), its share of
+    E[f²] (`offset_share`; softmax ignores m), the top logit and the within-sample spread. A warning
+    when the offset share exceeds 0.3: raw-gauge dependencies of such a model mostly reproduce m."""
     store = neudep.store()
     ds, info = PreparedDataset.from_json(dataset), CheckpointInfo(**checkpoint)
     device = neudep.pick_device()
-    out, rows = {}, []
+    if config.batch_size is not None and config.batch_size < 1:
+        raise dg.Failure(f"logits config: batch_size must be ≥ 1 (unset = automatic), got {config.batch_size}")
+    batch_size = config.batch_size or neudep.spec(info.model).logits_batch_size  # None: automatic
+    out, rows, stats, warnings = {}, [], [], []
     for split in ds.splits:
-        set_id = f"{info.sha256[:16]}-{ds.dataset_id}-{split}"
+        set_id = f"{info.sha256[:16]}-{ds.dataset_id}-{split}-{LOGITS_CODE_VERSION[:8]}"
         path = store.artifact("logits", set_id)
         if store.has("logit_sets", set_id) and path.is_file():
-            row = store.read("logit_sets", set_id).iloc[0].to_dict()
+            row = {**store.read("logit_sets", set_id).iloc[0].to_dict(), "path": str(path)}
         else:
             context.log.info(f"logits of {info.model} on {split} ({ds.counts.get(split)} samples) on {device}")
-            lg, labels, ids = split_logits(info, ds, split, device=device, batch_size=config.batch_size,
+            lg, labels, ids = split_logits(info, ds, split, device=device, batch_size=batch_size,
                                            log=context.log.info)
             check_finite(lg, f"logits of model {info.model} ({info.path}) on split {split}")
             lg = lg.astype(np.float32)
@@ -83,6 +97,17 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
                    "samples_sha256": hashlib.sha256("\n".join(ids.astype(str)).encode()).hexdigest(),
                    "accuracy": acc, "path": str(path)}
             store.write("logit_sets", set_id, [row], run_id=context.run.run_id, code_version=LOGITS_CODE_VERSION)
+        if store.has("logit_stats", set_id):
+            st = store.read("logit_stats", set_id).iloc[0].to_dict()
+        else:  # also for logits computed before the diagnostics existed
+            st = {"logit_set_id": set_id, "checkpoint_sha256": info.sha256, "model": info.model,
+                  "dataset_id": ds.dataset_id, "split": split, **logit_stats(load_arrays(row["path"])["logits"])}
+            store.write("logit_stats", set_id, [st], run_id=context.run.run_id, code_version=LOGITS_CODE_VERSION)
+        stats.append({k: st[k] for k in ("split", "mean_logit_mean", "mean_logit_std", "offset_share",
+                                         "top_logit_mean", "within_sample_std")})
+        if (w := offset_warning(info.model, split, float(st["offset_share"]))) is not None:
+            context.log.warning(w)
+            warnings.append(w)
         out[split] = {k: row[k] for k in ("logit_set_id", "path", "accuracy", "n_samples", "logits_sha256",
                                           "samples_sha256")}
         rows.append({"split": split, "samples": row["n_samples"], "accuracy": row["accuracy"]})
@@ -90,7 +115,10 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
     return dg.Output({"model": info.model, "checkpoint_sha256": info.sha256, "dataset_id": ds.dataset_id,
                       "splits": out}, data_version=dg.DataVersion(version),
                      metadata={"accuracy": md_table(pd.DataFrame(rows)), "device": device,
-                               "val_accuracy": float(out.get("val", {}).get("accuracy", float("nan")))})
+                               "val_accuracy": float(out.get("val", {}).get("accuracy", float("nan"))),
+                               "logit_offsets": md_table(pd.DataFrame(stats)),
+                               "offset_share": float(max(s["offset_share"] for s in stats)),
+                               **({"offset_warning": dg.MetadataValue.md("\n\n".join(warnings))} if warnings else {})})
 
 
 @dg.asset(partitions_def=models_partitions, code_version=MOMENTS_CODE_VERSION, group_name="dependencies",
@@ -101,10 +129,10 @@ def moments(context: dg.AssetExecutionContext, neudep: Neudep, logits: dict) -> 
     project, store = neudep.project(), neudep.store()
     split = project.dependencies.fit_split
     src = logits["splits"][split]
-    moments_id = f"{src['logit_set_id']}-second"
+    moments_id = f"{src['logit_set_id']}-second-{MOMENTS_CODE_VERSION[:8]}"
     path = store.artifact("moments", moments_id)
     if store.has("moments", moments_id) and path.is_file():
-        row = store.read("moments", moments_id).iloc[0].to_dict()
+        row = {**store.read("moments", moments_id).iloc[0].to_dict(), "path": str(path)}
     else:
         lg = load_arrays(src["path"])["logits"]
         C = second_moment(lg)

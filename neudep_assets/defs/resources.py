@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 from upath import UPath
 
 from neudep_assets.lib.config import ConfigError, ProjectConfig, config_path, data_root, load_config
@@ -83,5 +82,4 @@ def default_resources(config: str | None = None, root: str | None = None) -> dic
     return {
         "neudep": Neudep(config_path=str(Path(config).resolve() if config else config_path()), data_root=str(root)),
         "io_manager": JsonPointerIOManager(base_dir=str(root / "pointers")),
-        "duckdb": DuckDBResource(database=str(root / "neudep.duckdb"), connection_config={"access_mode": "READ_ONLY"}),
     }

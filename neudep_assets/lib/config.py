@@ -39,6 +39,10 @@ class DatasetConfig:
     splits: dict[str, str] = field(default_factory=dict)  # imagefolder: split -> folder
 
 
+#: values of ``dependencies.logit_gauge``; the first (the paper's raw logits) is the default
+LOGIT_GAUGES = ("raw", "centered")
+
+
 @dataclass(frozen=True)
 class DependencyConfig:
     """The λ grid and the splits the CovLasso is fit on and evaluated on."""
@@ -49,12 +53,35 @@ class DependencyConfig:
     eval_split: str = "val"
     tol: float = 1e-9
     star_plots: int = 4  # strongest targets shown as star pictures in the UI
+    target_chunk: int | None = None  # solve and certify this many targets at a time (None: all at once)
+    # raw: the paper's logits (Remark 1); centered: each sample's logits minus their mean over the classes
+    logit_gauge: str = "raw"
+    gauge_crosscheck: bool = True  # also analyse the other gauge, within-model, at the λ closest to 0.1
 
     def validate(self, where: str) -> None:
+        if self.logit_gauge not in LOGIT_GAUGES:
+            raise ConfigError(f"{where}: dependencies.logit_gauge must be one of {', '.join(LOGIT_GAUGES)}, "
+                              f"got {self.logit_gauge!r}")
+        if not isinstance(self.gauge_crosscheck, bool):
+            raise ConfigError(f"{where}: dependencies.gauge_crosscheck must be true or false, "
+                              f"got {self.gauge_crosscheck!r}")
         if self.lambda_mode not in ("relative", "absolute"):
             raise ConfigError(f"{where}: dependencies.lambda_mode must be 'relative' or 'absolute', got {self.lambda_mode!r}")
-        if not self.lambdas or any((not isinstance(x, (int, float))) or x < 0 for x in self.lambdas):
-            raise ConfigError(f"{where}: dependencies.lambdas must be a non-empty list of numbers ≥ 0, got {list(self.lambdas)!r}")
+        lams = list(self.lambdas)
+        if not lams or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x >= 0 or x == float("inf")
+                           for x in lams):
+            raise ConfigError(f"{where}: dependencies.lambdas must be a non-empty list of finite numbers ≥ 0, got {lams!r}")
+        if len(set(lams)) != len(lams):
+            dup = sorted({x for x in lams if lams.count(x) > 1})
+            raise ConfigError(f"{where}: dependencies.lambdas has duplicates {dup}: each λ once")
+        if self.lambda_mode == "relative" and any(not 0 < x <= 1 for x in lams):
+            bad = [x for x in lams if not 0 < x <= 1]
+            raise ConfigError(f"{where}: dependencies.lambdas are fractions of λ_max in relative mode and must lie in "
+                              f"(0, 1], got {bad}")
+        tc = self.target_chunk
+        if tc is not None and (isinstance(tc, bool) or not isinstance(tc, int) or tc < 1):
+            raise ConfigError(f"{where}: dependencies.target_chunk must be a positive integer (targets per chunk), "
+                              f"got {tc!r}")
         for key in ("fit_split", "eval_split"):
             if getattr(self, key) not in SPLITS:
                 raise ConfigError(f"{where}: dependencies.{key} must be one of {SPLITS}, got {getattr(self, key)!r}")

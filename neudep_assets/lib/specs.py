@@ -17,7 +17,7 @@ from typing import Any, Mapping
 #: scripts/make_glyph_classes.py.
 GLYPH_CLASSES_FILE = Path(__file__).resolve().parent / "data" / "glyph_classes.json"
 
-_SPEC_KEYS = ("name", "arch", "model_args", "checkpoint", "pretrained", "train")
+_SPEC_KEYS = ("name", "arch", "model_args", "checkpoint", "pretrained", "train", "logits_batch_size")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 # keys the dataset decides; a spec must not set them
 _RESERVED_MODEL_ARGS = ("num_classes", "in_chans", "pretrained", "pretrained_cfg", "checkpoint_path")
@@ -37,11 +37,13 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "augment": "none",
     "eval_every": 1,
     "fresh_samples": True,
+    "mean_logit_penalty": 0.0,
 }
 AUGMENTS = ("none", "shift")
 
 _INT_KEYS = ("epochs", "batch_size", "seed", "eval_every")
-_FLOAT_KEYS = ("lr", "weight_decay", "label_smoothing", "warmup_epochs", "min_lr_ratio", "grad_clip")
+_FLOAT_KEYS = ("lr", "weight_decay", "label_smoothing", "warmup_epochs", "min_lr_ratio", "grad_clip",
+               "mean_logit_penalty")
 
 
 def validate_train_config(train: Mapping[str, Any], *, where: str = "train") -> dict:
@@ -103,6 +105,7 @@ class ModelSpec:
     checkpoint: str | None = None
     pretrained: bool = False
     train: dict = field(default_factory=dict)
+    logits_batch_size: int | None = None  # images per forward pass for logits (None: fit to input size and memory)
 
     @property
     def trains(self) -> bool:
@@ -121,6 +124,7 @@ class ModelSpec:
             "checkpoint": self.checkpoint,
             "pretrained": self.pretrained,
             "train": dict(self.train),
+            "logits_batch_size": self.logits_batch_size,
         }
 
     @classmethod
@@ -194,6 +198,9 @@ class ModelSpec:
                     f"model spec {name!r}: 'train' settings {extra} only apply to models trained from "
                     "scratch (arch without pretrained/checkpoint)"
                 )
+        lbs = d.get("logits_batch_size")
+        if lbs is not None and (isinstance(lbs, bool) or not isinstance(lbs, int) or lbs < 1):
+            raise ValueError(f"model spec {name!r}: 'logits_batch_size' must be a positive integer, got {lbs!r}")
         return cls(
             name=name,
             arch=arch.strip() if arch is not None else None,
@@ -201,6 +208,7 @@ class ModelSpec:
             checkpoint=checkpoint,
             pretrained=pretrained,
             train=train,
+            logits_batch_size=lbs,
         )
 
 

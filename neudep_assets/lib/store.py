@@ -2,29 +2,42 @@
 
 Layout under the data root::
 
-    store/<table>/<key>.parquet   one file per content-addressed key, written whole to a temp
-                                  name and renamed into place (rewriting a key never duplicates rows)
-    artifacts/<kind>/<key>.npz    arrays (logits, moments), same atomic write
-    neudep.duckdb                 views over store/ from sql/schema.sql
+    store/<table>/<key>.parquet        one file per content-addressed key, written whole to a temp
+                                       name and renamed into place (rewriting a key never duplicates rows)
+    store/analyses/<key>/<table>.parquet  one committed analysis: all its tables, written aside under
+                                       store/.staging/ and renamed into place in one step
+    store/.locks/, store/.staging/     one writer per key (fcntl locks); commits in progress
+    artifacts/<kind>/<key>.npz         arrays (logits, moments), same atomic write
+    neudep.duckdb                      views over store/ (TABLES + sql/schema.sql), for users
 
-Runs never open the DuckDB file for writing except to (re)create the catalog, so readers and
-runs do not block each other.
+Every view reads committed files only. Runs and `query` never open `neudep.duckdb` (they query
+views built in memory), so a user holding it, read-only or read-write, never blocks a run and never
+loses it: the catalog is updated in place only when its own version (schema and root) says so.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import os
-import tempfile
-import time
+import re
+import shutil
+import uuid
+import warnings
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, Iterable, Iterator, Mapping
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 2  # 2: views checkpoints_current, dependencies_current (issue 10)
+from neudep_assets.lib.files import StoreError, _fsync_dir, atomic_write, load_arrays, save_arrays
+
+__all__ = ["TABLES", "ResultStore", "StoreError", "StoreWarning", "atomic_write", "load_arrays", "save_arrays"]
+
+SCHEMA_VERSION = 4  # part of the catalog version (with sql/schema.sql and the root); 3: logit gauge, logit_stats;
+#                    4: views checkpoints_current, dependencies_current (issue 10)
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
@@ -51,7 +64,8 @@ TABLES: dict[str, pa.Schema] = {
                             ("lambda_value", _F), ("lambda_mode", _S), ("model", _S), ("checkpoint_sha256", _S),
                             ("source_model", _S), ("source_checkpoint_sha256", _S), ("dataset_id", _S),
                             ("fit_split", _S), ("eval_split", _S), ("moments_id", _S), ("solver", _S),
-                            ("tol", _F), ("max_kkt", _F), ("n_targets", _I), ("config_json", _S)],
+                            ("tol", _F), ("max_kkt", _F), ("n_targets", _I), ("config_json", _S),
+                            ("logit_gauge", _S)],
         "dependencies": [("dependency_run_id", _S), ("lambda_index", _I), ("target_class", _I),
                          ("source_class", _I), ("coef", _F)],
         "dependency_metrics": [("dependency_run_id", _S), ("lambda_index", _I), ("target_class", _I),
@@ -59,115 +73,157 @@ TABLES: dict[str, pa.Schema] = {
                                ("abs_err", _F), ("rel_err", _F), ("acc", _F), ("orig_acc", _F), ("pos_acc", _F),
                                ("orig_pos_acc", _F), ("n_pos", _I), ("fit_err", _F), ("n_candidates", _I),
                                ("n_nonzero", _I), ("thm3_screened", _I),
-                               ("thm3_violations", _I), ("conj1_screened", _I), ("conj1_violations", _I)],
+                               ("thm3_violations", _I), ("conj1_screened", _I), ("conj1_violations", _I),
+                               ("abs_err_refit", _F), ("rel_err_refit", _F), ("acc_refit", _F),
+                               ("pos_acc_refit", _F), ("fit_err_refit", _F), ("fit_rel_err", _F),
+                               ("offset_dir_share", _F)],
         "class_diagnostics": [("dependency_run_id", _S), ("target_class", _I), ("err0", _F), ("rel_err0", _F),
                               ("rank", _I), ("eq5_violations", _I), ("eq5_max_violation", _F)],
         "comparisons": [("comparison_id", _S), ("kind", _S), ("model", _S), ("source_model", _S),
-                        ("lambda_rel", _F), ("metric", _S), ("value", _F), ("detail", _S)],
+                        ("lambda_rel", _F), ("metric", _S), ("value", _F), ("detail", _S), ("logit_gauge", _S)],
+        "logit_stats": [("logit_set_id", _S), ("checkpoint_sha256", _S), ("model", _S), ("dataset_id", _S),
+                        ("split", _S), ("n_samples", _I), ("n_classes", _I), ("mean_logit_mean", _F),
+                        ("mean_logit_std", _F), ("within_sample_std", _F), ("offset_share", _F),
+                        ("top_logit_mean", _F), ("top_minus_mean", _F)],
     }.items()
 }
 
 
-class StoreError(RuntimeError):
-    pass
+class StoreWarning(UserWarning):
+    """A store file is unreadable (zero-length, truncated) and was left out of the views."""
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> Path:
-    """Write a file whole or not at all: ``write(fh)`` fills a temporary file beside ``path``, which is
-    fsynced and renamed into place (then the folder is fsynced), so a reader or a crash never sees
-    half a file. The one atomic writer of the project (store, datasets, graphs, Dagster pointers)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. a platform without directory handles
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def save_arrays(path: Path, **arrays: np.ndarray) -> Path:
-    """Atomic `np.savez` (no pickled objects: object arrays are refused)."""
-    for name, arr in arrays.items():
-        if np.asarray(arr).dtype == object:
-            raise TypeError(f"array {name!r} has dtype object; store strings as a fixed-width unicode array")
-
-    return atomic_write(path, lambda fh: np.savez(fh, **arrays))
-
-
-def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Load an artifact written by `save_arrays`; never unpickles."""
-    path = Path(path)
-    if not path.is_file():
-        raise StoreError(f"artifact missing: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except Exception as exc:  # zipfile/ValueError/OSError on a truncated or foreign file
-        raise StoreError(f"artifact unreadable (corrupt or truncated?): {path}: {exc}") from exc
 
 
 class ResultStore:
-    """Content-addressed Parquet tables and array artifacts under one data root."""
+    """Content-addressed Parquet tables, committed analyses and array artifacts under one data root."""
 
     def __init__(self, root: Path):
         self.root = Path(root).resolve()
         self.tables_dir = self.root / "store"
+        self.analyses_dir = self.tables_dir / "analyses"
+        self.staging_dir = self.tables_dir / ".staging"
+        self.locks_dir = self.tables_dir / ".locks"
         self.artifacts_dir = self.root / "artifacts"
         self.catalog_path = self.root / "neudep.duckdb"
+        self._held: set[str] = set()  # writer locks this object holds (a nested `lock` re-enters)
 
-    # -- tables -----------------------------------------------------------------------------
+    # -- single tables ----------------------------------------------------------------------
     def table_file(self, table: str, key: str) -> Path:
-        if table not in TABLES:
-            raise StoreError(f"unknown table {table!r}")
-        if not key or any(c in key for c in "/\\") or key.startswith("."):
-            raise StoreError(f"bad store key {key!r}")
-        return self.tables_dir / table / f"{key}.parquet"
+        return self.tables_dir / _check_table(table) / f"{_check_key(key)}.parquet"
+
+    def analysis_dir(self, key: str) -> Path:
+        return self.analyses_dir / _check_key(key)
+
+    def _files(self, table: str, key: str) -> list[Path]:
+        return [self.analysis_dir(key) / f"{table}.parquet", self.table_file(table, key)]
 
     def has(self, table: str, key: str) -> bool:
-        return self.table_file(table, key).is_file()
+        """Rows of `table` for `key` are committed (alone, or as part of the analysis `key`)."""
+        return any(p.is_file() for p in self._files(table, key))
 
     def write(self, table: str, key: str, rows: pd.DataFrame | Iterable[dict[str, Any]], *,
               run_id: str, code_version: str) -> Path:
         """Write all rows of one key as one Parquet file (replacing an earlier file of that key)."""
-        schema = TABLES[table]
-        df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
-        df["dagster_run_id"] = run_id
-        df["code_version"] = code_version
-        df["written_at"] = pd.Timestamp.now(tz="UTC")
-        missing = [f.name for f in schema if f.name not in df.columns]
-        extra = [c for c in df.columns if c not in schema.names]
-        if extra:
-            raise StoreError(f"table {table}: unexpected columns {extra}")
-        for name in missing:
-            df[name] = None
-        tbl = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+        tbl = _arrow(table, rows, run_id, code_version)
         path = self.table_file(table, key)
-        atomic_write(path, lambda fh: pq.write_table(tbl, fh))
+        with self.lock(f"{table}/{key}"):
+            self.sweep(held=f"{table}/{key}")
+            atomic_write(path, lambda fh: pq.write_table(tbl, fh))
         return path
 
     def read(self, table: str, key: str) -> pd.DataFrame:
-        path = self.table_file(table, key)
-        if not path.is_file():
-            raise StoreError(f"no {table} rows for key {key!r} ({path})")
-        return pq.read_table(path).to_pandas()
+        path = next((p for p in self._files(table, key) if p.is_file()), None)
+        if path is None:
+            raise StoreError(f"no {table} rows for key {key!r} ({self._files(table, key)[-1]})")
+        try:
+            return pq.read_table(path).to_pandas()
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"store file unreadable (zero-length or truncated?): {path}: {exc}") from exc
+
+    # -- analyses: several tables, one commit ----------------------------------------------
+    def has_analysis(self, key: str) -> bool:
+        """Analysis `key` is committed, and none of its files is damaged."""
+        folder = self.analysis_dir(key)
+        return folder.is_dir() and not any(_parquet_problem(p) for p in folder.glob("*.parquet"))
+
+    def commit_analysis(self, key: str, tables: Mapping[str, pd.DataFrame | Iterable[dict[str, Any]]], *,
+                        run_id: str, code_version: str) -> Path:
+        """Commit the rows of several tables as one analysis: all land together or none does.
+
+        The files are written (and fsynced) in a staging folder that is renamed to
+        `store/analyses/<key>/` in one step. A key already committed is kept (keys are content
+        addresses); another writer of the same key waits for this one."""
+        frames = {t: _arrow(t, rows, run_id, code_version) for t, rows in tables.items()}
+        with self.lock(f"analyses/{key}"):
+            return self._commit(key, frames)
+
+    def _commit(self, key: str, frames: Mapping[str, pa.Table]) -> Path:
+        final = self.analysis_dir(key)
+        if self.has_analysis(key):
+            return final
+        if final.is_dir():  # committed once, damaged since
+            self.quarantine()
+        if not frames:
+            raise StoreError(f"analysis {key!r}: no tables to commit")
+        self.sweep(held=f"analyses/{key}")
+        stage = self.staging_dir / f"{key}.{uuid.uuid4().hex}"
+        stage.mkdir(parents=True)
+        try:
+            for table, tbl in frames.items():
+                atomic_write(stage / f"{table}.parquet", lambda fh, t=tbl: pq.write_table(t, fh))
+            self.analyses_dir.mkdir(parents=True, exist_ok=True)
+            os.rename(stage, final)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        _fsync_dir(self.analyses_dir)
+        _fsync_dir(self.staging_dir)
+        return final
+
+    # -- one writer per key, and what crashed writers left ---------------------------------
+    @contextlib.contextmanager
+    def lock(self, name: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold the writer lock `name` (fcntl, released by the OS if the process dies). With
+        wait=False, yield False at once when another process holds it."""
+        if name in self._held:
+            yield True
+            return
+        path = self.locks_dir / f"{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            self._held.add(name)
+            try:
+                yield True
+            finally:
+                self._held.discard(name)
+        finally:
+            os.close(fd)
+
+    def sweep(self, held: str | None = None) -> list[Path]:
+        """Remove what killed writers left (staging folders, `*.tmp` files) of keys no one writes now
+        (or of `held`, the lock the caller holds)."""
+        leftovers: list[tuple[Path, str]] = []
+        if self.staging_dir.is_dir():
+            leftovers += [(p, f"analyses/{p.name.rsplit('.', 1)[0]}") for p in self.staging_dir.iterdir()]
+        if self.tables_dir.is_dir():
+            for tdir in self.tables_dir.iterdir():
+                if tdir.name in TABLES and tdir.is_dir():
+                    leftovers += [(p, f"{tdir.name}/{p.name[1:].rsplit('.parquet.', 1)[0]}")
+                                  for p in tdir.glob(".*.parquet.*.tmp")]
+        removed = []
+        for path, name in leftovers:
+            with contextlib.nullcontext(True) if name == held else self.lock(name, wait=False) as free:
+                if free:
+                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                    removed.append(path)
+        return removed
 
     # -- artifacts --------------------------------------------------------------------------
     def artifact(self, kind: str, key: str) -> Path:
@@ -179,37 +235,174 @@ class ResultStore:
         atomic_write(path, lambda fh: fh.write(png))
         return path
 
-    # -- catalog ----------------------------------------------------------------------------
-    def ensure_catalog(self, *, force: bool = False) -> Path:
-        """Create `neudep.duckdb` (views over the Parquet files) if missing or of an older schema."""
+    # -- reading: views over committed files ------------------------------------------------
+    def table_paths(self, table: str) -> list[Path]:
+        """Every committed file of `table` (single keys and analyses), bad ones included."""
+        return (sorted((self.tables_dir / table).glob("*.parquet"))
+                + sorted(self.analyses_dir.glob(f"*/{table}.parquet")))
+
+    def check(self) -> list[tuple[Path, str]]:
+        """Committed files that cannot be Parquet (zero-length, truncated): (path, why)."""
+        return [(p, why) for t in TABLES for p in self.table_paths(t) if (why := _parquet_problem(p))]
+
+    def _unusable(self, bad: Iterable[Path]) -> dict[Path, Path]:
+        """What a damaged file takes out of the views: its whole analysis, or itself."""
+        return {p: p.parent if p.parent.parent == self.analyses_dir else p for p in bad}
+
+    def quarantine(self) -> list[Path]:
+        """Move damaged files (a damaged analysis whole) to store/.quarantine/, with a StoreWarning
+        naming each: views over globs then work again, and a rerun recomputes what was lost."""
+        moved = []
+        problems = dict(self.check())
+        for bad, unit in self._unusable(problems).items():
+            name = f"analyses/{unit.name}" if unit != bad else f"{unit.parent.name}/{unit.stem}"
+            with self.lock(name, wait=False) as free:
+                if free and unit.exists():
+                    dest = self.tables_dir / ".quarantine" / f"{name.replace('/', '--')}.{uuid.uuid4().hex[:8]}"
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(unit, dest)
+                    moved.append(dest)
+                    warnings.warn(f"damaged store file {bad} ({problems[bad]}): moved {unit} to {dest}",
+                                  StoreWarning, stacklevel=2)
+        return moved
+
+    def connect(self):
+        """An in-memory DuckDB connection with the store's views over its committed, readable files
+        (a damaged file, and the rest of its analysis, is left out with a StoreWarning naming it).
+        Never touches `neudep.duckdb`."""
         import duckdb
 
+        con = duckdb.connect()
+        out = self._unusable(p for p, _ in self.check())
+        for bad, unit in out.items():
+            warnings.warn(f"store file left out of the views: {bad} ({_parquet_problem(bad)})"
+                          + (f", with the rest of analysis {unit.name}" if unit != bad else "")
+                          + "; `neudep check` lists damaged files, a rerun rewrites them", StoreWarning, stacklevel=2)
+        skip = set(out.values())
+        base = {}
         for table, schema in TABLES.items():
-            empty = self.tables_dir / table / "_empty.parquet"
-            if not empty.is_file():
-                atomic_write(empty, lambda fh, s=schema: pq.write_table(s.empty_table(), fh))
-        if self.catalog_path.is_file() and not force:
-            try:
-                with duckdb.connect(str(self.catalog_path), read_only=True) as con:
-                    version = con.execute("SELECT version FROM neudep_schema").fetchone()[0]
-                if version == SCHEMA_VERSION:
-                    return self.catalog_path
-            except duckdb.Error:
-                pass
-        sql = (SQL_DIR / "schema.sql").read_text()
-        store = str(self.tables_dir).replace("'", "''")
-        tmp = self.catalog_path.with_name(f".neudep.{os.getpid()}.{time.time_ns()}.duckdb")
-        with duckdb.connect(str(tmp)) as con:
-            con.execute(sql.replace("{{STORE}}", store))
-            con.execute("CREATE OR REPLACE TABLE neudep_schema AS SELECT ?::INTEGER AS version", [SCHEMA_VERSION])
-        os.replace(tmp, self.catalog_path)
-        Path(str(tmp) + ".wal").unlink(missing_ok=True)
-        return self.catalog_path
+            con.register(f"_neudep_empty_{table}", schema.empty_table())
+            files = [p for p in self.table_paths(table) if p not in skip and p.parent not in skip]
+            listed = ", ".join(map(_sql_str, files))
+            read = f"SELECT * FROM read_parquet([{listed}], union_by_name = true) UNION ALL BY NAME " if files else ""
+            base[table] = f"{read}SELECT * FROM _neudep_empty_{table}"
+        con.execute(self._catalog_sql(base))
+        return con
 
     def query(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> pd.DataFrame:
-        """Run a read-only query on the catalog (parameters bound by DuckDB, never pasted)."""
+        """Run a read-only query (SELECT, EXPLAIN...) on the store's views; parameters are bound by
+        DuckDB, never pasted."""
+        with self.connect() as con:
+            statements = con.extract_statements(sql)
+            writes = [s.type.name for s in statements if s.type.name not in ("SELECT", "EXPLAIN")]
+            if writes or not statements:
+                raise StoreError(f"the store is read-only here: {writes or 'no statement'} refused")
+            for st in statements[:-1]:
+                con.execute(st)
+            return con.execute(statements[-1], params or []).df() if params else con.sql(statements[-1].query).df()
+
+    # -- the catalog file for users ---------------------------------------------------------
+    def _catalog_sql(self, base: Mapping[str, str]) -> str:
+        """Base views (one per table, from `base`) then sql/schema.sql's derived views; a base view that
+        schema.sql defines is skipped (base views read committed files only, and come from TABLES)."""
         import duckdb
 
-        self.ensure_catalog()
-        with duckdb.connect(str(self.catalog_path), read_only=True) as con:
-            return con.execute(sql, params or []).df() if params else con.sql(sql).df()
+        views = "".join(f"CREATE OR REPLACE VIEW {t} AS {q};\n" for t, q in base.items())
+        schema = (SQL_DIR / "schema.sql").read_text().replace("{{STORE}}", _sql_str(self.tables_dir)[1:-1])
+        with duckdb.connect() as con:
+            statements = [s.query.rstrip().rstrip(";") for s in con.extract_statements(schema)]
+        view = re.compile(r"(?is)(?:\s|--[^\n]*\n|/\*.*?\*/)*create\s+(?:or\s+replace\s+)?view\s+(\w+)")
+        return views + "".join(f"{s};\n" for s in statements if not ((m := view.match(s)) and m.group(1) in base))
+
+    def _catalog_views(self) -> dict[str, str]:
+        return {t: f"SELECT * FROM read_parquet([{_sql_str(self.tables_dir / t / '*.parquet')}, "
+                   f"{_sql_str(self.analyses_dir / '*' / f'{t}.parquet')}], union_by_name = true)" for t in TABLES}
+
+    def ensure_catalog(self) -> Path:
+        """Create `neudep.duckdb` (views over this root's committed files) or bring it up to date in
+        place when its version (schema, SQL, root) differs, keeping users' own tables. A catalog
+        another process holds is left alone (it is brought up to date by a later call)."""
+        import duckdb
+
+        self.quarantine()  # a damaged file would break its views (they read globs)
+        for table, schema in TABLES.items():  # every glob of the catalog matches at least one file
+            for empty, key in ((self.tables_dir / table / "_empty.parquet", f"{table}/_empty"),
+                               (self.analyses_dir / "_empty" / f"{table}.parquet", f"analyses/_empty")):
+                if not empty.is_file() or pq.read_schema(empty) != schema:
+                    with self.lock(key):
+                        atomic_write(empty, lambda fh, s=schema: pq.write_table(s.empty_table(), fh))
+        sql = self._catalog_sql(self._catalog_views())
+        version = hashlib.sha256(f"{SCHEMA_VERSION}\n{sql}".encode()).hexdigest()
+        setup = sql + "\nCREATE OR REPLACE TABLE neudep_schema AS SELECT ? AS version, ? AS root;"
+        if not self.catalog_path.exists():
+            tmp = self.catalog_path.with_name(f".neudep.{uuid.uuid4().hex}.duckdb")
+            try:
+                with duckdb.connect(str(tmp)) as con:
+                    con.execute(setup, [version, str(self.root)])
+                with contextlib.suppress(FileExistsError):  # another process made it first: keep theirs
+                    os.link(tmp, self.catalog_path)
+            finally:
+                tmp.unlink(missing_ok=True)
+                Path(f"{tmp}.wal").unlink(missing_ok=True)
+            return self.catalog_path
+        try:
+            with duckdb.connect(str(self.catalog_path), read_only=True) as con:
+                current = con.execute("SELECT version FROM neudep_schema").fetchone()[0]
+        except duckdb.IOException:  # held read-write by someone: never rebuilt under them
+            return self.catalog_path
+        except duckdb.Error:
+            current = None
+        if current != version:
+            try:
+                with duckdb.connect(str(self.catalog_path)) as con:
+                    con.execute(setup, [version, str(self.root)])
+            except duckdb.IOException as exc:
+                warnings.warn(f"{self.catalog_path} is in use, its views were not updated: {exc}", StoreWarning)
+        return self.catalog_path
+
+
+def _check_table(table: str) -> str:
+    if table not in TABLES:
+        raise StoreError(f"unknown table {table!r}")
+    return table
+
+
+def _check_key(key: str) -> str:
+    if not key or any(c in key for c in "/\\") or key.startswith("."):
+        raise StoreError(f"bad store key {key!r}")
+    return key
+
+
+def _arrow(table: str, rows, run_id: str, code_version: str) -> pa.Table:
+    """Rows of `table` with their provenance, checked against TABLES[table] (nothing written)."""
+    schema = TABLES[_check_table(table)]
+    df = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows.copy()
+    df["dagster_run_id"] = run_id
+    df["code_version"] = code_version
+    df["written_at"] = pd.Timestamp.now(tz="UTC")
+    extra = [c for c in df.columns if c not in schema.names]
+    if extra:
+        raise StoreError(f"table {table}: unexpected columns {extra}")
+    for name in schema.names:
+        if name not in df.columns:
+            df[name] = None
+    return pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+
+
+def _parquet_problem(path: Path) -> str | None:
+    """Why `path` cannot be a Parquet file (cheap: size and the magic bytes at both ends), or None."""
+    try:
+        size = path.stat().st_size
+        if size < 12:
+            return f"{size} bytes: zero-length or truncated"
+        with path.open("rb") as fh:
+            head = fh.read(4)
+            fh.seek(-4, os.SEEK_END)
+            tail = fh.read(4)
+    except OSError as exc:
+        return f"unreadable: {exc}"
+    return None if head == tail == b"PAR1" else "not a complete Parquet file (truncated?)"
+
+
+def _sql_str(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "''") + "'"

@@ -38,26 +38,30 @@ def edge_sets(edges: pd.DataFrame) -> dict[tuple[str, int], set[tuple[int, int]]
 
 
 def compare(runs: pd.DataFrame, edges: pd.DataFrame, n_classes: int) -> pd.DataFrame:
-    """All graph comparisons as long rows: kind, model, source_model, lambda_rel, metric, value, detail.
+    """All graph comparisons as long rows: kind, model, source_model, lambda_rel, metric, value, detail,
+    logit_gauge.
 
     `runs`: dependency_runs rows (dependency_run_id, lambda_index, lambda_rel, kind, model, source_model,
-    checkpoint_sha256, source_checkpoint_sha256); `edges`: dependencies rows of those runs.
+    checkpoint_sha256, source_checkpoint_sha256, logit_gauge); `edges`: dependencies rows of those runs.
+    Graphs of different logit gauges are never compared with each other (a missing gauge is raw).
     """
     sets = edge_sets(edges)
     possible = n_classes * (n_classes - 1)
     runs = runs.copy()
+    runs["logit_gauge"] = runs["logit_gauge"].fillna("raw") if "logit_gauge" in runs else "raw"
     runs["edges"] = [sets.get((r, int(li)), set()) for r, li in zip(runs["dependency_run_id"], runs["lambda_index"])]
     rows: list[dict] = []
 
     def add(kind, r, metric, value, detail=""):
         rows.append({"kind": kind, "model": r["model"], "source_model": r["source_model"],
-                     "lambda_rel": r["lambda_rel"], "metric": metric, "value": float(value), "detail": detail})
+                     "lambda_rel": r["lambda_rel"], "metric": metric, "value": float(value), "detail": detail,
+                     "logit_gauge": r["logit_gauge"]})
 
     within = runs[runs["kind"] == "within"]
-    by_ckpt = {(r["checkpoint_sha256"], r["lambda_index"], r["lambda_rel"]): r for _, r in within.iterrows()}
+    by_ckpt = {(r["checkpoint_sha256"], r["logit_gauge"], r["lambda_rel"]): r for _, r in within.iterrows()}
     for _, r in runs[runs["kind"] == "between"].iterrows():
         for side, sha in (("target", r["checkpoint_sha256"]), ("source", r["source_checkpoint_sha256"])):
-            w = by_ckpt.get((sha, r["lambda_index"], r["lambda_rel"]))
+            w = by_ckpt.get((sha, r["logit_gauge"], r["lambda_rel"]))
             if w is None:
                 continue
             add("within_vs_between", r, f"jaccard_vs_within_{side}", jaccard(r["edges"], w["edges"]),
@@ -73,11 +77,13 @@ def compare(runs: pd.DataFrame, edges: pd.DataFrame, n_classes: int) -> pd.DataF
             kept = len(a["edges"] & b["edges"]) / len(a["edges"]) if a["edges"] else float("nan")
             add("lambda_stability", b, "share_of_previous_edges_kept", kept, f"λ {a['lambda_rel']:g} → {b['lambda_rel']:g}")
 
-    for (model, source, kind, lam), g in runs.groupby(["model", "source_model", "kind", "lambda_rel"], dropna=False):
+    for (model, source, kind, _gauge, lam), g in runs.groupby(["model", "source_model", "kind", "logit_gauge",
+                                                                "lambda_rel"], dropna=False):
         versions = g.drop_duplicates(["checkpoint_sha256", "source_checkpoint_sha256"])
         for (_, a), (_, b) in itertools.combinations(versions.iterrows(), 2):
             add("checkpoint_stability", b, "jaccard_across_checkpoints", jaccard(a["edges"], b["edges"]),
                 f"{kind}: {a['checkpoint_sha256'][:12]} vs {b['checkpoint_sha256'][:12]}")
-    out = pd.DataFrame(rows, columns=["kind", "model", "source_model", "lambda_rel", "metric", "value", "detail"])
+    out = pd.DataFrame(rows, columns=["kind", "model", "source_model", "lambda_rel", "metric", "value", "detail",
+                                      "logit_gauge"])
     out["value"] = out["value"].astype(np.float64)
     return out

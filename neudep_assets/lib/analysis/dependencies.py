@@ -8,60 +8,93 @@ import numpy as np
 import pandas as pd
 
 from neudep_assets.lib.analysis import table1, theory
-from neudep_assets.lib.covlasso import solve_path
+from neudep_assets.lib.analysis.spectral import Spectral, spectral
+from neudep_assets.lib.covlasso import CovLassoPath, concat_paths, path_errors_sparse, refit, solve_path
+
+REFIT_COLUMNS = ["abs_err", "rel_err", "acc", "pos_acc"]  # Table-1 metrics also stored for the refit (suffix _refit)
 
 
 @dataclass
 class DependencyAnalysis:
-    path: CovLassoPath
+    path: CovLassoPath  # coefficients sparse: path.sparse
     edges: pd.DataFrame  # lambda_index, target_class, source_class, coef (nonzero only)
-    per_target: pd.DataFrame  # lambda_index, target_class, lambda_abs, lambda_max, kkt, Table-1 metrics, screening
+    per_target: pd.DataFrame  # lambda_index, target_class, lambda_abs, lambda_max, kkt, Table-1 metrics (lasso and
+    #                           least-squares refit on the support), fit errors, screening
     per_class: pd.DataFrame  # target_class, err0, rel_err0, rank, eq5_violations, eq5_max_violation
     rank: int
+    spectral: Spectral  # the one eigendecomposition of C, shared by every diagnostic (and Fig. 3)
+
+
+def check_target_chunk(target_chunk, where: str = "target_chunk") -> int | None:
+    """None/0 (= all targets at once) or a positive int; anything else names the key."""
+    if target_chunk is None or (isinstance(target_chunk, (int, np.integer)) and not isinstance(target_chunk, bool)
+                                and target_chunk >= 1):
+        return None if target_chunk is None else int(target_chunk)
+    raise ValueError(f"{where} must be a positive integer (targets per chunk), got {target_chunk!r}")
 
 
 def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.ndarray,
             cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None,
             eval_target: np.ndarray | None = None, lambda_mode: str = "relative", tol: float = 1e-9,
-            device: str | None = None) -> DependencyAnalysis:
+            device: str | None = None, target_chunk: int | None = None) -> DependencyAnalysis:
     """Within (cross=None) or between analysis of every target class.
 
     `C` (and `cross`, `target_second_moment`) come from the fit split; `eval_*` are logits of the
     evaluation split (for between, `eval_target` are the target model's logits of the same samples).
+    `target_chunk`: solve (and certify) the targets this many at a time; the analysis is the same, row
+    for row. Everything after the solve reads the sparse coefficients: one eigendecomposition of C
+    serves redundancy, Eq. 5 and screening; err_i along the path is computed once.
     """
-    path = solve_path(C, lambdas, cross=cross, lambda_mode=lambda_mode, tol=tol, device=device)
-    s = np.diag(C) if cross is None else target_second_moment
+    target_chunk = check_target_chunk(target_chunk)
+    m = C.shape[0] if cross is None else np.asarray(cross).shape[1]
+    step = target_chunk or max(m, 1)
+    paths = [solve_path(C, lambdas, cross=cross, targets=np.arange(s0, min(s0 + step, m)), lambda_mode=lambda_mode,
+                        tol=tol, device=device) for s0 in range(0, m, step)]
+    path = paths[0] if len(paths) == 1 else concat_paths(paths)
+    del paths
+    C = theory.check_square(C, "C")
+    M = C if cross is None else np.asarray(cross, dtype=np.float64)
+    s = np.diag(C) if cross is None else np.asarray(target_second_moment, dtype=np.float64)
     targets = np.asarray(path.targets)
-    t1 = table1.table1_metrics(eval_source, eval_labels, path.coef, targets, target_logits=eval_target)
-    screen = theory.screening(C, path, cross=cross, target_second_moment=target_second_moment)
-    red = theory.redundancy(C, cross=cross, target_second_moment=target_second_moment)
-    eq5 = theory.eq5_violations(C, path, cross=cross, target_second_moment=target_second_moment,
-                                err0=red["err0"].to_numpy())
+    coef = path.sparse
+    sp = spectral(C, None)
 
-    lam_idx, tgt_pos, src = np.nonzero(path.coef)
+    fit_err = path_errors_sparse(C, coef, M, targets, s[targets])
+    ls = refit(C, coef, M, targets)
+    fit_err_refit = path_errors_sparse(C, ls, M, targets, s[targets])
+    t1 = table1.table1_metrics(eval_source, eval_labels, coef, targets, target_logits=eval_target)
+    t1r = table1.table1_metrics(eval_source, eval_labels, ls, targets, target_logits=eval_target)
+    screen = theory.screening(C, path, cross=cross, target_second_moment=target_second_moment, spectral=sp)
+    red = theory.redundancy(C, cross=cross, target_second_moment=target_second_moment, spectral=sp)
+    eq5 = theory.eq5_violations(C, path, cross=cross, target_second_moment=target_second_moment, err0=red,
+                                err=fit_err, spectral=sp)
+
+    lam_idx, tgt_pos, src, val = coef.edges()
     edges = pd.DataFrame({"lambda_index": lam_idx, "target_class": targets[tgt_pos], "source_class": src,
-                          "coef": path.coef[lam_idx, tgt_pos, src]})
+                          "coef": val})
     n_l, n_t = path.kkt.shape
-    solver = pd.DataFrame({
-        "lambda_index": np.repeat(np.arange(n_l), n_t), "target_class": np.tile(targets, n_l),
+    # every frame below is laid out (λ-major, targets in path order): columns line up without a merge
+    per_target = pd.DataFrame({
+        "lambda_index": np.repeat(np.arange(n_l, dtype=np.int64), n_t), "target_class": np.tile(targets, n_l),
         "lambda_abs": path.lambda_abs.ravel(), "lambda_max": np.tile(path.lambda_max, n_l),
-        "kkt": path.kkt.ravel(),
-        "fit_err": theory.path_errors(C, path, cross=cross, target_second_moment=s).ravel(),
+        "kkt": path.kkt.ravel(), "fit_err": fit_err.ravel(),
     })
-    per_target = (solver
-                  .merge(t1.rename(columns={"target": "target_class"}), on=["lambda_index", "target_class"])
-                  .merge(screen.rename(columns={"target": "target_class"})
-                         [["lambda_index", "target_class", "n_candidates", "n_nonzero", "thm3_screened",
-                           "thm3_violations", "conj1_screened", "conj1_violations"]],
-                         on=["lambda_index", "target_class"]))
+    for col in t1.columns.drop(["lambda_index", "target"]):
+        per_target[col] = t1[col].to_numpy()
+    for col in ["n_candidates", "n_nonzero", "thm3_screened", "thm3_violations", "conj1_screened", "conj1_violations"]:
+        per_target[col] = screen[col].to_numpy()
+    for col in REFIT_COLUMNS:
+        per_target[f"{col}_refit"] = t1r[col].to_numpy()
+    per_target["fit_err_refit"] = fit_err_refit.ravel()
+    per_target["fit_rel_err"] = (fit_err / s[targets]).ravel()
     per_class = (red.rename(columns={"target": "target_class"})
                  .merge(eq5.rename(columns={"target": "target_class", "n_violations": "eq5_violations",
                                             "max_violation": "eq5_max_violation"}), on="target_class"))
-    rank = int(red["rank"].iloc[0]) if "rank" in red else theory.numerical_rank(C)
+    rank = sp.rank
     per_class["rank"] = rank
     return DependencyAnalysis(path=path, edges=edges, per_target=per_target,
                               per_class=per_class[["target_class", "err0", "rel_err0", "rank", "eq5_violations",
-                                                   "eq5_max_violation"]], rank=rank)
+                                                   "eq5_max_violation"]], rank=rank, spectral=sp)
 
 
 def best_targets(per_target: pd.DataFrame, lambda_index: int, k: int, max_sources: int = 10) -> list[int]:

@@ -17,18 +17,32 @@ def check_finite(logits: np.ndarray, what: str) -> None:
 
 
 def second_moment(f: np.ndarray, g: np.ndarray | None = None, *, chunk: int = 8192) -> np.ndarray:
-    """E[f fᵀ] (or E[f gᵀ] when `g` is given) in float64, accumulated in chunks of samples."""
+    """E[f fᵀ] (or E[f gᵀ] when `g` is given) in float64, accumulated in chunks of samples into one
+    (n, m) array in place (BLAS syrk / gemm with β = 1): the peak is the result plus one chunk. E[f fᵀ]
+    is exactly symmetric (its upper triangle is accumulated and copied down)."""
+    from scipy.linalg.blas import dgemm, dsyrk
+
     if g is not None and len(g) != len(f):
         raise LogitsError(f"cross moment needs the same samples: {len(f)} vs {len(g)} rows")
-    g_ = f if g is None else g
-    out = np.zeros((f.shape[1], g_.shape[1]), dtype=np.float64)
+    n = f.shape[1]
+    m = n if g is None else g.shape[1]
+    out = np.zeros((n, m), dtype=np.float64, order="F")
     for start in range(0, len(f), chunk):
         a = np.asarray(f[start:start + chunk], dtype=np.float64)
-        b = a if g is None else np.asarray(g_[start:start + chunk], dtype=np.float64)
-        out += a.T @ b
+        if g is None:  # a.T is Fortran-ordered: no copy
+            out = dsyrk(1.0, a.T, beta=1.0, c=out, trans=0, lower=0, overwrite_c=1)
+        else:
+            b = np.asarray(g[start:start + chunk], dtype=np.float64)
+            out = dgemm(1.0, a, b, beta=1.0, c=out, trans_a=1, overwrite_c=1)
     out /= max(len(f), 1)
     if g is None:
-        out = 0.5 * (out + out.T)  # exact symmetry despite summation order
+        step = 256
+        for j0 in range(0, n, step):  # the lower triangle from the upper, one block of columns at a time
+            j1 = min(j0 + step, n)
+            out[j1:, j0:j1] = out[j0:j1, j1:].T
+            d = out[j0:j1, j0:j1]
+            out[j0:j1, j0:j1] = np.triu(d) + np.triu(d, 1).T
+        return out.T  # C-ordered view of the same (symmetric) array
     return out
 
 

@@ -13,15 +13,19 @@ logit i among g's logits, so Acc and Pos Acc are the target model's accuracy wit
 The coefficients are fitted on one split and the logits passed here should be those of another (the
 evaluation split); this module does not know which split it is given.
 
-Cost: per λ one product R = L_src @ coefᵀ (sparse when the coefficients are, which they mostly are)
-and O(N) work per target: the arg-max with column i replaced is read off the top-2 of the original
-logits, never recomputed over all n columns.
+Cost: O(nnz(t) · N) per solution (the reconstruction r = Σ_j t_j f_j read off the sparse
+coefficients) plus O(N): the arg-max with column i replaced is read off the top-2 of the original
+logits, never recomputed over all n columns. A numba kernel runs the targets in parallel; memory is
+the logits plus O(N) per thread.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from numba import njit, prange
+
+from neudep_assets.lib.covlasso.sparse import coef_of
 
 _COLUMNS = ["lambda_index", "target", "n_sources", "abs_err", "rel_err", "acc", "orig_acc", "pos_acc",
             "orig_pos_acc", "n_pos"]
@@ -43,33 +47,60 @@ def _top2(Y: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.
     return a1, v1, a2, Y[np.arange(N), a2]
 
 
-class _Reconstructor:
-    """Rᵀ = W @ L_srcᵀ for coefficient blocks W (B, n), in the (B, N) layout that the per-target
-    reductions read contiguously: a sparse product when W is sparse (the usual case: a handful of
-    sources per target), BLAS otherwise."""
+@njit(cache=True, parallel=True)
+def _kernel(LsT, YT, targets, a1, v1, v1n, a2, v2, v2n, lab, indptr, indices, data, L):
+    """abs_err, hits, pos_hits (each (T, L)) of the sparse solutions: rows k·L + l of (indptr, ...)."""
+    T = targets.shape[0]
+    N = LsT.shape[1]
+    abs_err = np.zeros((T, L))
+    hits = np.zeros((T, L))
+    pos_hits = np.zeros((T, L))
+    for k in prange(T):
+        i = targets[k]
+        y = YT[i]
+        thr = np.empty(N)
+        pos = np.zeros(N, np.int64)  # labelled i
+        oh = np.zeros(N, np.int64)  # the arg-max over the other columns is right
+        n_oh = 0
+        for s in range(N):
+            if a1[s] == i:
+                oi, ov = a2[s], (v2n[s] if i < a2[s] else v2[s])
+            else:
+                oi, ov = a1[s], (v1n[s] if i < a1[s] else v1[s])
+            # r wins iff r > thr (np.argmax's first-index rule folded into thr: one float below on a tie)
+            thr[s] = -np.inf if oi < 0 else ov
+            pos[s] = lab[s] == i
+            if oi == lab[s]:
+                oh[s] = 1
+                n_oh += 1
+        r = np.empty(N)
+        for l in range(L):
+            row = k * L + l
+            r[:] = 0.0
+            for p in range(indptr[row], indptr[row + 1]):
+                r += data[p] * LsT[indices[p]]
+            e = 0.0
+            ph = 0
+            lost = 0
+            for s in range(N):  # branch-free: vectorises
+                e += abs(y[s] - r[s])
+                w = np.int64(r[s] > thr[s])
+                ph += w * pos[s]
+                lost += w * oh[s]
+            abs_err[k, l] = e / N
+            pos_hits[k, l] = ph
+            hits[k, l] = ph + n_oh - lost
+    return abs_err, hits, pos_hits
 
-    def __init__(self, LsT: np.ndarray):
-        self.LsT = LsT  # (n, N), C-contiguous
 
-    def __call__(self, W: np.ndarray) -> np.ndarray:
-        nnz = np.count_nonzero(W)
-        if nnz == 0:
-            return np.zeros((W.shape[0], self.LsT.shape[1]))
-        if nnz < 0.05 * W.size:
-            from scipy import sparse
-
-            return sparse.csr_matrix(W) @ self.LsT
-        return W @ self.LsT
-
-
-def table1_metrics(source_logits: np.ndarray, labels: np.ndarray, coef: np.ndarray, targets: np.ndarray, *,
-                   target_logits: np.ndarray | None = None, block: int = 128) -> pd.DataFrame:
+def table1_metrics(source_logits: np.ndarray, labels: np.ndarray, coef, targets: np.ndarray, *,
+                   target_logits: np.ndarray | None = None) -> pd.DataFrame:
     """Table-1 metrics for every (λ, target) of a solution path.
 
     source_logits (N, n): logits of the source model on the evaluation split; target_logits (N, m):
     logits of the target model on the same samples (None: within, the source itself); labels (N,)
     int, −1 = no class (excluded from the accuracies, not from the errors); coef (n_lambdas,
-    n_targets, n); targets (n_targets,) class indices of the target model.
+    n_targets, n), dense or :class:`~neudep_assets.lib.covlasso.sparse.SparseCoef`; targets (n_targets,) class indices of the target model.
 
     One row per (lambda_index, target): n_sources (nonzero coefficients), abs_err, rel_err, acc,
     orig_acc, pos_acc, orig_pos_acc, n_pos. Accuracies are NaN when no sample qualifies.
@@ -91,9 +122,9 @@ def table1_metrics(source_logits: np.ndarray, labels: np.ndarray, coef: np.ndarr
         labels = labels.astype(np.int64)
     if labels.size and labels.max() >= m:
         raise ValueError(f"labels reach {labels.max()} but the target model has {m} classes")
-    coef = np.asarray(coef, dtype=np.float64)
+    coef = coef_of(coef)
     targets = np.asarray(targets, dtype=np.int64).ravel()
-    if coef.ndim != 3 or coef.shape[1] != targets.shape[0] or coef.shape[2] != n:
+    if coef.shape[1] != targets.shape[0] or coef.shape[2] != n:
         raise ValueError(f"coef must be (n_lambdas, n_targets={targets.shape[0]}, n={n}), got {coef.shape}")
     if targets.size and (targets.min() < 0 or targets.max() >= m):
         raise ValueError(f"targets must lie in [0, {m})")
@@ -112,45 +143,17 @@ def table1_metrics(source_logits: np.ndarray, labels: np.ndarray, coef: np.ndarr
     correct = (a1 == labels) & labelled
     orig_acc = correct.sum() / n_lab if n_lab else np.nan
     mean_abs_y = np.abs(Y64[:, targets]).mean(axis=0)  # (T,)
-    n_sources = np.count_nonzero(coef, axis=2)  # (L, T)
+    n_sources = coef.n_active()  # (L, T)
     n_pos = np.bincount(labels[labelled], minlength=m)[targets]
     orig_pos_hits = np.bincount(labels[correct], minlength=m)[targets]
-    lab = np.where(labelled, labels, -1)[None, :]  # (1, N)
-    recon = _Reconstructor(np.ascontiguousarray(Ls64.T))
 
-    abs_err = np.empty((L, T))
-    hits = np.empty((L, T))
-    pos_hits = np.empty((L, T))
-    # everything below is laid out (targets, samples) so that the reductions over samples are contiguous
-    for start in range(0, T, block):
-        stop = min(start + block, T)
-        tb = targets[start:stop][:, None]  # (B, 1)
-        yb = np.ascontiguousarray(Y64[:, targets[start:stop]].T)  # (B, N)
-        own = a1[None, :] == tb  # the target is the original arg-max
-        other_idx = np.where(own, a2[None, :], a1[None, :])  # arg-max over the other columns
-        other_val = np.where(own, v2[None, :], v1[None, :])
-        # the reconstruction r wins iff r > other_val, or r == other_val and i < other_idx (np.argmax
-        # takes the first index): one comparison r > thr with thr one float below other_val in the latter
-        thr = np.where(tb < other_idx, np.nextafter(other_val, -np.inf), other_val)
-        thr[other_idx < 0] = -np.inf
-        other_hit = other_idx == lab  # correct when r loses (lab = −1 never matches)
-        n_other_hit = other_hit.sum(axis=1)
-        # r wins on a sample where the other arg-max was right: one comparison against thr_oh
-        thr_oh = np.where(other_hit, thr, np.inf)
-        # samples labelled with the block's targets (few per target): gathered, not masked
-        pk, ps = np.nonzero(lab == tb)
-        thr_pos = thr[pk, ps]
-        del own, other_idx, other_val, other_hit, thr
-        for li in range(L):
-            R = recon(coef[li, start:stop])  # (B, N)
-            ph = np.bincount(pk, weights=R[pk, ps] > thr_pos, minlength=stop - start)
-            lost = np.count_nonzero(R > thr_oh, axis=1)
-            np.subtract(yb, R, out=R)
-            np.abs(R, out=R)
-            abs_err[li, start:stop] = R.mean(axis=1)
-            pos_hits[li, start:stop] = ph
-            hits[li, start:stop] = ph + n_other_hit - lost
-
+    lab = np.where(labelled, labels, -1).astype(np.int64)
+    LsT = np.ascontiguousarray(Ls64.T)
+    YT = LsT if target_logits is None else np.ascontiguousarray(Y64.T)
+    ninf = np.full(N, -np.inf)
+    ae, hi, ph = _kernel(LsT, YT, targets, a1.astype(np.int64), v1, np.nextafter(v1, ninf), a2.astype(np.int64), v2,
+                         np.nextafter(v2, ninf), lab, coef.indptr, coef.indices, coef.data, L)
+    abs_err, hits, pos_hits = ae.T, hi.T, ph.T
     with np.errstate(divide="ignore", invalid="ignore"):
         rel_err = np.where(mean_abs_y > 0, abs_err / mean_abs_y, np.nan)
         acc = hits / n_lab if n_lab else np.full((L, T), np.nan)

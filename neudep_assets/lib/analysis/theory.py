@@ -59,25 +59,39 @@ rate is measured here, not assumed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
+from neudep_assets.lib.analysis.screening_kernel import screen_counts
 from neudep_assets.lib.analysis.spectral import Spectral, check_square, numerical_rank, rtol_of, spectral
-from neudep_assets.lib.covlasso.problem import masked, path_errors as _path_errors, target_rhs
+from neudep_assets.lib.covlasso.problem import masked
+from neudep_assets.lib.covlasso.sparse import SparseCoef, coef_of, path_errors_sparse
 
+__all__ = ["Spectral", "spectral", "numerical_rank", "redundancy", "path_errors", "eq5_violations", "screening",
+           "fig3_data"]
 
 
 @dataclass
 class _Problem:
-    """Per-target data of the CovLasso problems: b (zero at the excluded source), s, and which
-    source index is excluded (−1 when none)."""
+    """Per-target data of the CovLasso problems: b of target t is column cols[t] of M (C within,
+    cross between), s its second moment, and which source index is excluded (−1 when none)."""
 
-    X: np.ndarray  # (n, T): column t is b for target t, padded with 0 at the excluded source
-    X_raw: np.ndarray  # (n, T): the same columns of C (or cross) without the zero
+    M: np.ndarray  # (n, m): C or cross
     s: np.ndarray | None  # (T,) second moment of the target logit (None: unknown, between only)
     excluded: np.ndarray  # (T,) source index excluded for target t, or -1
     targets: np.ndarray  # (T,)
+
+    @cached_property
+    def X_raw(self) -> np.ndarray:  # (n, T) the columns b, the excluded entry left as is (between only)
+        return np.ascontiguousarray(self.M[:, self.targets])
+
+    @cached_property
+    def Mt(self) -> np.ndarray:  # (m, n): row c is b of target class c (C is symmetric: no copy within)
+        return self.M if self.M.shape[0] == self.M.shape[1] and self.M is self._C else np.ascontiguousarray(self.M.T)
+
+    _C: np.ndarray | None = None
 
 
 def _problem(C: np.ndarray, cross, targets, target_second_moment) -> _Problem:
@@ -93,8 +107,7 @@ def _problem(C: np.ndarray, cross, targets, target_second_moment) -> _Problem:
     targets = np.arange(m) if targets is None else np.asarray(targets, dtype=np.int64).ravel()
     if targets.size and (targets.min() < 0 or targets.max() >= m):
         raise ValueError(f"targets must lie in [0, {m}), got range [{targets.min()}, {targets.max()}]")
-    X_raw, excluded, _ = target_rhs(C, cross if cross is None else M, targets)
-    X = masked(X_raw, excluded)
+    excluded = targets.copy() if cross is None else np.where(targets < n, targets, -1).astype(np.int64)
     if cross is None:
         s = np.diag(C)[targets].copy()
     elif target_second_moment is not None:
@@ -104,7 +117,7 @@ def _problem(C: np.ndarray, cross, targets, target_second_moment) -> _Problem:
         s = sm[targets].copy()
     else:
         s = None
-    return _Problem(X=X, X_raw=X_raw, s=s, excluded=excluded, targets=targets)
+    return _Problem(M=M, s=s, excluded=excluded, targets=targets, _C=C if cross is None else None)
 
 
 def _quad_inv(sp: Spectral, pb: _Problem) -> np.ndarray:
@@ -139,17 +152,21 @@ def _err0(C: np.ndarray, sp: Spectral, pb: _Problem, cross) -> tuple[np.ndarray 
     return (None if pb.s is None else pb.s - q), q
 
 
+def _spectral_of(C, sp, rtol) -> Spectral:
+    return spectral(C, rtol) if sp is None else sp
+
+
 # ----------------------------------------------------------------------------------------------
 # §2.2 redundancy
 
 
-def redundancy(C, *, cross=None, target_second_moment=None, rtol=None) -> pd.DataFrame:
+def redundancy(C, *, cross=None, target_second_moment=None, rtol=None, spectral: Spectral | None = None) -> pd.DataFrame:
     """err_i(θ*(0)) per target class, computed stably (see the module docstring).
 
     Within (cross=None): one row per class of C. Between (cross = E[f gᵀ], shape (n, m)): one row per
     class i of g, regressed on all classes of f except i; needs ``target_second_moment`` = E[g_i²]
     (shape (m,)) for err0 (without it err0 and rel_err0 are NaN and only ``explained`` = bᵀĈ⁺b is
-    given).
+    given). ``spectral``: the eigendecomposition of C if already computed (:func:`spectral`).
 
     Columns: target, err0 (≥ 0 up to rounding; an upper bound within the numerical resolution),
     rel_err0 = err0 / s (s = C_ii or E[g_i²]; the fraction of the target's second moment that the other
@@ -159,7 +176,7 @@ def redundancy(C, *, cross=None, target_second_moment=None, rtol=None) -> pd.Dat
     ‖C_τ − C‖₂), consistent (False when err0 < −1e-8·s: moments that do not come from one sample set).
     """
     C = check_square(C, "C")
-    sp = spectral(C, rtol)
+    sp = _spectral_of(C, spectral, rtol)
     pb = _problem(C, cross, None, target_second_moment)
     err0, q = _err0(C, sp, pb, cross)
     T = pb.targets.shape[0]
@@ -181,9 +198,9 @@ def redundancy(C, *, cross=None, target_second_moment=None, rtol=None) -> pd.Dat
 # Eq. 5 along a path
 
 
-def _path_arrays(path, n: int):
-    coef = np.asarray(path.coef, dtype=np.float64)
-    if coef.ndim != 3 or coef.shape[2] != n:
+def _path_arrays(path, n: int) -> tuple[SparseCoef, np.ndarray, np.ndarray]:
+    coef = coef_of(path)
+    if coef.shape[2] != n:
         raise ValueError(f"path.coef must have shape (n_lambdas, n_targets, n={n}), got {coef.shape}")
     lam = np.asarray(path.lambda_abs, dtype=np.float64)
     if lam.shape != coef.shape[:2]:
@@ -194,22 +211,32 @@ def _path_arrays(path, n: int):
     return coef, lam, targets
 
 
+def _drop_excluded(coef: SparseCoef, excluded: np.ndarray) -> SparseCoef:
+    """The coefficient at the excluded source must be 0; drop any such entry so b's value there is irrelevant."""
+    L = coef.shape[0]
+    rows = np.repeat(np.arange(coef.indptr.shape[0] - 1), np.diff(coef.indptr))
+    at_excl = coef.indices == excluded[rows // L]
+    if not at_excl.any():
+        return coef
+    keep = ~at_excl
+    counts = np.bincount(rows[keep], minlength=coef.indptr.shape[0] - 1)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return SparseCoef(indptr, coef.indices[keep], coef.data[keep], coef.shape)
+
+
 def path_errors(C, path, *, cross=None, target_second_moment=None) -> np.ndarray:
-    """err_i(θ*(λ)) = s − 2bᵀt + tᵀĈt per (λ, target), shape (n_lambdas, n_targets)."""
+    """err_i(θ*(λ)) = s − 2bᵀt + tᵀĈt per (λ, target), shape (n_lambdas, n_targets), from C and the
+    sparse coefficients (O(nnz²) per solution)."""
     C = check_square(C, "C")
     coef, _, targets = _path_arrays(path, C.shape[0])
     pb = _problem(C, cross, targets, target_second_moment)
     if pb.s is None:
         raise ValueError("between-model errors need target_second_moment = E[g_i²]")
-    # the coefficient at the excluded source must be 0; zero it so that b's padding is irrelevant
-    coef = coef.copy()
-    cols = np.nonzero(pb.excluded >= 0)[0]
-    coef[:, cols, pb.excluded[cols]] = 0.0
-    return _path_errors(C, coef, pb.X, pb.s)
+    return path_errors_sparse(C, _drop_excluded(coef, pb.excluded), pb.M, targets, pb.s)
 
 
 def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None, rtol=1e-9,
-                   rank_rtol=None) -> pd.DataFrame:
+                   rank_rtol=None, err: np.ndarray | None = None, spectral: Spectral | None = None) -> pd.DataFrame:
     """Check Eq. 5 along every computed path: err_i(θ*(λ)) non-decreasing in λ and within
     [err_i(θ*(0)), s].
 
@@ -217,7 +244,8 @@ def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None,
     s + rtol·s, or a value below err0 − rtol·s − δ(1 + ‖t‖²) (δ: the eigenvalue floor of
     :func:`redundancy`, which makes its err0 an upper bound on the exact residual; the slack keeps the
     lower bound rigorous). ``err0`` may be given (array over the path's targets or over all classes,
-    or the DataFrame of :func:`redundancy`) to avoid recomputing it.
+    or the DataFrame of :func:`redundancy`), and ``err`` (:func:`path_errors`) and ``spectral``, to
+    avoid recomputing them.
 
     Columns per target: target, n_violations, max_violation (largest violation / s, 0 when none),
     n_monotone_violations, n_lower_violations, n_upper_violations, err_min_lambda, err_max_lambda.
@@ -225,17 +253,18 @@ def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None,
     C = check_square(C, "C")
     n = C.shape[0]
     coef, lam, targets = _path_arrays(path, n)
-    err = path_errors(C, path, cross=cross, target_second_moment=target_second_moment)
     pb = _problem(C, cross, targets, target_second_moment)
+    if err is None:
+        err = path_errors(C, path, cross=cross, target_second_moment=target_second_moment)
     s = pb.s
-    w = np.linalg.eigvalsh(C)
-    rr = rtol_of(n, rank_rtol)
-    tau = rr * max(float(w[-1]), 0.0)
-    slack = float(tau - min(float(w[0]), 0.0)) if (w <= tau).any() else 0.0
+    if s is None:
+        raise ValueError("between-model errors need target_second_moment = E[g_i²]")
+    sp = _spectral_of(C, spectral, rank_rtol)
+    slack = sp.slack
 
     m_all = n if cross is None else np.asarray(cross).shape[1]
     if err0 is None:
-        red = redundancy(C, cross=cross, target_second_moment=target_second_moment, rtol=rank_rtol)
+        red = redundancy(C, cross=cross, target_second_moment=target_second_moment, rtol=rank_rtol, spectral=sp)
         e0 = red["err0"].to_numpy()[targets]
     elif isinstance(err0, pd.DataFrame):
         e0 = err0.set_index("target").loc[targets, "err0"].to_numpy()
@@ -249,44 +278,50 @@ def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None,
             raise ValueError(f"err0 has {e0.shape[0]} entries; expected {targets.shape[0]} (targets) or {m_all}")
 
     tol = rtol * np.abs(s)  # (T,)
-    tnorm2 = (coef ** 2).sum(axis=2)  # (L, T)
-    rows = []
+    sq = coef.with_data(coef.data ** 2)
+    tnorm2 = np.add.reduceat(np.append(sq.data, 0.0), coef.indptr[:-1]) * (np.diff(coef.indptr) > 0)
+    L, T = lam.shape
+    tnorm2 = tnorm2.reshape(T, L).T  # (L, T)
+    order = np.argsort(lam, axis=0, kind="stable")
+    e = np.take_along_axis(err, order, axis=0)  # (L, T) by increasing λ
+    tn = np.take_along_axis(tnorm2, order, axis=0)
+    drop = e[:-1] - e[1:]  # > 0: err decreased while λ increased
+    mono = np.where(drop > tol, drop, 0.0)
+    up = e - s
+    up = np.where(up > tol, up, 0.0)
+    low_gap = (e0 - tol - slack * (1.0 + tn)) - e
+    low = np.where(low_gap > 0, e0 - e, np.nan)
+    n_mono, n_up, n_low = (drop > tol).sum(0), (e - s > tol).sum(0), (low_gap > 0).sum(0)
     scale = np.where(np.abs(s) > 0, np.abs(s), 1.0)
-    for t in range(targets.shape[0]):
-        order = np.argsort(lam[:, t], kind="stable")
-        e = err[order, t]
-        drop = e[:-1] - e[1:]  # > 0: err decreased while λ increased
-        mono = drop[drop > tol[t]]
-        up = e - s[t]
-        up = up[up > tol[t]]
-        low_gap = (e0[t] - tol[t] - slack * (1.0 + tnorm2[order, t])) - e
-        low = (e0[t] - e)[low_gap > 0]
-        amounts = np.concatenate([mono, up, low])
-        rows.append({
-            "target": int(targets[t]), "n_violations": int(amounts.size),
-            "max_violation": float(amounts.max() / scale[t]) if amounts.size else 0.0,
-            "n_monotone_violations": int(mono.size), "n_lower_violations": int(low.size),
-            "n_upper_violations": int(up.size), "err_min_lambda": float(e[0]), "err_max_lambda": float(e[-1]),
-        })
-    return pd.DataFrame(rows)
+    worst = np.maximum(np.maximum(mono.max(0, initial=0.0), up.max(0, initial=0.0)),
+                       np.where(n_low > 0, np.nanmax(np.where(low_gap > 0, low, -np.inf), axis=0, initial=-np.inf),
+                                0.0))
+    n_all = n_mono + n_up + n_low
+    return pd.DataFrame({
+        "target": targets.astype(np.int64), "n_violations": n_all.astype(np.int64),
+        "max_violation": np.where(n_all > 0, worst / scale, 0.0),
+        "n_monotone_violations": n_mono.astype(np.int64), "n_lower_violations": n_low.astype(np.int64),
+        "n_upper_violations": n_up.astype(np.int64), "err_min_lambda": e[0], "err_max_lambda": e[-1],
+    })
 
 
 # ----------------------------------------------------------------------------------------------
 # §2.3 screening rules
 
 
-def _screen_setup(C, path, cross, target_second_moment, thm3_norm, rank_rtol):
+def _screen_setup(C, path, cross, target_second_moment, thm3_norm, rank_rtol, sp=None, only=None):
     C = check_square(C, "C")
     n = C.shape[0]
     coef, lam, targets = _path_arrays(path, n)
     if thm3_norm not in ("pinv", "second_moment"):
         raise ValueError(f"thm3_norm must be 'pinv' or 'second_moment', got {thm3_norm!r}")
-    pb = _problem(C, cross, targets, target_second_moment)
-    sp = spectral(C, rank_rtol)
+    tg = targets if only is None else targets[only]
+    pb = _problem(C, cross, tg, target_second_moment)
+    sp = _spectral_of(C, sp, rank_rtol)
     _, q = _err0(C, sp, pb, cross)
     # within: b is in the range of Ĉ whenever C is PSD; a clearly negative eigenvalue (beyond the
     # resolution τ) means C is no second-moment matrix and the problem can be unbounded below
-    applicable = np.full(targets.shape[0], sp.min_eig >= -max(sp.tau, 0.0))
+    applicable = np.full(tg.shape[0], sp.min_eig >= -max(sp.tau, 0.0))
     if pb.s is not None:
         # bᵀĈ⁺b ≤ s for moments of one sample set; beyond it b has a component outside range(Ĉ)
         applicable &= q <= pb.s * (1 + 1e-8) + 1e-300
@@ -296,15 +331,7 @@ def _screen_setup(C, path, cross, target_second_moment, thm3_norm, rank_rtol):
     elif thm3_norm == "second_moment":
         raise ValueError("thm3_norm='second_moment' needs target_second_moment for between-model screening")
     q = np.maximum(q, 0.0)
-    absb = np.abs(pb.X)  # (n, T), zero at the excluded source
-    bmax = absb.max(axis=0) if n else np.zeros(targets.shape[0])
-    cand = np.ones((n, targets.shape[0]), dtype=bool)
-    cols = np.nonzero(pb.excluded >= 0)[0]
-    cand[pb.excluded[cols], cols] = False
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(bmax > 0, absb / bmax, 0.0)  # |b_j| / ‖b‖_∞
-    K = np.sqrt(np.maximum(np.diag(C), 0.0))[:, None] * np.sqrt(q)[None, :]  # ‖A_j‖‖A⁺b‖
-    return C, coef, lam, targets, pb, bmax, ratio, K, cand, applicable
+    return C, coef, lam, targets, pb, q, applicable
 
 
 def _rules(lam_t, bmax, ratio, K, applicable):
@@ -324,7 +351,7 @@ def _rules(lam_t, bmax, ratio, K, applicable):
 
 
 def screening(C, path, *, cross=None, target_second_moment=None, coef_tol: float = 0.0,
-              thm3_norm: str = "pinv", rank_rtol=None) -> pd.DataFrame:
+              thm3_norm: str = "pinv", rank_rtol=None, spectral: Spectral | None = None) -> pd.DataFrame:
     """Theorem 3 (safe rule) and Conjecture 1 (heuristic) against the computed solutions.
 
     One row per (lambda_index, target): lambda_abs, lambda_ratio (λ/λ_max with λ_max = 2‖b‖_∞),
@@ -332,51 +359,60 @@ def screening(C, path, *, cross=None, target_second_moment=None, coef_tol: float
     each rule declares independent), thm3_violations / conj1_violations (of those, how many have
     |coef| > coef_tol in the solution), thm3_max_violating_coef / conj1_max_violating_coef (largest
     such |coef|, 0 when none), thm3_applicable (False: b outside the range of Ĉ, nothing screened).
-    See the module docstring for how ‖A⁻ᵀb‖ is evaluated (``thm3_norm``).
+    See the module docstring for how ‖A⁻ᵀb‖ is evaluated (``thm3_norm``). O(L·T·n) time, O(L·T) memory
+    beyond C and the coefficients.
     """
-    C, coef, lam, targets, pb, bmax, ratio, K, cand, applicable = _screen_setup(
-        C, path, cross, target_second_moment, thm3_norm, rank_rtol)
+    C, coef, lam, targets, pb, q, applicable = _screen_setup(
+        C, path, cross, target_second_moment, thm3_norm, rank_rtol, spectral)
     L, T = lam.shape
-    out = []
-    for li in range(L):
-        thm3, conj, _, lrat = _rules(lam[li], bmax, ratio, K, applicable)
-        thm3 &= cand
-        conj &= cand
-        nz = (np.abs(coef[li].T) > coef_tol) & cand  # (n, T)
-        a = np.abs(coef[li].T)
-        out.append(pd.DataFrame({
-            "lambda_index": np.full(T, li, dtype=np.int64), "target": targets, "lambda_abs": lam[li],
-            "lambda_ratio": lrat, "n_candidates": cand.sum(axis=0), "n_nonzero": nz.sum(axis=0),
-            "thm3_screened": thm3.sum(axis=0), "thm3_violations": (thm3 & nz).sum(axis=0),
-            "conj1_screened": conj.sum(axis=0), "conj1_violations": (conj & nz).sum(axis=0),
-            "thm3_max_violating_coef": np.where(thm3 & nz, a, 0.0).max(axis=0, initial=0.0),
-            "conj1_max_violating_coef": np.where(conj & nz, a, 0.0).max(axis=0, initial=0.0),
-            "thm3_applicable": applicable,
-        }))
-    return pd.concat(out, ignore_index=True)
+    n = C.shape[0]
+    ci, cf = screen_counts(pb.Mt, targets, pb.excluded, np.sqrt(np.maximum(np.diag(C), 0.0)), np.sqrt(q),
+                            np.ascontiguousarray(lam), applicable, coef.indptr, coef.indices, coef.data,
+                            float(coef_tol))
+    n_cand = n - (pb.excluded >= 0).astype(np.int64)
+    return pd.DataFrame({
+        "lambda_index": np.repeat(np.arange(L, dtype=np.int64), T), "target": np.tile(targets, L),
+        "lambda_abs": lam.ravel(), "lambda_ratio": cf[2].ravel(), "n_candidates": np.tile(n_cand, L),
+        "n_nonzero": ci[0].ravel(), "thm3_screened": ci[1].ravel(), "thm3_violations": ci[2].ravel(),
+        "conj1_screened": ci[3].ravel(), "conj1_violations": ci[4].ravel(),
+        "thm3_max_violating_coef": cf[0].ravel(), "conj1_max_violating_coef": cf[1].ravel(),
+        "thm3_applicable": np.tile(applicable, L),
+    })
 
 
 def fig3_data(C, path, target_pos, lambda_index, *, cross=None, target_second_moment=None,
-              thm3_norm: str = "pinv", rank_rtol=None) -> pd.DataFrame:
+              thm3_norm: str = "pinv", rank_rtol=None, spectral: Spectral | None = None) -> pd.DataFrame:
     """The data of the paper's Fig. 3 for one target (position ``target_pos`` in ``path.targets``) and
     one λ: per source j, corr_ratio = |E[f_i f_j]| / max_s |E[f_i f_s]| (between: |E[f_j g_i]| / max),
     coef = θ_j, abs_coef, lambda_ratio = λ/λ_max (the Conjecture-1 bar), thm3_threshold (the right-hand
     side of Eq. 13), conj1_screened, thm3_screened."""
-    C, coef, lam, targets, pb, bmax, ratio, K, cand, applicable = _screen_setup(
-        C, path, cross, target_second_moment, thm3_norm, rank_rtol)
+    n_t = coef_of(path).shape[1]
     t = int(target_pos)
-    if not 0 <= t < targets.shape[0]:
-        raise ValueError(f"target_pos {t} out of range for {targets.shape[0]} targets")
+    if not 0 <= t < n_t:
+        raise ValueError(f"target_pos {t} out of range for {n_t} targets")
+    C, coef, lam, targets, pb, q, applicable = _screen_setup(
+        C, path, cross, target_second_moment, thm3_norm, rank_rtol, spectral, only=[t])
     li = int(lambda_index)
     if not 0 <= li < lam.shape[0]:
         raise ValueError(f"lambda_index {li} out of range for {lam.shape[0]} lambdas")
-    thm3, conj, thr, lrat = _rules(lam[li, t:t + 1], bmax[t:t + 1], ratio[:, t:t + 1], K[:, t:t + 1],
-                                   applicable[t:t + 1])
-    src = np.nonzero(cand[:, t])[0]
-    c = coef[li, t, src]
+    n = C.shape[0]
+    absb = np.abs(masked(pb.X_raw, pb.excluded))  # (n, 1)
+    bmax = absb.max(axis=0) if n else np.zeros(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(bmax > 0, absb / bmax, 0.0)
+    K = np.sqrt(np.maximum(np.diag(C), 0.0))[:, None] * np.sqrt(q)[None, :]
+    thm3, conj, thr, lrat = _rules(lam[li, t:t + 1], bmax, ratio, K, applicable)
+    cand = np.ones(n, dtype=bool)
+    if pb.excluded[0] >= 0:
+        cand[pb.excluded[0]] = False
+    src = np.nonzero(cand)[0]
+    dense = np.zeros(n)
+    idx, val = coef.row(li, t)
+    dense[idx] = val
+    c = dense[src]
     return pd.DataFrame({
         "target": np.full(src.shape[0], targets[t], dtype=np.int64), "source": src,
-        "corr_ratio": ratio[src, t], "coef": c, "abs_coef": np.abs(c),
+        "corr_ratio": ratio[src, 0], "coef": c, "abs_coef": np.abs(c),
         "lambda_ratio": np.full(src.shape[0], float(lrat[0])), "thm3_threshold": thr[src, 0],
         "conj1_screened": conj[src, 0], "thm3_screened": thm3[src, 0],
     })

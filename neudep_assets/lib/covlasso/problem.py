@@ -29,9 +29,12 @@ def masked(B: np.ndarray, excl: np.ndarray) -> np.ndarray:
     return X
 
 
-def path_errors(C: np.ndarray, coef: np.ndarray, B: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """err_i(θ*(λ)) = s − 2bᵀt + tᵀCt per (λ, target), shape (L, T), for coef (L, T, n) that are zero at
-    each target's excluded source, B (n, T) from :func:`target_rhs` and s (T,) = E[target²]."""
-    quad = np.einsum("ltn,ltn->lt", coef @ C, coef)
-    lin = np.einsum("ltn,nt->lt", coef, B)
-    return np.asarray(s, dtype=np.float64)[None, :] - 2.0 * lin + quad
+def path_errors(C: np.ndarray, coef, B: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """err_i(θ*(λ)) = s − 2bᵀt + tᵀCt per (λ, target), shape (L, T), for coef (dense (L, T, n) or a
+    :class:`~neudep_assets.lib.covlasso.sparse.SparseCoef`) that are zero at each target's excluded source,
+    B (n, T) from :func:`target_rhs` and s (T,) = E[target²]. Reads C only at the nonzeros."""
+    from neudep_assets.lib.covlasso.sparse import coef_of, path_errors_sparse
+
+    sc = coef_of(coef)
+    return path_errors_sparse(np.ascontiguousarray(C, dtype=np.float64), sc, np.ascontiguousarray(B, dtype=np.float64),
+                              np.arange(sc.shape[1]), s)

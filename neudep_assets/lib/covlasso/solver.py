@@ -21,7 +21,8 @@ certificate is recomputed once more from C and the returned coefficients alone (
 of the kernel's state); anything it rejects is repaired, and what cannot be repaired is flagged
 (``status`` = 2) and warned about, never hidden. Targets are spread over CPU threads by numba
 (``cache=True``: compiled once per machine, ≈ 12 s; a later process loads the cache in ≈ 0.4 s).
-Memory is O(n²) plus the output (n_lambdas × n_targets × n coefficients), never O(n³).
+Memory is O(n²) plus the nonzero coefficients (targets are solved in internal blocks whose dense
+kernel output is bounded by ``block_bytes``, then kept sparse), never O(n³) nor O(L·T·n).
 
 The certificate (field ``kkt``)
 -------------------------------
@@ -51,8 +52,9 @@ O(n·k), k the active set (k ≤ rank C ≤ d + 1), so a target costs ≈ n·k²
 * n = 2,000:  ≈ 0.8 s for one λ, ≈ 15 s for a path.   n = 5,000: ≈ 12 s and ≈ 4 min.
   (Both ≈ 6 and ≈ 110 matmul-eq: active sets grow with n, so cost tracks n³.)
 * n = 21,841 (ImageNet-21k), extrapolated: ≈ 15–20 min for one λ and ≈ 5 h for a path on 2
-  cores; C alone is 3.8 GB and the output is n_lambdas × n_targets × n floats (38 GB for a
-  10-λ path over all targets), so pass ``targets`` in chunks. More cores scale ≈ linearly.
+  cores; C alone is 3.8 GB. The coefficients come back sparse (``sparse``, O(nonzeros)): targets
+  are solved in internal blocks, so memory stays O(n²) plus the nonzeros (bench/scale.py).
+  More cores scale ≈ linearly.
   ``device="cuda"`` runs the batched torch homotopy instead (dense D·C products and batched
   Cholesky per breakpoint, batches of a few hundred targets): not benchmarked here (no GPU
   on the development machine), tested on the CPU for agreement with the numba path; on the CPU it
@@ -73,8 +75,9 @@ from typing import Sequence
 import numpy as np
 
 from neudep_assets.lib.covlasso.problem import target_rhs
+from neudep_assets.lib.covlasso.sparse import SparseCoef
 
-__all__ = ["CovLassoPath", "solve_path", "objective_terms", "kkt_violation"]
+__all__ = ["CovLassoPath", "solve_path", "concat_paths", "kkt_violation"]
 
 _SYM_RTOL = 1e-6  # C may come from a float32 computation; it is symmetrised after the check
 
@@ -83,7 +86,9 @@ _SYM_RTOL = 1e-6  # C may come from a float32 computation; it is symmetrised aft
 class CovLassoPath:
     """The result of :func:`solve_path`. Arrays are numpy; l indexes ``lambdas``, k ``targets``.
 
-    coef:       (n_lambdas, n_targets, n) coefficient of each source class (0 at the target).
+    sparse:     the coefficients, sparse (:class:`SparseCoef`, O(nonzeros)); ``coef`` is the dense
+                (n_lambdas, n_targets, n) array of each source class's coefficient (0 at the target),
+                built on demand (small problems only).
     lambda_abs: (n_lambdas, n_targets) λ as the paper defines it (absolute).
     lambda_max: (n_targets,) 2‖b‖_∞, the smallest λ with t = 0.
     kkt:        (n_lambdas, n_targets) relative KKT violation (see the module docstring).
@@ -94,7 +99,7 @@ class CovLassoPath:
     time of the call), device ("cpu" for numba, else the torch device used).
     """
 
-    coef: np.ndarray
+    sparse: SparseCoef
     lambda_abs: np.ndarray
     lambda_max: np.ndarray
     kkt: np.ndarray
@@ -108,6 +113,10 @@ class CovLassoPath:
     tol: float
     seconds: float
     device: str = "cpu"
+
+    @property
+    def coef(self) -> np.ndarray:
+        return self.sparse.dense()
 
     @property
     def certified(self) -> bool:
@@ -253,42 +262,16 @@ def _solve_numba(C, B, excl, mus, tol):
     return coef, stat, info[:, 0]
 
 
-def solve_path(
-    C,
-    lambdas: Sequence[float],
-    *,
-    cross=None,
-    targets=None,
-    lambda_mode: str = "relative",
-    tol: float = 1e-9,
-    device=None,
-) -> CovLassoPath:
-    """Solve the Covariance Lasso for every target and every λ, with a KKT certificate.
+def _lambda_abs(lam, lam_max, lambda_mode):
+    return lam[:, None] * lam_max[None, :] if lambda_mode == "relative" else np.repeat(lam[:, None], lam_max.size, 1)
 
-    C: (n, n) uncentered second moment E[f fᵀ] of the source logits (symmetric PSD, may be
-        rank-deficient). cross: None (within-model) or E[f gᵀ] of shape (n, m) (between-model:
-        target i of g regressed on f's classes except class i; for i ≥ n nothing is excluded).
-    lambdas: λ values, fractions of each target's λ_max (``lambda_mode="relative"``) or the
-        paper's λ (``"absolute"``); any order, kept as given in the output.
-    targets: target indices (default: all n, or all m between models).
-    tol: a solution whose relative KKT violation exceeds ``tol`` is repaired; the final
-        certificate is returned in ``kkt`` (and ``status`` = 2 marks any that stay above it).
-    device: None / "cpu" → numba homotopy on CPU threads; "cuda[:k]" (or any torch device
-        string, e.g. "torch:cpu" for testing) → batched torch homotopy, same certificate.
-    Raises ValueError on invalid input (shape, symmetry, NaN/Inf, negative λ, bad targets).
-    """
-    t0 = time.perf_counter()
-    C, lam, cross, tg = _validate(C, lambdas, cross, targets, lambda_mode, tol)
+
+def _solve_block(C, cross, tg, lam, lambda_mode, tol, dev):
+    """Solve, certify and repair the targets `tg` (one internal chunk); dense (L, T, n) coefficients."""
     B, excl, lam_max = target_rhs(C, cross, tg)
-    T = tg.size
-    if lambda_mode == "relative":
-        lam_abs = lam[:, None] * lam_max[None, :]
-    else:
-        lam_abs = np.repeat(lam[:, None], T, axis=1)
+    lam_abs = _lambda_abs(lam, lam_max, lambda_mode)
     order = np.argsort(-lam, kind="stable")  # the homotopy walks λ downwards
     mus = np.ascontiguousarray((0.5 * lam_abs[order]).T)  # (T, L)
-
-    dev = _device(device)
     if dev == "cpu":
         coef_s, stat_s, breakpoints = _solve_numba(C, B, excl, mus, tol)
     else:
@@ -301,12 +284,10 @@ def solve_path(
             sel = np.flatnonzero(need_cpu)
             c2, s2, b2 = _solve_numba(C, np.ascontiguousarray(B[:, sel]), excl[sel], np.ascontiguousarray(mus[sel]), tol)
             coef_s[:, sel], stat_s[:, sel], breakpoints[sel] = c2, s2, b2
-    nact_s = np.count_nonzero(coef_s, axis=2)
     inv = np.empty_like(order)
     inv[order] = np.arange(order.size)
     coef = coef_s[inv]
     status = stat_s[inv].copy()
-    n_active = nact_s[inv].copy()
 
     # independent certificate; repair what it rejects but the kernel had accepted
     kkt = _certify(C, B, excl, coef, lam_abs, lam_max)
@@ -323,8 +304,49 @@ def solve_path(
         better = new < kkt[ls, ks]
         coef[ls[better], ks[better]] = sub[better]
         kkt[ls[better], ks[better]] = new[better]
-        n_active[ls, ks] = np.count_nonzero(coef[ls, ks], axis=1)
         status[ls, ks] = np.where(kkt[ls, ks] <= tol, 1, 2)
+    return coef, lam_abs, lam_max, kkt, status, np.asarray(breakpoints)
+
+
+def solve_path(
+    C,
+    lambdas: Sequence[float],
+    *,
+    cross=None,
+    targets=None,
+    lambda_mode: str = "relative",
+    tol: float = 1e-9,
+    device=None,
+    block_bytes: int = 2**27,
+) -> CovLassoPath:
+    """Solve the Covariance Lasso for every target and every λ, with a KKT certificate.
+
+    C: (n, n) uncentered second moment E[f fᵀ] of the source logits (symmetric PSD, may be
+        rank-deficient). cross: None (within-model) or E[f gᵀ] of shape (n, m) (between-model:
+        target i of g regressed on f's classes except class i; for i ≥ n nothing is excluded).
+    lambdas: λ values, fractions of each target's λ_max (``lambda_mode="relative"``) or the
+        paper's λ (``"absolute"``); any order, kept as given in the output.
+    targets: target indices (default: all n, or all m between models).
+    tol: a solution whose relative KKT violation exceeds ``tol`` is repaired; the final
+        certificate is returned in ``kkt`` (and ``status`` = 2 marks any that stay above it).
+    device: None / "cpu" → numba homotopy on CPU threads; "cuda[:k]" (or any torch device
+        string, e.g. "torch:cpu" for testing) → batched torch homotopy, same certificate.
+    block_bytes: targets are solved in internal blocks whose dense kernel output (L × block × n
+        floats) stays under this size; the result is sparse, so memory is O(n² + nonzeros).
+    Raises ValueError on invalid input (shape, symmetry, NaN/Inf, negative λ, bad targets).
+    """
+    t0 = time.perf_counter()
+    C, lam, cross, tg = _validate(C, lambdas, cross, targets, lambda_mode, tol)
+    dev = _device(device)
+    n, L = C.shape[0], lam.size
+    step = max(1, int(block_bytes // (8 * L * n)))
+    parts, lam_abs, lam_max, kkt, status, bps = [], [], [], [], [], []
+    for s0 in range(0, tg.size, step):
+        coef, la, lm, kk, st, bp = _solve_block(C, cross, tg[s0:s0 + step], lam, lambda_mode, tol, dev)
+        parts.append(SparseCoef.from_dense(coef))
+        del coef
+        lam_abs.append(la), lam_max.append(lm), kkt.append(kk), status.append(st), bps.append(bp)
+    kkt = np.concatenate(kkt, axis=1)
     n_bad = int(np.count_nonzero(kkt > tol))
     if n_bad:
         l, k = np.unravel_index(np.argmax(kkt), kkt.shape)
@@ -335,15 +357,15 @@ def solve_path(
             RuntimeWarning,
             stacklevel=2,
         )
-
+    sparse = SparseCoef.concat(parts)
     return CovLassoPath(
-        coef=coef,
-        lambda_abs=lam_abs,
-        lambda_max=lam_max,
+        sparse=sparse,
+        lambda_abs=np.concatenate(lam_abs, axis=1),
+        lambda_max=np.concatenate(lam_max),
         kkt=kkt,
-        n_active=n_active,
-        status=status,
-        breakpoints=np.asarray(breakpoints),
+        n_active=sparse.n_active(),
+        status=np.concatenate(status, axis=1),
+        breakpoints=np.concatenate(bps),
         targets=tg,
         lambdas=np.asarray(lambdas, dtype=np.float64).reshape(-1).copy(),
         lambda_mode=lambda_mode,
@@ -352,3 +374,17 @@ def solve_path(
         seconds=time.perf_counter() - t0,
         device=dev,
     )
+
+
+def concat_paths(paths: Sequence[CovLassoPath]) -> CovLassoPath:
+    """One path from paths of the same problem over disjoint target chunks (in order)."""
+    p0 = paths[0]
+    return dataclasses.replace(
+        p0, sparse=SparseCoef.concat([p.sparse for p in paths]),
+        lambda_abs=np.concatenate([p.lambda_abs for p in paths], axis=1),
+        lambda_max=np.concatenate([p.lambda_max for p in paths]),
+        kkt=np.concatenate([p.kkt for p in paths], axis=1),
+        n_active=np.concatenate([p.n_active for p in paths], axis=1),
+        status=np.concatenate([p.status for p in paths], axis=1),
+        breakpoints=np.concatenate([p.breakpoints for p in paths]),
+        targets=np.concatenate([p.targets for p in paths]), seconds=sum(p.seconds for p in paths))

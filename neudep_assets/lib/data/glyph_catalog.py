@@ -143,12 +143,23 @@ def _mixed_pick(pool: list[int], n: int, rng: np.random.Generator) -> list[int]:
     return chosen
 
 
+#: Always classes when n_classes ≥ 62 (below that the first n_classes // 2 of them, so that a small set
+#: still mixes scripts): README's examples and users' first queries ("small letter a") must find them.
+#: Part of the dataset id (SELECTION_VERSION).
+CORE_CHARACTERS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+SELECTION_VERSION = "core-alphanumerics-1"
+
+
 @functools.lru_cache(maxsize=64)
 def _selection(cfg: GlyphConfig) -> tuple[tuple[int, ...], tuple[int, ...]]:
     cps, _ = _shipped()
     order = {cp: i for i, cp in enumerate(cps)}
     rng = np.random.default_rng([cfg.seed, 0x61797068])  # class-selection stream
-    classes = sorted(_mixed_pick(list(cps), cfg.n_classes, rng), key=order.__getitem__)
+    core = [ord(c) for c in CORE_CHARACTERS if ord(c) in order]
+    core = core if cfg.n_classes >= len(core) else core[:cfg.n_classes // 2]
+    taken = set(core)
+    pool = [cp for cp in cps if cp not in taken]
+    classes = sorted(core + _mixed_pick(pool, cfg.n_classes - len(core), rng), key=order.__getitem__)
     chosen = set(classes)
     rest = [cp for cp in cps if cp not in chosen]
     ood = sorted(_mixed_pick(rest, cfg.n_ood_classes, rng), key=order.__getitem__)
@@ -172,7 +183,7 @@ def dataset_id(cfg: GlyphConfig) -> str:
     h.update(json.dumps(cfg.to_dict(), sort_keys=True).encode())
     h.update(b"\0")
     h.update(hashlib.sha256(shipped_glyph_list()).digest())
-    h.update(b"\0" + RENDERER_VERSION.encode())
+    h.update(b"\0" + RENDERER_VERSION.encode() + b"\0" + SELECTION_VERSION.encode())
     # the fonts and FreeType come with matplotlib: a new matplotlib may change pixels
     h.update(b"\0" + matplotlib.__version__.encode())
     return "glyphs-" + h.hexdigest()[:12]

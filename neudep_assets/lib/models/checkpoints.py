@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
+from neudep_assets.lib.code_version import code_version
 from neudep_assets.lib.config import stable_hash
 from neudep_assets.lib.data import GlyphRenderer, PreparedDataset, glyph_classes, load_images
 from neudep_assets.lib.models import training
 from neudep_assets.lib.models.checkpoint_io import load_checkpoint, save_checkpoint, weights_sha256
-from neudep_assets.lib.models.logits import compute_logits, imagefolder_logits
-from neudep_assets.lib.models.timm_models import CheckpointError, create_model
+from neudep_assets.lib.models.logits import auto_batch_size, compute_logits, imagefolder_logits
+from neudep_assets.lib.models.timm_models import CheckpointError, create_model, model_data_config
 from neudep_assets.lib.specs import TRAIN_DEFAULTS, GlyphConfig, ModelSpec
 
 DEFAULT_MEAN, DEFAULT_STD = (0.5,), (0.5,)
@@ -48,8 +49,10 @@ def _describe(model, spec: ModelSpec, folder: Path, origin: str, source: str, **
 
 
 def trained_checkpoint_dir(spec: ModelSpec, ds: PreparedDataset, root: Path) -> Path:
-    """Content address of a pipeline-trained checkpoint: architecture, arguments, training and data."""
-    key = stable_hash({"arch": spec.arch, "model_args": spec.model_args, "train": spec.train, "dataset": ds.dataset_id})
+    """Content address of a pipeline-trained checkpoint: architecture, arguments, training, data and
+    the code version of the training science."""
+    key = stable_hash({"arch": spec.arch, "model_args": spec.model_args, "train": spec.train, "dataset": ds.dataset_id,
+                       "code": code_version(__name__)})
     return root / "checkpoints" / spec.name / key
 
 
@@ -60,7 +63,8 @@ def obtain_checkpoint(spec: ModelSpec, ds: PreparedDataset, root: Path, *, devic
         model = load_checkpoint(folder, expected_num_classes=ds.n_classes)
         return _describe(model, spec, folder, "local", str(folder))
     if spec.pretrained:
-        folder = root / "checkpoints" / spec.name / f"hub-{stable_hash(spec.arch, 12)}"
+        key = stable_hash({"arch": spec.arch, "model_args": spec.model_args}, 12)
+        folder = root / "checkpoints" / spec.name / f"hub-{key}"
         if not (folder / "model.safetensors").is_file():
             model = create_model(spec, num_classes=ds.n_classes, in_chans=3)
             save_checkpoint(model, folder, model_args=spec.model_args)
@@ -100,17 +104,29 @@ def _train(spec: ModelSpec, ds: PreparedDataset, folder: Path, *, device: str, l
     return _describe(model, spec, folder, "trained", "neudep", train_val_acc=extra["val_acc"], train_seconds=seconds)
 
 
-def split_logits(info: CheckpointInfo, ds: PreparedDataset, split: str, *, device: str = "cpu", batch_size: int = 512,
-                 log=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Logits (float32), labels and sample ids of one split under one checkpoint."""
+def split_logits(info: CheckpointInfo, ds: PreparedDataset, split: str, *, device: str = "cpu",
+                 batch_size: int | None = None, log=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits (float32), labels and sample ids of one split under one checkpoint. ``batch_size`` None:
+    :func:`auto_batch_size` for the size the model sees (its fixed input size, else the images')."""
     model = load_checkpoint(Path(info.path), expected_num_classes=ds.n_classes)
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+
+    def fit(h, w):
+        if batch_size is not None:
+            return batch_size
+        if cfg.get("fixed_input_size") and cfg.get("input_size"):
+            h, w = cfg["input_size"][1:]
+        b = auto_batch_size(int(h), int(w))
+        if log:
+            log(f"logits in batches of {b} ({h}×{w} px; a model entry's logits_batch_size sets it)")
+        return b
+
     if ds.kind == "glyphs":
         images, labels, ids = load_images(ds, split)
-        cfg = model.pretrained_cfg
-        out = compute_logits(model, images, mean=cfg.get("mean", DEFAULT_MEAN),
-                                        std=cfg.get("std", DEFAULT_STD), batch_size=batch_size, device=device,
-                                        log=log)
+        out = compute_logits(model, images, mean=cfg.get("mean", DEFAULT_MEAN), std=cfg.get("std", DEFAULT_STD),
+                             batch_size=fit(*images.shape[-2:]), device=device, log=log)
         return out, labels, ids
+    batch_size = fit(*model_data_config(model)["input_size"][1:])
     out, labels, ids, _ = imagefolder_logits(model, Path(ds.splits[split]), batch_size=batch_size,
                                                         device=device, log=log)
     if split == "ood":

@@ -54,7 +54,8 @@ def create_model(
     std: Sequence[float] | None = None,
     img_size: int | None = None,
 ):
-    """Build the model of ``spec``: untrained (seeded by ``spec.train['seed']``) or hub-pretrained.
+    """Build the model of ``spec``: untrained (seeded by ``spec.train['seed']``) or hub-pretrained
+    (with its own head, which must have ``num_classes`` classes: CheckpointError naming both counts).
 
     A ``checkpoint`` spec is loaded with ``checkpoint_io.load_checkpoint`` instead. ``mean``/``std`` (the
     normalization the model is trained with) and ``img_size`` are written into the model's
@@ -71,12 +72,12 @@ def create_model(
     _check_arch(spec.arch)
     kwargs = timm_kwargs(spec.model_args)
     if spec.pretrained:
-        # hub weights keep their own input size unless model_args resize the model
+        # hub weights keep their own input size unless model_args resize the model, and their own head:
+        # timm would silently put a fresh, untrained head on a model asked for another class count
         overlay = _pretrained_cfg_overlay(in_chans, mean, std, kwargs.get("img_size"), from_scratch=False)
         try:
             model = timm.create_model(
-                spec.arch, pretrained=True, num_classes=num_classes, in_chans=in_chans,
-                pretrained_cfg_overlay=overlay or None, **kwargs,
+                spec.arch, pretrained=True, in_chans=in_chans, pretrained_cfg_overlay=overlay or None, **kwargs,
             )
         except (TypeError, ValueError) as e:
             if _looks_offline(e):
@@ -84,6 +85,11 @@ def create_model(
             raise ValueError(f"cannot build {spec.arch!r} with model_args {spec.model_args!r}: {e}") from e
         except Exception as e:  # download / hub failures come in many types
             raise _offline_error(spec.arch, e) from e
+        if num_classes_of(model) != int(num_classes):
+            raise CheckpointError(
+                f"hub model {spec.arch!r} (model {spec.name!r}) has {num_classes_of(model)} classes but the dataset "
+                f"has {int(num_classes)} classes; its head is used as trained (a new head would be untrained): "
+                "use a dataset of its classes, or a checkpoint trained on this dataset")
         return model.eval()
     overlay = _pretrained_cfg_overlay(in_chans, mean, std, img_size or kwargs.get("img_size"), from_scratch=True)
     size_kw = {}

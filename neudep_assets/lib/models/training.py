@@ -79,6 +79,7 @@ def train_classifier(
     eval_every: int = 1,
     eval_batch_size: int = 512,
     fresh_samples: bool = True,
+    mean_logit_penalty: float = 0.0,
 ) -> dict:
     """Train ``model`` in place; return ``{"val_acc", "history", "seconds", ...}``.
 
@@ -86,6 +87,9 @@ def train_classifier(
     each batch (the labels of an epoch are ``train_labels``, shuffled); without it the fixed
     ``train_images`` (uint8) are used, optionally with random shifts (``augment="shift"``).
     ``fresh_samples=False`` ignores the sampler (trains on the fixed images).
+    ``mean_logit_penalty`` α adds α·E[m(x)²], m(x) the sample's mean logit over the classes: a term
+    softmax cannot see (its gradient lies along the all-ones logit direction, the cross-entropy's is
+    orthogonal to it), so it only removes the common logit offset plain cross-entropy leaves free.
     Each epoch logs loss, train accuracy, val accuracy and seconds through ``log``.
     """
     import torch
@@ -156,6 +160,8 @@ def train_classifier(
             sched.step_update(step)
             out = model(xb)
             loss = F.cross_entropy(out, yb_d, label_smoothing=label_smoothing)
+            if mean_logit_penalty:
+                loss = loss + mean_logit_penalty * out.mean(dim=1).square().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip:

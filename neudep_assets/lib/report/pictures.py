@@ -56,5 +56,6 @@ def fig3_png(C: np.ndarray, res: DependencyAnalysis, target_class: int, lambda_i
              cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None) -> bytes:
     """The paper's Fig. 3 for one target and λ: covariance ratio against |θ_j|, with λ/λ_max."""
     pos = int(np.flatnonzero(np.asarray(res.path.targets) == target_class)[0])
-    df = theory.fig3_data(C, res.path, pos, lambda_index, cross=cross, target_second_moment=target_second_moment)
+    df = theory.fig3_data(C, res.path, pos, lambda_index, cross=cross, target_second_moment=target_second_moment,
+                         spectral=res.spectral)
     return plots.fig3_plot(df, title=title)

@@ -1,0 +1,96 @@
+"""The certificate of an analysis is judged against its own tol; NaN never passes."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from neudep_assets.defs.checks import certificate, uncertified
+
+NAMES = ["alpha", "beta", "gamma"]
+
+
+def _metrics(kkt):
+    return pd.DataFrame({"lambda_index": [0, 0, 1], "target_class": [0, 1, 2], "kkt": kkt})
+
+
+def test_certificate_uses_the_analysis_tol_and_names_the_worst_targets():
+    m = _metrics([1e-12, 5e-7, 2e-6])
+    assert certificate(m, 1e-5, [0.5, 0.1], NAMES).passed  # a loose tol passes what 1e-8 would refuse
+    check = certificate(m, 1e-6, [0.5, 0.1], NAMES)
+    assert not check.passed and check.metadata["uncertified_solutions"].value == 1
+    assert uncertified(m, 1e-9, [0.5, 0.1], NAMES) == (2, ["'gamma' (class 2) at λ=0.1: KKT 2.00e-06",
+                                                          "'beta' (class 1) at λ=0.5: KKT 5.00e-07"])
+
+
+def test_a_nan_certificate_fails():
+    n, worst = uncertified(_metrics([0.0, float("nan"), 0.0]), 1e-9, [0.5, 0.1], NAMES)
+    assert n == 1 and worst[0].startswith("'beta'")
+    assert not certificate(_metrics([0.0, float("nan"), 0.0]), 1e-9, [0.5, 0.1], NAMES).passed
+
+
+def test_write_results_commits_every_table_of_a_certified_analysis_and_nothing_else(tmp_path):
+    """The asset's write path: extra tables of other features land in the same commit; an analysis
+    above its own tol writes nothing at all."""
+    from types import SimpleNamespace
+
+    from neudep_assets.defs.dependency_assets import _write_results
+    from neudep_assets.lib.config import DependencyConfig
+    from neudep_assets.lib.store import ResultStore
+    from tests.test_queries import _analysis
+
+    store = ResultStore(tmp_path)
+    eff = DependencyConfig(lambdas=(0.1,), tol=1e-6)
+    for key, kkt in (("bad", 1e-3), ("good", 1e-7)):
+        t = _analysis(key, "c" * 64, [0.1], [1, 1, 1], [0.1] * 3)
+        res = SimpleNamespace(edges=t["dependencies"], per_target=t["dependency_metrics"].assign(kkt=[0.0, kkt, 0.0]),
+                              per_class=t["class_diagnostics"])
+        extra = {"comparisons": pd.DataFrame({"comparison_id": [key], "metric": ["extra"], "value": [1.0]})}
+        check = _write_results(store, key, res, t["dependency_runs"], "run", eff=eff, class_names=NAMES, extra=extra)
+        assert check.passed == (key == "good")
+    assert not store.has_analysis("bad") and store.has_analysis("good")
+    assert sorted(p.name for p in store.analysis_dir("good").iterdir()) == [
+        "class_diagnostics.parquet", "comparisons.parquet", "dependencies.parquet", "dependency_metrics.parquet",
+        "dependency_runs.parquet"]
+    assert store.query("SELECT DISTINCT dependency_run_id FROM dependency_summary")["dependency_run_id"].tolist() == [
+        "good"]
+    assert store.query("SELECT comparison_id FROM comparisons")["comparison_id"].tolist() == ["good"]
+
+
+def test_a_same_model_pair_succeeds_with_its_certificate_and_computes_nothing(tmp_path):
+    """between_dependencies[a|a] is the within analysis: nothing is solved or written, and its blocking
+    `certified` check (a check_spec of the asset) still reports, passed, with no solutions."""
+    import dagster as dg
+
+    from neudep_assets.defs.dependency_assets import between_dependencies
+    from neudep_assets.defs.partitions import models_partitions, pair_key, targets_partitions
+    from neudep_assets.defs.resources import default_resources
+    from neudep_assets.lib.store import ResultStore
+
+    @dg.asset(name="dataset")
+    def dataset_stub():
+        return {}
+
+    @dg.asset(name="moments", partitions_def=models_partitions)
+    def moments_stub():
+        return {}
+
+    @dg.asset(name="target_logits", partitions_def=targets_partitions)
+    def target_logits_stub():
+        return {}
+
+    tiny = str(Path(__file__).with_name("tiny.yaml"))
+    res = default_resources(tiny, str(tmp_path))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("models", ["a"])
+        instance.add_dynamic_partitions("model_targets", ["a"])
+        dg.materialize([dataset_stub], instance=instance, resources=res)
+        for stub in (moments_stub, target_logits_stub):
+            dg.materialize([stub], instance=instance, partition_key="a", resources=res)
+        result = dg.materialize([between_dependencies, dataset_stub, moments_stub, target_logits_stub],
+                                selection=[between_dependencies], instance=instance, resources=res,
+                                partition_key=pair_key("a", "a"))
+    assert result.success
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["solutions"].value == 0
+    assert result.output_for_node("between_dependencies")["dependency_run_id"] is None
+    assert ResultStore(tmp_path).query("SELECT count(*) AS n FROM dependency_runs")["n"][0] == 0

@@ -1,0 +1,170 @@
+"""Logit offsets and gauges (lib/analysis/offsets.py): closed forms, planted structure, bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neudep_assets.lib.analysis import analyse, second_moment
+from neudep_assets.lib.analysis.comparisons import compare
+from neudep_assets.lib.analysis.offsets import (apply_gauge, check_gauge, gauge_moment, logit_stats,
+                                                offset_direction_share, offset_warning, other_gauge)
+from neudep_assets.lib.config import ConfigError, DependencyConfig, load_config
+from neudep_assets.lib.specs import validate_train_config
+
+
+def test_logit_stats_match_the_closed_form():
+    # f(x) = a(x)·1 + s(x)·(1, −1, 1, −1): per-sample mean a, within-sample std |s|, top logit a + |s|
+    rng = np.random.default_rng(0)
+    a, s = rng.normal(-5, 2, 500), rng.normal(0, 3, 500)
+    f = (a[:, None] + s[:, None] * np.array([1.0, -1.0, 1.0, -1.0])).astype(np.float32)
+    st = logit_stats(f, chunk=64)
+    assert st["n_samples"] == 500 and st["n_classes"] == 4
+    assert st["mean_logit_mean"] == pytest.approx(a.mean(), abs=1e-5)
+    assert st["mean_logit_std"] == pytest.approx(a.std(), abs=1e-5)
+    assert st["within_sample_std"] == pytest.approx(np.sqrt((s ** 2).mean()), rel=1e-5)
+    assert st["offset_share"] == pytest.approx((a ** 2).mean() / ((a ** 2).mean() + (s ** 2).mean()), rel=1e-5)
+    assert st["top_logit_mean"] == pytest.approx((a + np.abs(s)).mean(), rel=1e-5)
+    assert st["top_minus_mean"] == pytest.approx(np.abs(s).mean(), rel=1e-5)
+    # no offset, all offset
+    assert logit_stats(f - f.mean(1, keepdims=True))["offset_share"] == pytest.approx(0, abs=1e-10)
+    assert logit_stats(np.tile(a[:, None], (1, 7)))["offset_share"] == pytest.approx(1)
+
+
+def test_offset_warning_only_above_threshold_and_says_what_it_means():
+    assert offset_warning("cnn", "val", 0.2) is None
+    w = offset_warning("cnn", "val", 0.84)
+    assert "84%" in w and "cnn/val" in w and "offset" in w and "centered" in w
+
+
+def test_centered_gauge_moment_is_the_moment_of_centered_logits():
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=(300, 6)) + rng.normal(3, 1, size=(300, 1))
+    g = rng.normal(size=(300, 6)) - 2
+    for gauge in ("raw", "centered"):
+        fg, gg = apply_gauge(f, gauge), apply_gauge(g, gauge)
+        np.testing.assert_allclose(gauge_moment(second_moment(f), gauge), second_moment(fg), atol=1e-10)
+        np.testing.assert_allclose(gauge_moment(second_moment(f, g), gauge), second_moment(fg, gg), atol=1e-10)
+    fc = apply_gauge(f, "centered")
+    np.testing.assert_allclose(fc.mean(1), 0, atol=1e-12)
+    assert np.array_equal(fc.argmax(1), f.argmax(1))  # no prediction can see the gauge
+    assert apply_gauge(f, "raw") is f and other_gauge("raw") == "centered" and other_gauge("centered") == "raw"
+
+
+def test_unknown_gauge_is_refused_naming_the_allowed_values(tmp_path):
+    for bad in ("centred", "", "RAW"):
+        with pytest.raises(ValueError, match="raw, centered"):
+            check_gauge(bad)
+        with pytest.raises(ValueError, match="raw, centered"):
+            apply_gauge(np.zeros((2, 3)), bad)
+    with pytest.raises(ConfigError, match=r"logit_gauge must be one of raw, centered, got 'centred'"):
+        DependencyConfig(logit_gauge="centred").validate("x.yaml")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dataset: {kind: glyphs, glyphs: {n_classes: 12}}\nmodels: [{name: m, arch: resnet10t}]\n"
+                   "dependencies: {logit_gauge: centred}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml.*logit_gauge.*raw, centered.*'centred'"):
+        load_config(cfg)
+    cfg.write_text(cfg.read_text().replace("centred", "centered"))
+    assert load_config(cfg).dependencies.logit_gauge == "centered"
+    assert DependencyConfig().logit_gauge == "raw"  # the paper's reading stays the default
+
+
+def test_launchpad_gauge_override_is_validated():
+    from neudep_assets.defs.dependency_assets import DependenciesConfig, _crosscheck, _effective
+
+    eff = _effective(DependencyConfig(), DependenciesConfig(logit_gauge="centered"))
+    assert eff.logit_gauge == "centered"
+    other = _crosscheck(eff)
+    assert other.logit_gauge == "raw" and other.lambdas == (0.1,) and not other.gauge_crosscheck
+    with pytest.raises(ConfigError, match="raw, centered"):
+        _effective(DependencyConfig(), DependenciesConfig(logit_gauge="mean"))
+
+
+def test_offset_direction_share_closed_form_against_samples():
+    rng = np.random.default_rng(2)
+    f = rng.normal(size=(2000, 5)) + rng.normal(-4, 1, size=(2000, 1))
+    coef = rng.normal(size=(3, 5))
+    m = f.mean(1)
+    off = (coef.sum(1)[:, None] * m[None]) ** 2
+    disc = ((f - m[:, None]) @ coef.T).T ** 2
+    expected = off.mean(1) / (off.mean(1) + disc.mean(1))
+    np.testing.assert_allclose(offset_direction_share(second_moment(f), coef), expected, rtol=1e-9)
+    assert np.isnan(offset_direction_share(second_moment(f), np.zeros((1, 5))))[0]
+    # the centered gauge has no offset direction
+    np.testing.assert_allclose(offset_direction_share(gauge_moment(second_moment(f), "centered"), coef), 0, atol=1e-12)
+
+
+def test_offset_direction_share_tells_a_planted_offset_dependency_from_a_discriminative_one():
+    # 40 classes: every logit carries a large common offset m(x); logit 0 is also 2·logit 1 − logit 2
+    rng = np.random.default_rng(3)
+    n_s, n = 4000, 40
+    z = rng.normal(size=(n_s, n))
+    z -= z.mean(1, keepdims=True)
+    z[:, 0] = 2 * z[:, 1] - z[:, 2]
+    m = rng.normal(-10, 1, size=(n_s, 1))
+    f = z + m
+    res = analyse(second_moment(f), [0.05], eval_source=f, eval_labels=f.argmax(1))
+    share = offset_direction_share(second_moment(f), res.path.coef)[0]
+    t7 = res.path.coef[0, 7]
+    # class 7 has nothing but the offset in common with the others: a coefficient sum ≈ 1 that
+    # reproduces m(x), almost all of it along the all-ones direction
+    assert t7.sum() == pytest.approx(1, abs=0.2) and share[7] > 0.9
+    # in the centered gauge the same class has no sparse dependency (centered logits sum to 0, so each
+    # is minus the sum of all the others: a dependency on every class, never a sparse one)
+    Cc = gauge_moment(second_moment(f), "centered")
+    fc = apply_gauge(f, "centered")
+    res_c = analyse(Cc, [0.05], eval_source=fc, eval_labels=f.argmax(1))
+    row7 = res_c.per_target.set_index("target_class").loc[7]
+    assert row7["n_sources"] > 10 or row7["rel_err"] > 0.2
+    # the planted discriminative dependency survives centering, with no offset direction
+    row0 = res_c.per_target.set_index("target_class").loc[0]
+    assert row0["rel_err"] < 0.2 and set(np.flatnonzero(res_c.path.coef[0, 0])) >= {1, 2}
+    assert offset_direction_share(Cc, res_c.path.coef)[0, 0] == pytest.approx(0, abs=1e-12)
+
+
+def test_comparisons_never_mix_gauges():
+    # one checkpoint analysed within in both gauges, one between analysis in raw only
+    runs = pd.DataFrame([
+        dict(dependency_run_id="w-raw", lambda_index=0, lambda_rel=0.1, kind="within", model="a", source_model="a",
+             checkpoint_sha256="A", source_checkpoint_sha256="A", logit_gauge="raw"),
+        dict(dependency_run_id="w-cen", lambda_index=0, lambda_rel=0.1, kind="within", model="a", source_model="a",
+             checkpoint_sha256="A", source_checkpoint_sha256="A", logit_gauge="centered"),
+        dict(dependency_run_id="b-raw", lambda_index=0, lambda_rel=0.1, kind="between", model="a", source_model="b",
+             checkpoint_sha256="A", source_checkpoint_sha256="B", logit_gauge="raw"),
+    ])
+    edges = pd.DataFrame([("w-raw", 0, 1, 0, 1.0), ("w-cen", 0, 2, 0, 1.0), ("b-raw", 0, 1, 0, 1.0)],
+                         columns=["dependency_run_id", "lambda_index", "target_class", "source_class", "coef"])
+    out = compare(runs, edges, 4)
+    vs = out[out["metric"] == "jaccard_vs_within_target"]
+    assert len(vs) == 1 and vs["value"].iloc[0] == 1.0 and vs["logit_gauge"].iloc[0] == "raw"
+    assert not (out["kind"] == "checkpoint_stability").any()  # raw and centered are not two versions
+
+
+def test_mean_logit_penalty_is_a_validated_train_setting():
+    assert validate_train_config({"mean_logit_penalty": 0.05}) == {"mean_logit_penalty": 0.05}
+    with pytest.raises(ValueError, match="mean_logit_penalty"):
+        validate_train_config({"mean_logit_penalty": -1.0})
+
+
+def test_mean_logit_penalty_removes_the_offset_and_keeps_predictions_learnable():
+    import torch
+
+    from neudep_assets.lib.models import train_classifier
+
+    # a linear classifier on separable points; plain cross-entropy with Adam drifts the mean logit
+    rng = np.random.default_rng(4)
+    n_cls, per = 20, 10
+    centers = rng.normal(size=(n_cls, 16)).astype(np.float32) * 3
+    y = np.repeat(np.arange(n_cls), per)
+    x = np.repeat((centers[y] + rng.normal(size=(len(y), 16)).astype(np.float32))[:, None, :, None], 3, axis=1)
+    offsets = {}
+    for alpha in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 64), torch.nn.ReLU(),
+                                    torch.nn.Linear(64, n_cls))
+        res = train_classifier(model, train_images=x, train_labels=y, val_images=x, val_labels=y, epochs=30,
+                               lr=0.01, batch_size=50, weight_decay=0.0, seed=0, mean=(0.0,), std=(1.0,), log=None,
+                               label_smoothing=0.0, mean_logit_penalty=alpha)
+        with torch.no_grad():
+            offsets[alpha] = logit_stats(model(torch.from_numpy(x)).numpy())["offset_share"]
+        assert res["val_acc"] > 0.9
+    assert offsets[0.0] > 0.3 and offsets[1.0] < 0.05, offsets

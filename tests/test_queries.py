@@ -1,0 +1,165 @@
+"""The cookbook (sql/queries), the CLI summary and the comparisons summary on a store that holds two
+analyses of the same model (a retrain and a second λ grid that also holds 0.1), written before the
+logit gauge existed (no gauge: raw) and in the raw gauge, plus a centered-gauge analysis of the
+retrain (the cross-check at 0.1): every number is per analysis, or of the latest analysis of each model,
+pair and gauge, never a mix of two analyses or two gauges."""
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from neudep_assets.lib.store import ResultStore
+
+QUERIES = Path(__file__).resolve().parents[1] / "sql" / "queries"
+
+
+def _analysis(key, sha, lambdas, n_sources, rel_err, *, kind="within", model="m", source="m", gauge=None,
+              coef=0.5, offset_dir=0.9):
+    n = len(n_sources)
+    metrics = pd.DataFrame([{"dependency_run_id": key, "lambda_index": li, "target_class": t, "lambda_abs": lam,
+                             "lambda_max": 1.0, "kkt": 0.0, "n_sources": n_sources[t], "abs_err": 0.1,
+                             "rel_err": rel_err[t], "acc": 0.5, "orig_acc": 0.6, "pos_acc": 0.25,
+                             "orig_pos_acc": 1.0, "n_pos": 4, "offset_dir_share": offset_dir,
+                             "rel_err_refit": rel_err[t] / 2, "pos_acc_refit": 0.5, "fit_rel_err": rel_err[t]}
+                            for li, lam in enumerate(lambdas) for t in range(n)])
+    edges = pd.DataFrame([{"dependency_run_id": key, "lambda_index": li, "target_class": t,
+                           "source_class": (t + 1) % n, "coef": coef} for li in range(len(lambdas)) for t in range(n)])
+    runs = [{"dependency_run_id": key, "kind": kind, "lambda_index": li, "lambda_rel": lam, "lambda_value": lam,
+             "lambda_mode": "relative", "model": model, "checkpoint_sha256": sha, "source_model": source,
+             "source_checkpoint_sha256": sha, "dataset_id": "d", "tol": 1e-9, "max_kkt": 0.0, "logit_gauge": gauge}
+            for li, lam in enumerate(lambdas)]
+    return {"dependency_metrics": metrics, "dependencies": edges, "dependency_runs": runs,
+            "class_diagnostics": pd.DataFrame({"dependency_run_id": key, "target_class": range(n)})}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    store = ResultStore(tmp_path_factory.mktemp("data"))
+    store.write("classes", "d", [{"dataset_id": "d", "class_index": i, "name": f"class {i}"} for i in range(3)],
+                run_id="r", code_version="v")
+    for sha, acc in (("c1" * 32, 0.9), ("c2" * 32, 0.8)):
+        store.write("checkpoints", sha, [{"checkpoint_sha256": sha, "model": "m", "dataset_id": "d"}],
+                    run_id="r", code_version="v")
+        store.write("logit_sets", sha, [{"checkpoint_sha256": sha, "dataset_id": "d", "split": "val", "accuracy": acc}],
+                    run_id="r", code_version="v")
+    # offsets of the two checkpoints; the retrain's logits were recomputed once (a code change): the later counts
+    for key, sha, share in (("c1-val", "c1", 0.84), ("c2-val", "c2", 0.5), ("c2-val-v2", "c2", 0.01)):
+        store.write("logit_stats", key, [{"logit_set_id": key, "checkpoint_sha256": sha * 32, "model": "m",
+                                          "dataset_id": "d", "split": "val", "n_samples": 10, "offset_share": share}],
+                    run_id="r", code_version="v")
+        time.sleep(0.01)
+    # the first checkpoint, analysed before the gauge existed (no gauge: raw): every class has a dependency at 0.1
+    store.commit_analysis("old", _analysis("old", "c1" * 32, [0.1], [1, 1, 1], [0.1, 0.1, 0.1]), run_id="r1",
+                          code_version="v")
+    time.sleep(0.01)
+    # the retrained checkpoint, raw, another grid that also holds 0.1: one class of three has one
+    store.commit_analysis("new", _analysis("new", "c2" * 32, [0.5, 0.1], [1, 2, 12], [0.1, 0.3, 0.05], gauge="raw"),
+                          run_id="r2", code_version="v")
+    time.sleep(0.01)
+    # its centered cross-check at 0.1, committed last: two classes of three, other coefficients, no offset
+    store.commit_analysis("cen", _analysis("cen", "c2" * 32, [0.1], [3, 2, 12], [0.15, 0.12, 0.5], gauge="centered",
+                                           coef=0.25, offset_dir=0.0), run_id="r2", code_version="v")
+    return store
+
+
+EXPECTED = {  # query → (params, check of the result)
+    "dependency_share": ({}, lambda df: df[["model", "logit_gauge", "targets", "with_dependency", "share_pct",
+                                            "median_offset_dir_share", "dependency_run_id"]].to_dict("records") ==
+                         [{"model": "m", "logit_gauge": "raw", "targets": 3, "with_dependency": 1, "share_pct": 33.3,
+                           "median_offset_dir_share": 0.9, "dependency_run_id": "new"},
+                          {"model": "m", "logit_gauge": "centered", "targets": 3, "with_dependency": 2,
+                           "share_pct": 66.7, "median_offset_dir_share": 0.0, "dependency_run_id": "cen"}]),
+    "acc_loss_distribution": ({}, lambda df: df[["logit_gauge", "targets", "dependency_run_id"]].to_dict("records") ==
+                              [{"logit_gauge": "raw", "targets": 1, "dependency_run_id": "new"},
+                               {"logit_gauge": "centered", "targets": 2, "dependency_run_id": "cen"}]
+                              and all(list(q) == [75] * 5 for q in df["pos_acc_loss_pts_q0_25_50_75_100"])),
+    "lambda_path": ({}, lambda df: df[["logit_gauge", "lambda_rel", "mean_sources", "dependency_run_id"]]
+                    .to_dict("records") ==
+                    [{"logit_gauge": "raw", "lambda_rel": 0.5, "mean_sources": 5.0, "dependency_run_id": "new"},
+                     {"logit_gauge": "raw", "lambda_rel": 0.1, "mean_sources": 5.0, "dependency_run_id": "new"},
+                     {"logit_gauge": "centered", "lambda_rel": 0.1, "mean_sources": 5.67, "dependency_run_id": "cen"}]),
+    "strongest_dependencies": ({}, lambda df: df[["target", "gauge", "sources", "offset_dir"]].to_dict("records") ==
+                               [{"target": "class 0", "gauge": "raw", "sources": 1, "offset_dir": 0.9},
+                                {"target": "class 1", "gauge": "centered", "sources": 2, "offset_dir": 0.0},
+                                {"target": "class 0", "gauge": "centered", "sources": 3, "offset_dir": 0.0},
+                                {"target": "class 1", "gauge": "raw", "sources": 2, "offset_dir": 0.9}]
+                               and df["reconstruction"][1] == "+0.25·class 2"),
+    "edge_survival": ({"model": "m", "lam": 0.1}, lambda df: len(df) == 6 and sorted(
+        map(tuple, df[["logit_gauge", "analyses_with_edge", "analyses_total", "checkpoints_total", "mean_coef"]]
+            .drop_duplicates().to_numpy().tolist())) == [("centered", 1, 1, 1, 0.25), ("raw", 2, 2, 2, 0.5)]),
+    "sources_of_class": ({"model": "m", "target": "class 2", "lam": 0.1},
+                         lambda df: sorted(zip(df["dependency_run_id"], df["logit_gauge"], df["coef"])) ==
+                         [("cen", "centered", 0.25), ("new", "raw", 0.5), ("old", "raw", 0.5)]),
+    "models": ({}, lambda df: df[["sha256", "val_acc"]].to_dict("records") ==
+               [{"sha256": "c1" * 6, "val_acc": 0.9}, {"sha256": "c2" * 6, "val_acc": 0.8}]),
+    "refit_effect": ({"lam": 0.1}, lambda df: df[["logit_gauge", "targets", "share_pct", "share_refit_pct",
+                                                  "median_pos_acc_loss_pts", "median_pos_acc_loss_refit_pts",
+                                                  "dependency_run_id"]].to_dict("records") ==
+                     [{"logit_gauge": "raw", "targets": 3, "share_pct": 33.3, "share_refit_pct": 66.7,
+                       "median_pos_acc_loss_pts": 75.0, "median_pos_acc_loss_refit_pts": 50.0, "dependency_run_id": "new"},
+                      {"logit_gauge": "centered", "targets": 3, "share_pct": 66.7, "share_refit_pct": 66.7,
+                       "median_pos_acc_loss_pts": 75.0, "median_pos_acc_loss_refit_pts": 50.0,
+                       "dependency_run_id": "cen"}]),
+    # per analysis: the first-checkpoint, the retrain's raw and its centered analysis each give their own
+    "sparsest_dependency": ({"model": "m", "max_err": 0.2}, lambda df: sorted(
+        zip(df["dependency_run_id"], df["target_class"], df["lambda_rel"], df["n_sources"])) ==
+        [("cen", 0, 0.1, 3), ("cen", 1, 0.1, 2), ("new", 0, 0.5, 1), ("new", 2, 0.5, 12),
+         ("old", 0, 0.1, 1), ("old", 1, 0.1, 1), ("old", 2, 0.1, 1)]),
+    # the retrain's centered analysis against the first checkpoint, which has none in that gauge: all gained
+    "checkpoint_diff": ({"model": "m", "old": "c1c1", "new": "c2c2", "lam": 0.1, "gauge": "centered",
+                         "threshold": 0.05}, lambda df: sorted(
+        zip(df["change"], df["target_class"], df["source_class"], df["old_coef"].isna(), df["new_coef"])) ==
+        [("gained", 0, 1, True, 0.25), ("gained", 1, 2, True, 0.25), ("gained", 2, 0, True, 0.25)]),
+    "logit_offsets": ({}, lambda df: df[["checkpoint", "split", "offset_share_pct"]].to_dict("records") ==
+                      [{"checkpoint": "c1" * 6, "split": "val", "offset_share_pct": 84.0},
+                       {"checkpoint": "c2" * 6, "split": "val", "offset_share_pct": 1.0}]),
+}
+
+
+@pytest.mark.parametrize("query", sorted(QUERIES.glob("*.sql")), ids=lambda p: p.stem)
+def test_cookbook_query_values_on_two_analyses_of_one_model(store, query):
+    assert query.stem in EXPECTED, f"{query.name}: add its expected values on this store"
+    params, ok = EXPECTED[query.stem]
+    df = store.query(query.read_text(), params or None)
+    assert ok(df), df.to_string()
+
+
+def test_checkpoint_diff_compares_one_analysis_per_version_in_one_gauge(store):
+    """Raw: the two versions have the same edges and coefficients, so nothing changed (mixing in the
+    centered analysis, coefficient 0.25, would show moved or duplicated edges)."""
+    text = (QUERIES / "checkpoint_diff.sql").read_text()
+    params = {"model": "m", "old": "c1c1", "new": "c2c2", "lam": 0.1, "gauge": "raw"}
+    assert store.query(text, {**params, "threshold": 0.0}).empty
+    lost = store.query(text, {**params, "old": "c2c2", "new": "c1c1", "gauge": "centered", "threshold": 0.0})
+    assert list(lost["change"]) == ["lost"] * 3 and lost["new_coef"].isna().all()
+
+
+def test_latest_analysis_is_one_per_model_and_pair(store):
+    latest = store.query("SELECT DISTINCT dependency_run_id, model, logit_gauge FROM latest_dependency_runs "
+                         "ORDER BY ALL")
+    # the centered cross-check, committed last, does not hide the raw analysis: one latest per gauge
+    assert latest.to_dict("records") == [{"dependency_run_id": "cen", "model": "m", "logit_gauge": "centered"},
+                                         {"dependency_run_id": "new", "model": "m", "logit_gauge": "raw"}]
+
+
+def test_comparisons_summary_is_per_analysis(store):
+    from neudep_assets.defs.comparison_assets import SUMMARY_SQL
+
+    with store.connect() as con:
+        df = con.execute(SUMMARY_SQL, {"dataset": "d"}).df()
+    assert sorted(zip(df["dependency_run_id"], df["logit_gauge"], df["lambda_rel"], df["targets"])) == [
+        ("cen", "centered", 0.1, 3), ("new", "raw", 0.1, 3), ("new", "raw", 0.5, 3), ("old", "raw", 0.1, 3)]
+
+
+def test_cli_summary_reports_the_latest_analysis(store, capsys):
+    from neudep_assets.cli import print_summary
+
+    print_summary(store.root)
+    out = capsys.readouterr().out
+    share = out.split("classes with a dependency")[1].split("==")[1]
+    assert "33.3" in share and "66.7" in share and " 6 " not in share and " 9 " not in share
+    assert "centered" in share and "raw" in share
+    offsets = out.split("logit offsets")[1].split("==")[1]
+    assert "84.0" in offsets and "50.0" not in offsets and "warning" in offsets
