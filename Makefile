@@ -9,7 +9,7 @@ export DAGSTER_HOME := $(abspath $(NEUDEP_DATA))/dagster
 # torch's OpenMP threads spin-wait otherwise; on a shared 2-core machine that costs ~15x.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test ui install clean-data
+.PHONY: demo test ui install clean-data cluster-demo
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/neudep demo
+
+# the tiny graph on a local Dask cluster (scheduler + 2 workers on 127.0.0.1) and with the default
+# executor; the two stores must be equal. Another config: NEUDEP_CONFIG=... make cluster-demo
+cluster-demo: $(BIN)/.installed
+	NEUDEP_CONFIG=$${NEUDEP_CONFIG:-tests/tiny.yaml} $(BIN)/neudep cluster-demo
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest

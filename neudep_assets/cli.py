@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -29,47 +30,97 @@ class PipelineError(RuntimeError):
 
 
 def run_pipeline(config: Path | None = None, root: Path | None = None, *, instance=None, log=print,
-                 logits_batch_size: int | None = None) -> None:
-    """Materialize the whole graph for the config: dataset, every model, every ordered pair, comparisons.
-    ``logits_batch_size`` overrides every model's (default: each entry's, else fitted to input and memory)."""
+                 executor: str | None = None, logits_batch_size: int | None = None) -> list[tuple]:
+    """Bring the whole graph for the config up to date: dataset, every model (config and watched
+    folders), every ordered pair, comparisons. Only the runs whose assets Dagster says are missing
+    or stale are launched (a rerun that changes nothing launches nothing); returns what ran.
+
+    `executor` (default: the config's `executor.kind`): `dask` executes each run's steps on a Dask
+    cluster (dagster-dask), anything else in this process. ``logits_batch_size`` overrides every
+    model's (default: each entry's, else fitted to input and memory)."""
     import dagster as dg
 
-    from neudep_assets.defs.partitions import pair_key, register
+    from neudep_assets.defs.jobs import changed_checkpoints, plan, uses_steps
+    from neudep_assets.defs.partitions import register
     from neudep_assets.definitions import build_defs
     from neudep_assets.lib.config import load_config
+    from neudep_assets.lib.models import CheckpointError
+    from neudep_assets.lib.models.watch import convert_pickle
 
-    defs = build_defs(config and str(config), root and str(root))
+    config, root = (Path(config).resolve() if config else config_path()), (Path(root).resolve() if root else data_root())
+    defs = build_defs(str(config), str(root))
     project = load_config(config)
+    executor = executor or project.executor.kind
     if instance is None:
         _dagster_home()
         instance = dg.DagsterInstance.get()
-    register(project, instance)
     if logits_batch_size is not None and (isinstance(logits_batch_size, bool) or logits_batch_size < 1):
         raise ValueError(f"--logits-batch-size must be a positive integer, got {logits_batch_size!r}")
+    neudep = defs.resources["neudep"]
+    watched, refused = neudep.watched(project)
+    for w in [w for w in watched if w.is_pickle]:
+        try:
+            convert_pickle(w, root)
+        except CheckpointError as exc:
+            refused.append((w.folder, str(exc)))
+    for folder, reason in refused:
+        log(f"[neudep] refused: {reason}")
+    bad = {folder for folder, _ in refused}
+    names = [m.name for m in project.models] + [w.name for w in watched if w.folder not in bad]
+    register(names, instance)
     quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("NEUDEP_LOG_LEVEL", "INFO")}}}}
-    steps = [("dataset_job", None)] + [("model_job", m.name) for m in project.models]
-    steps += [("pair_job", pair_key(a, b)) for a, b in project.model_pairs()]
-    # uses of dependencies (§3.2, §3.3): a regularized parent's children become models of their own
-    steps += [("incremental_job", m) for m in project.incremental.models]
-    for parent in project.regularization.models:
-        steps += [("regularize_job", parent)]
-        steps += [("model_job", child) for child, _, _ in project.regularization.children(parent)]
-        steps += [("regularization_report_job", parent)]
-    steps += [("comparisons_job", None)]
-    for job_name, partition in steps:
+    graph, done = defs.resolve_asset_graph(), []
+    changed = changed_checkpoints(neudep, instance, names)
+
+    def run(job_name: str, partition, assets: list[str]) -> None:
+        label = f"{job_name}{f' [{partition}]' if partition else ''} ({', '.join(assets)})"
         t0 = time.perf_counter()
-        log(f"[neudep] {job_name}{f' [{partition}]' if partition else ''} ...")
+        log(f"[neudep] {label} ...")
+        selection = [dg.AssetKey(a) for a in assets]
         run_config = quiet
-        if job_name == "model_job" and logits_batch_size:
+        if logits_batch_size and "logits" in assets:
             run_config = {**quiet, "ops": {"logits": {"config": {"batch_size": int(logits_batch_size)}}}}
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=instance, partition_key=partition, run_config=run_config, raise_on_error=False)
+        if executor == "dask":
+            result = _execute_out_of_process(job_name, config, root, instance, partition, selection, run_config)
+        else:
+            result = defs.resolve_job_def(job_name).execute_in_process(
+                instance=instance, partition_key=partition, run_config=run_config, raise_on_error=False,
+                asset_selection=selection)
         if not result.success:
             errors = [f"  {e.step_key}: {_root_cause(e.step_failure_data.error)}"
                       for e in result.get_step_failure_events() if e.step_failure_data.error]
-            raise PipelineError(f"{job_name}{f' [{partition}]' if partition else ''} failed (run {result.run_id}):\n"
+            raise PipelineError(f"{label} failed (run {result.run_id}):\n"
                                 + "\n".join(errors or ["  see the log above or `make ui`"]))
-        log(f"[neudep] {job_name}{f' [{partition}]' if partition else ''} done in {time.perf_counter() - t0:.1f}s")
+        done.append((job_name, partition, assets))
+        log(f"[neudep] {label} done in {time.perf_counter() - t0:.1f}s")
+
+    for level in ("dataset_job", "model_job", "target_job", "pair_job"):
+        # each level is planned after the one before it ran, so staleness sees its new data versions
+        for job_name, partition, assets in [s for s in plan(graph, instance, names, changed=changed) if s[0] == level]:
+            run(job_name, partition, assets)
+    # uses of dependencies (§3.2, §3.3): a regularized parent's children become models of their own
+    for job_name, partition, assets in uses_steps(graph, instance, project):
+        run(job_name, partition, assets)
+    for job_name, partition, assets in [s for s in plan(graph, instance, names, changed=changed)
+                                       if s[0] == "comparisons_job"]:
+        run(job_name, partition, assets)
+    if not done:
+        log("[neudep] everything is up to date: nothing launched")
+    return done
+
+
+def _execute_out_of_process(job_name: str, config: Path, root: Path, instance, partition, selection, run_config):
+    """One run through the executor of the config (e.g. Dask): its steps run in other processes, which
+    load this code location from NEUDEP_CONFIG / NEUDEP_DATA."""
+    import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    os.environ["NEUDEP_CONFIG"], os.environ["NEUDEP_DATA"] = str(config), str(root)
+    job = ReconstructableRepository.for_module("neudep_assets.env_definitions", "defs",
+                                               working_directory=os.getcwd())
+    tags = {"dagster/partition": str(partition)} if partition is not None else {}
+    return dg.execute_job(job.get_reconstructable_job(job_name), instance=instance, run_config=run_config,
+                          tags=tags, asset_selection=selection)
 
 
 def print_summary(root: Path | None = None) -> None:
@@ -136,6 +187,41 @@ def cmd_demo(args) -> None:
     print_summary()
     print(f"\n[neudep] demo finished in {time.perf_counter() - t0:.0f}s. `make ui` shows the runs; "
           f"`neudep sql \"SELECT ...\"` queries the store.")
+
+
+def cmd_cluster_demo(args) -> None:
+    """The config's graph on a Dask cluster of two workers on 127.0.0.1 (or --scheduler ADDRESS), then
+    with the default executor, and the two result stores compared."""
+    import shutil
+
+    import dagster as dg
+
+    from neudep_assets.cluster import local_dask_cluster, store_differences
+
+    config, base = config_path(), data_root() / "cluster-demo"
+    dask_root, default_root = base / "dask", base / "default"
+    shutil.rmtree(base, ignore_errors=True)
+    dask_cfg = base / "dask.yaml"
+    base.mkdir(parents=True)
+    env = {"NEUDEP_CONFIG": str(dask_cfg), "NEUDEP_DATA": str(dask_root),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    cluster = contextlib.nullcontext(args.scheduler) if args.scheduler else local_dask_cluster(2, env, log_dir=base / "logs")
+    t0 = time.perf_counter()
+    with cluster as address:
+        print(f"[neudep] Dask scheduler {address}; workers load NEUDEP_CONFIG={dask_cfg} NEUDEP_DATA={dask_root}")
+        dask_cfg.write_text(config.read_text() + f"\nexecutor: {{kind: dask, scheduler: '{address}'}}\n")
+        (base / "dagster").mkdir()
+        with dg.instance_for_test(temp_dir=str(base / "dagster")) as instance:
+            t0 = time.perf_counter()
+            run_pipeline(dask_cfg, dask_root, instance=instance)
+            t_dask = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_pipeline(config, default_root, instance=dg.DagsterInstance.ephemeral())
+    t_default = time.perf_counter() - t0
+    diff = store_differences(dask_root, default_root)
+    print(f"[neudep] Dask {t_dask:.1f}s, default executor {t_default:.1f}s; stores equal: {not diff}")
+    if diff:
+        raise SystemExit("[neudep] the Dask run's store differs from the default run's: " + "; ".join(diff))
 
 
 def cmd_sql(args) -> None:
@@ -265,6 +351,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="images per forward pass for every model's logits (default: each model entry's "
                         "logits_batch_size, else fitted to the input size and the memory at hand)")
     sub.add_parser("summary", help="print the summary of what the result store holds")
+    p = sub.add_parser("cluster-demo", help="run the config on a Dask cluster (2 local workers) and compare the store "
+                                            "with a default run (under NEUDEP_DATA/cluster-demo)")
+    p.add_argument("--scheduler", help="address of an existing Dask scheduler (default: start one on 127.0.0.1)")
     p = sub.add_parser("check", help="list damaged store files (zero-length, truncated); exit 1 if any")
     p.add_argument("--quarantine", action="store_true", help="move them (their whole analysis) to store/.quarantine/")
     p = sub.add_parser("sql", help="run a SQL query on the result store (read-only)")
@@ -287,8 +376,8 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--top", type=int, default=6)
             p.add_argument("--out", default=str(data_root() / "exports"), help="output folder")
     args = parser.parse_args(argv)
-    {"demo": cmd_demo, "summary": lambda a: print_summary(), "check": cmd_check, "sql": cmd_sql,
-     "export-graph": cmd_export_graph,
+    {"demo": cmd_demo, "cluster-demo": cmd_cluster_demo, "summary": lambda a: print_summary(), "check": cmd_check,
+     "sql": cmd_sql, "export-graph": cmd_export_graph,
      "stars": cmd_stars}[args.command](args)
 
 

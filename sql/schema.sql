@@ -46,3 +46,32 @@ JOIN dependency_runs r USING (dependency_run_id, lambda_index)
 JOIN dependency_metrics m USING (dependency_run_id, lambda_index, target_class)
 LEFT JOIN classes tc ON tc.dataset_id = r.dataset_id AND tc.class_index = d.target_class
 LEFT JOIN classes sc ON sc.dataset_id = r.dataset_id AND sc.class_index = d.source_class;
+
+-- The current version of each model: its latest analysed checkpoint (the newest `checkpoints` row
+-- that has a dependency run), and every edge of that version (between pairs: both sides current), read
+-- from the latest analysis of that version per pair, λ mode and logit gauge (as latest_dependency_runs),
+-- so two analyses of one version never mix. Older versions stay in `dependency_lineage`;
+-- sql/queries/checkpoint_diff.sql compares two of them.
+CREATE OR REPLACE VIEW checkpoints_current AS
+SELECT model, arg_max(checkpoint_sha256, written_at) AS checkpoint_sha256, max(written_at) AS written_at
+FROM checkpoints
+WHERE checkpoint_sha256 IN (SELECT checkpoint_sha256 FROM dependency_runs)
+GROUP BY model;
+
+CREATE OR REPLACE VIEW dependencies_current AS
+WITH current_analyses AS (
+    SELECT r.dependency_run_id, any_value(r.kind) AS kind, any_value(r.source_model) AS source_model,
+           any_value(r.model) AS model, any_value(r.dataset_id) AS dataset_id,
+           any_value(r.lambda_mode) AS lambda_mode, coalesce(any_value(r.logit_gauge), 'raw') AS logit_gauge,
+           max(r.written_at) AS written_at
+    FROM dependency_runs r
+    JOIN checkpoints_current t ON t.model = r.model AND t.checkpoint_sha256 = r.checkpoint_sha256
+    JOIN checkpoints_current s ON s.model = r.source_model AND s.checkpoint_sha256 = r.source_checkpoint_sha256
+    GROUP BY r.dependency_run_id
+), latest AS (
+    SELECT dependency_run_id FROM current_analyses
+    QUALIFY row_number() OVER (PARTITION BY kind, source_model, model, dataset_id, lambda_mode, logit_gauge
+                               ORDER BY written_at DESC, dependency_run_id DESC) = 1
+)
+SELECT l.*
+FROM dependency_lineage l SEMI JOIN latest USING (dependency_run_id);

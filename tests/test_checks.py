@@ -1,5 +1,7 @@
 """The certificate of an analysis is judged against its own tol; NaN never passes."""
 
+from pathlib import Path
+
 import pandas as pd
 
 from neudep_assets.defs.checks import certificate, uncertified
@@ -52,3 +54,43 @@ def test_write_results_commits_every_table_of_a_certified_analysis_and_nothing_e
     assert store.query("SELECT DISTINCT dependency_run_id FROM dependency_summary")["dependency_run_id"].tolist() == [
         "good"]
     assert store.query("SELECT comparison_id FROM comparisons")["comparison_id"].tolist() == ["good"]
+
+
+def test_a_same_model_pair_succeeds_with_its_certificate_and_computes_nothing(tmp_path):
+    """between_dependencies[a|a] is the within analysis: nothing is solved or written, and its blocking
+    `certified` check (a check_spec of the asset) still reports, passed, with no solutions."""
+    import dagster as dg
+
+    from neudep_assets.defs.dependency_assets import between_dependencies
+    from neudep_assets.defs.partitions import models_partitions, pair_key, targets_partitions
+    from neudep_assets.defs.resources import default_resources
+    from neudep_assets.lib.store import ResultStore
+
+    @dg.asset(name="dataset")
+    def dataset_stub():
+        return {}
+
+    @dg.asset(name="moments", partitions_def=models_partitions)
+    def moments_stub():
+        return {}
+
+    @dg.asset(name="target_logits", partitions_def=targets_partitions)
+    def target_logits_stub():
+        return {}
+
+    tiny = str(Path(__file__).with_name("tiny.yaml"))
+    res = default_resources(tiny, str(tmp_path))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("models", ["a"])
+        instance.add_dynamic_partitions("model_targets", ["a"])
+        dg.materialize([dataset_stub], instance=instance, resources=res)
+        for stub in (moments_stub, target_logits_stub):
+            dg.materialize([stub], instance=instance, partition_key="a", resources=res)
+        result = dg.materialize([between_dependencies, dataset_stub, moments_stub, target_logits_stub],
+                                selection=[between_dependencies], instance=instance, resources=res,
+                                partition_key=pair_key("a", "a"))
+    assert result.success
+    [check] = result.get_asset_check_evaluations()
+    assert check.passed and check.metadata["solutions"].value == 0
+    assert result.output_for_node("between_dependencies")["dependency_run_id"] is None
+    assert ResultStore(tmp_path).query("SELECT count(*) AS n FROM dependency_runs")["n"][0] == 0

@@ -132,6 +132,11 @@ EXPECTED = {  # query → (params, check of the result)
         zip(df["dependency_run_id"], df["target_class"], df["lambda_rel"], df["n_sources"])) ==
         [("cen", 0, 0.1, 3), ("cen", 1, 0.1, 2), ("new", 0, 0.5, 1), ("new", 2, 0.5, 12),
          ("old", 0, 0.1, 1), ("old", 1, 0.1, 1), ("old", 2, 0.1, 1)]),
+    # the retrain's centered analysis against the first checkpoint, which has none in that gauge: all gained
+    "checkpoint_diff": ({"model": "m", "old": "c1c1", "new": "c2c2", "lam": 0.1, "gauge": "centered",
+                         "threshold": 0.05}, lambda df: sorted(
+        zip(df["change"], df["target_class"], df["source_class"], df["old_coef"].isna(), df["new_coef"])) ==
+        [("gained", 0, 1, True, 0.25), ("gained", 1, 2, True, 0.25), ("gained", 2, 0, True, 0.25)]),
     "logit_offsets": ({}, lambda df: df[["checkpoint", "split", "offset_share_pct"]].to_dict("records") ==
                       [{"checkpoint": "c1" * 6, "split": "val", "offset_share_pct": 84.0},
                        {"checkpoint": "c2" * 6, "split": "val", "offset_share_pct": 1.0}]),
@@ -144,6 +149,16 @@ def test_cookbook_query_values_on_two_analyses_of_one_model(store, query):
     params, ok = EXPECTED[query.stem]
     df = store.query(query.read_text(), params or None)
     assert ok(df), df.to_string()
+
+
+def test_checkpoint_diff_compares_one_analysis_per_version_in_one_gauge(store):
+    """Raw: the two versions have the same edges and coefficients, so nothing changed (mixing in the
+    centered analysis, coefficient 0.25, would show moved or duplicated edges)."""
+    text = (QUERIES / "checkpoint_diff.sql").read_text()
+    params = {"model": "m", "old": "c1c1", "new": "c2c2", "lam": 0.1, "gauge": "raw"}
+    assert store.query(text, {**params, "threshold": 0.0}).empty
+    lost = store.query(text, {**params, "old": "c2c2", "new": "c1c1", "gauge": "centered", "threshold": 0.0})
+    assert list(lost["change"]) == ["lost"] * 3 and lost["new_coef"].isna().all()
 
 
 def test_latest_analysis_is_one_per_model_and_pair(store):

@@ -149,7 +149,7 @@ def test_launchpad_target_chunk_override_and_identity():
     from neudep_assets.defs.dependency_assets import DependenciesConfig, _effective, _identity
 
     project = DependencyConfig(target_chunk=500)
-    assert _effective(project, DependenciesConfig()).target_chunk == 500  # 0 keeps the project value
+    assert _effective(project, DependenciesConfig()).target_chunk == 500  # unset keeps the project value
     assert _effective(project, DependenciesConfig(target_chunk=64)).target_chunk == 64
     with pytest.raises(ConfigError, match="target_chunk"):
         _effective(project, DependenciesConfig(target_chunk=-1))

@@ -4,6 +4,7 @@
 import dagster as dg
 import pandas as pd
 
+from neudep_assets.defs.automation import COMPARISONS_CONDITION
 from neudep_assets.defs.report import md_table
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.analysis.comparisons import compare
@@ -28,6 +29,7 @@ ORDER BY kind DESC, source_model, model, checkpoint, logit_gauge DESC, dependenc
 
 
 @dg.asset(code_version=COMPARISONS_CODE_VERSION, group_name="comparisons", kinds={"duckdb"},
+          automation_condition=COMPARISONS_CONDITION,
           deps=[dg.AssetDep("dependencies", partition_mapping=dg.AllPartitionMapping()),
                 dg.AssetDep("between_dependencies", partition_mapping=dg.AllPartitionMapping())])
 def comparisons(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict) -> dg.Output[dict]:

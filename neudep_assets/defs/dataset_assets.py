@@ -15,7 +15,9 @@ DATASET_SCIENCE = ("neudep_assets.lib.data",)
 DATASET_CODE_VERSION = code_version(*DATASET_SCIENCE)
 
 
-@dg.asset(code_version=DATASET_CODE_VERSION, group_name="data", kinds={"numpy"})
+@dg.asset(code_version=DATASET_CODE_VERSION, group_name="data", kinds={"numpy"},
+          automation_condition=(dg.AutomationCondition.missing() & ~dg.AutomationCondition.in_progress()
+                                & ~dg.AutomationCondition.execution_failed()).with_label("when missing"))
 def dataset(context: dg.AssetExecutionContext, neudep: Neudep) -> dg.Output[dict]:
     """The image dataset of the project config: splits train / val / ood and class names.
 

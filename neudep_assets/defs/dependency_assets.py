@@ -4,13 +4,15 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
+from typing import Optional
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from neudep_assets.defs.checks import certificate, certificate_spec
-from neudep_assets.defs.partitions import models_partitions, pairs_partitions, parse_pair
+from neudep_assets.defs.automation import FOLLOW_INPUTS
+from neudep_assets.defs.checks import CERTIFIED, certificate, certificate_spec
+from neudep_assets.defs.partitions import SOURCE, TARGET, models_partitions, pairs_partitions, parse_pair
 from neudep_assets.defs.report import md_image, md_images, md_table
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.report import plots
@@ -31,21 +33,20 @@ SOLVER = "neudep.covlasso homotopy"
 
 
 class DependenciesConfig(dg.Config):
-    """Launchpad overrides of `dependencies:` in neudep.yaml (empty / 0 = keep the project value)."""
+    """Launchpad overrides of `dependencies:` in neudep.yaml (unset = the project value)."""
 
-    lambdas: list[float] = []
-    lambda_mode: str = ""
-    tol: float = 0.0
-    target_chunk: int = 0  # targets solved (and certified) per chunk; 0 = keep the project value
-    logit_gauge: str = ""  # raw | centered (each sample's logits minus their mean over the classes)
+    lambdas: Optional[list[float]] = None
+    lambda_mode: Optional[str] = None
+    tol: Optional[float] = None
+    target_chunk: Optional[int] = None  # targets solved (and certified) per chunk
+    logit_gauge: Optional[str] = None  # raw | centered (each sample's logits minus their mean over the classes)
 
 
 def _effective(project_dep: DependencyConfig, override: DependenciesConfig) -> DependencyConfig:
-    eff = dataclasses.replace(
-        project_dep, lambdas=tuple(override.lambdas) or project_dep.lambdas,
-        lambda_mode=override.lambda_mode or project_dep.lambda_mode, tol=override.tol or project_dep.tol,
-        logit_gauge=override.logit_gauge or project_dep.logit_gauge,
-        target_chunk=project_dep.target_chunk if override.target_chunk == 0 else override.target_chunk)
+    set_ = {k: v for k, v in override.model_dump().items() if v is not None}
+    if "lambdas" in set_:
+        set_["lambdas"] = tuple(set_["lambdas"])
+    eff = dataclasses.replace(project_dep, **set_)
     eff.validate("run config")
     return eff
 
@@ -198,7 +199,7 @@ def _share_at(store: ResultStore, run_key: str, lambda_index: int) -> float:
 
 
 @dg.asset(partitions_def=models_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
-          kinds={"numpy"}, check_specs=[certificate_spec("dependencies")])
+          kinds={"numpy"}, check_specs=[certificate_spec("dependencies")], automation_condition=FOLLOW_INPUTS)
 def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, neudep: Neudep, dataset: dict,
                  logits: dict, moments: dict):
     """Within-model dependencies: CovLasso for every class over the λ path (fit on the fit split),
@@ -235,25 +236,30 @@ def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, 
 
 
 @dg.asset(partitions_def=pairs_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
-          kinds={"numpy"}, check_specs=[certificate_spec("between_dependencies")],
-          ins={"logits": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(),
-                                    metadata={"allow_missing_partitions": True})})
+          kinds={"numpy"}, check_specs=[certificate_spec("between_dependencies")], automation_condition=FOLLOW_INPUTS,
+          ins={"moments": dg.AssetIn(partition_mapping=SOURCE),
+               "target_logits": dg.AssetIn(partition_mapping=TARGET)})
 def between_dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, neudep: Neudep,
-                         dataset: dict, logits: dict):
-    """Between-model dependencies (paper Eq. 4): each logit g_i of the target model regressed on the
-    source model's logits except class i, from logits of the same samples; Table-1 metrics with g's
-    logit i replaced. Both models' logits are taken in the configured gauge (centered: each minus its
-    own per-sample mean). Committed at once, and only when certified (KKT ≤ tol)."""
+                         dataset: dict, moments: dict, target_logits: dict):
+    """Between-model dependencies (paper Eq. 4) of the pair source|target: each logit g_i of the target
+    model regressed on the source model's logits except class i, from logits of the same samples;
+    Table-1 metrics with g's logit i replaced. Reads only its two models (the source's moments, which
+    carry its logits, and the target's `target_logits`). Both models' logits are taken in the configured
+    gauge (centered: each minus its own per-sample mean). Committed at once, and only when certified
+    (KKT ≤ tol). source = target is the within-model analysis (`dependencies`): nothing is computed for it."""
     project, store = neudep.project(), neudep.store()
     eff = _effective(project.dependencies, config)
     device = _solver_device(neudep)
-    ds = PreparedDataset.from_json(dataset)
     src, tgt = parse_pair(context.partition_key)
-    for name in (src, tgt):
-        project.model(name)
-        if name not in logits:
-            raise dg.Failure(f"model pair {src}->{tgt}: model {name!r} has no logits yet; materialize logits[{name}]")
-    f, g = logits[src], logits[tgt]
+    if src == tgt:
+        yield dg.Output({"dependency_run_id": None, "kind": "within", "model": tgt, "source_model": src},
+                        data_version=dg.DataVersion(f"same-model-{src}"),
+                        metadata={"note": f"source = target: see dependencies[{src}]"})
+        yield dg.AssetCheckResult(check_name=CERTIFIED, passed=True,
+                                  metadata={"solutions": 0, "note": f"certified as dependencies[{src}]"})
+        return
+    ds = PreparedDataset.from_json(dataset)
+    f, g = moments["logits"], target_logits
     for side in (f, g):
         if side["dataset_id"] != ds.dataset_id:
             raise LogitsError(f"model pair {src}->{tgt}: logits of {side['model']} are of dataset "

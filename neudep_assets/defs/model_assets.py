@@ -2,12 +2,14 @@
 
 
 import hashlib
+from typing import Optional
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
-from neudep_assets.defs.partitions import models_partitions
+from neudep_assets.defs.automation import CHECKPOINT_CONDITION, FOLLOW_INPUTS
+from neudep_assets.defs.partitions import models_partitions, targets_partitions
 from neudep_assets.defs.report import md_table
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.models.checkpoints import CheckpointInfo, obtain_checkpoint, split_logits
@@ -32,11 +34,11 @@ MOMENTS_CODE_VERSION = code_version(*MOMENTS_SCIENCE)
 class LogitsConfig(dg.Config):
     """Launchpad settings of the logits asset."""
 
-    batch_size: int = 0  # images per forward pass; 0 = the model entry's logits_batch_size, else automatic
+    batch_size: Optional[int] = None  # images per forward pass; unset = the model entry's logits_batch_size, else automatic
 
 
 @dg.asset(partitions_def=models_partitions, code_version=CHECKPOINT_CODE_VERSION, group_name="models",
-          pool="gpu", kinds={"pytorch"})
+          pool="gpu", kinds={"pytorch"}, automation_condition=CHECKPOINT_CONDITION)
 def checkpoint(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict) -> dg.Output[dict]:
     """The model's checkpoint in timm's folder format: trained here, a local folder, a hub model, or a
     fine-tuned child of another model (`regularized_checkpoints`).
@@ -49,7 +51,7 @@ def checkpoint(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict)
     if context.partition_key not in {m.name for m in project.models}:
         derived = derived_checkpoint(store, context.partition_key, ds.n_classes)  # a fine-tuned child (§3.3)
     if derived is None:
-        spec = project.model(context.partition_key)
+        spec = neudep.spec(context.partition_key)  # a config entry or a watched checkpoint folder
         info = obtain_checkpoint(spec, ds, store.root, device=neudep.pick_device(), log=context.log.info)
     else:
         info = derived[0]
@@ -75,11 +77,11 @@ def _model_entry(neudep: Neudep, name: str):
     project, store = neudep.project(), neudep.store()
     if name not in {m.name for m in project.models} and store.has("derived_models", name):
         name = str(store.read("derived_models", name)["parent_model"].iloc[0])
-    return project.model(name)
+    return neudep.spec(name)
 
 
 @dg.asset(partitions_def=models_partitions, code_version=LOGITS_CODE_VERSION, group_name="models",
-          pool="gpu", kinds={"pytorch"})
+          pool="gpu", kinds={"pytorch"}, automation_condition=FOLLOW_INPUTS)
 def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neudep, dataset: dict,
            checkpoint: dict) -> dg.Output[dict]:
     """Raw logits of the model on every dataset split (GPU when present), with accuracy per split and
@@ -89,8 +91,8 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
     store = neudep.store()
     ds, info = PreparedDataset.from_json(dataset), CheckpointInfo(**checkpoint)
     device = neudep.pick_device()
-    if config.batch_size < 0:
-        raise dg.Failure(f"logits config: batch_size must be ≥ 1 (or 0 = automatic), got {config.batch_size}")
+    if config.batch_size is not None and config.batch_size < 1:
+        raise dg.Failure(f"logits config: batch_size must be ≥ 1 (unset = automatic), got {config.batch_size}")
     batch_size = config.batch_size or _model_entry(neudep, info.model).logits_batch_size  # None: automatic
     out, rows, stats, warnings = {}, [], [], []
     for split in ds.splits:
@@ -138,9 +140,10 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
 
 
 @dg.asset(partitions_def=models_partitions, code_version=MOMENTS_CODE_VERSION, group_name="dependencies",
-          kinds={"numpy"})
+          kinds={"numpy"}, automation_condition=FOLLOW_INPUTS)
 def moments(context: dg.AssetExecutionContext, neudep: Neudep, logits: dict) -> dg.Output[dict]:
-    """C = E[f fᵀ] (uncentered, float64) of the raw logits on the fit split, with its spectrum."""
+    """C = E[f fᵀ] (uncentered, float64) of the raw logits on the fit split, with its spectrum (the
+    pointer also carries the model's logits, which between-model pairs read as their source side)."""
     project, store = neudep.project(), neudep.store()
     split = project.dependencies.fit_split
     src = logits["splits"][split]
@@ -158,8 +161,17 @@ def moments(context: dg.AssetExecutionContext, neudep: Neudep, logits: dict) -> 
                "split": split, "n_samples": len(lg), "n_classes": C.shape[0], "path": str(path), **spec}
         store.write("moments", moments_id, [row], run_id=context.run.run_id, code_version=MOMENTS_CODE_VERSION)
     return dg.Output({"moments_id": moments_id, "path": row["path"], "split": split, "model": logits["model"],
-                      "checkpoint_sha256": logits["checkpoint_sha256"], "dataset_id": logits["dataset_id"]},
+                      "checkpoint_sha256": logits["checkpoint_sha256"], "dataset_id": logits["dataset_id"],
+                      "logits": logits},
                      data_version=dg.DataVersion(moments_id),
                      metadata={"n_classes": int(row["n_classes"]), "rank": int(row["rank"]),
                                "min_eig": float(row["min_eig"]), "max_eig": float(row["max_eig"]),
                                "fit_split": split})
+
+
+@dg.asset(partitions_def=targets_partitions, group_name="dependencies", automation_condition=FOLLOW_INPUTS,
+          ins={"logits": dg.AssetIn(partition_mapping=dg.IdentityPartitionMapping())})
+def target_logits(logits: dict) -> dg.Output[dict]:
+    """The model's logits as the target side of between-model pairs (the same pointer; nothing is
+    computed). Partitioned by `model_targets`, the pairs' target dimension (see defs/partitions.py)."""
+    return dg.Output(logits, data_version=dg.DataVersion(stable_hash(logits)))

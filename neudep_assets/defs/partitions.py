@@ -1,40 +1,56 @@
-"""Dynamic partitions: one per registered model, one per ordered model pair."""
+"""Partitions: one per registered model (dynamic), and the ordered model pairs source × target.
+
+The pairs are `MultiPartitionsDefinition(source × target)`. Their target dimension runs over
+`model_targets`, a copy of `models` with the same keys (kept in sync by `register` and the sensor):
+Dagster 1.13's MultiToSingleDimensionPartitionMapping ignores its `partition_dimension_name` when
+mapping, so two dimensions over the same partitions definition cannot be told apart.
+"""
 
 
 import dagster as dg
 
-from neudep_assets.lib.config import ProjectConfig
-
 models_partitions = dg.DynamicPartitionsDefinition(name="models")
-pairs_partitions = dg.DynamicPartitionsDefinition(name="model_pairs")
-PAIR_SEP = "->"
+targets_partitions = dg.DynamicPartitionsDefinition(name="model_targets")
+pairs_partitions = dg.MultiPartitionsDefinition({"source": models_partitions, "target": targets_partitions})
+
+#: between_dependencies[source|target] reads the source's moments (C = E[f fᵀ] and its logits) and the
+#: target's logits (`target_logits`): each of its two models through its own dimension, no other model.
+SOURCE = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="source")
+TARGET = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="target")
 
 
-def pair_key(source: str, target: str) -> str:
-    return f"{source}{PAIR_SEP}{target}"
+def pair_key(source: str, target: str) -> dg.MultiPartitionKey:
+    return dg.MultiPartitionKey({"source": source, "target": target})
 
 
-def parse_pair(key: str) -> tuple[str, str]:
-    source, sep, target = key.partition(PAIR_SEP)
-    if not sep or not source or not target:
-        raise ValueError(f"model pair partition {key!r} is not of the form 'source->target'")
-    return source, target
+def parse_pair(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
+    """(source, target) of a pair partition key ('source|target' as a string)."""
+    dims = key.keys_by_dimension if isinstance(key, dg.MultiPartitionKey) else \
+        dict(zip(("source", "target"), key.split("|"))) if key.count("|") == 1 else {}
+    if not dims.get("source") or not dims.get("target"):
+        raise ValueError(f"model pair partition {key!r} is not of the form 'source|target'")
+    return dims["source"], dims["target"]
 
 
-def missing_partitions(project: ProjectConfig, instance: dg.DagsterInstance) -> tuple[list[str], list[str]]:
-    """Model and pair keys of the config that the instance does not know yet."""
-    models = [m.name for m in project.models]
-    pairs = [pair_key(a, b) for a, b in project.model_pairs()]
-    have_m = set(instance.get_dynamic_partitions(models_partitions.name))
-    have_p = set(instance.get_dynamic_partitions(pairs_partitions.name))
-    return [m for m in models if m not in have_m], [p for p in pairs if p not in have_p]
+def missing_models(names: list[str], instance: dg.DagsterInstance) -> dict[str, list[str]]:
+    """Per partitions definition (models, model_targets), the model names it does not hold yet."""
+    out = {}
+    for pdef in (models_partitions, targets_partitions):
+        have = set(instance.get_dynamic_partitions(pdef.name))
+        out[pdef.name] = [m for m in names if m not in have]
+    return out
 
 
-def register(project: ProjectConfig, instance: dg.DagsterInstance) -> tuple[list[str], list[str]]:
-    """Add the config's models and pairs as partitions (idempotent); returns what was added."""
-    new_m, new_p = missing_partitions(project, instance)
-    if new_m:
-        instance.add_dynamic_partitions(models_partitions.name, new_m)
-    if new_p:
-        instance.add_dynamic_partitions(pairs_partitions.name, new_p)
-    return new_m, new_p
+def add_requests(missing: dict[str, list[str]]) -> list:
+    """The sensor's requests adding the missing keys."""
+    pdefs = {p.name: p for p in (models_partitions, targets_partitions)}
+    return [pdefs[name].build_add_request(keys) for name, keys in missing.items() if keys]
+
+
+def register(names: list[str], instance: dg.DagsterInstance) -> list[str]:
+    """Add models as partitions (idempotent; the pairs follow from them); returns the new models."""
+    missing = missing_models(names, instance)
+    for name, keys in missing.items():
+        if keys:
+            instance.add_dynamic_partitions(name, keys)
+    return missing[models_partitions.name]

@@ -7,7 +7,9 @@ from pathlib import Path
 import dagster as dg
 from upath import UPath
 
-from neudep_assets.lib.config import ProjectConfig, config_path, data_root, load_config
+from neudep_assets.lib.config import ConfigError, ProjectConfig, config_path, data_root, load_config
+from neudep_assets.lib.models.watch import Watched, scan_watch
+from neudep_assets.lib.specs import ModelSpec
 from neudep_assets.lib.store import ResultStore, atomic_write
 
 
@@ -20,6 +22,31 @@ class Neudep(dg.ConfigurableResource):
 
     def project(self) -> ProjectConfig:
         return load_config(self.config_path)
+
+    def watched(self, project: ProjectConfig | None = None) -> tuple[list[Watched], list[tuple[Path, str]]]:
+        """Checkpoint folders of the watched directories, and the refused ones with the reason."""
+        project = project or self.project()
+        found, refused = scan_watch(project.watch_dirs(Path(self.data_root)))
+        names = {m.name for m in project.models}
+        refused += [(w.folder, f"checkpoint folder {w.folder}: model name {w.name!r} is already a model of "
+                               f"{project.path}") for w in found if w.name in names]
+        return [w for w in found if w.name not in names], refused
+
+    def model_names(self) -> list[str]:
+        """The config's models, then the watched checkpoint folders."""
+        project = self.project()
+        return [m.name for m in project.models] + [w.name for w in self.watched(project)[0]]
+
+    def spec(self, name: str) -> ModelSpec:
+        """The model of a partition key: a config entry, or a watched checkpoint folder."""
+        project = self.project()
+        if any(m.name == name for m in project.models):
+            return project.model(name)
+        for w in self.watched(project)[0]:
+            if w.name == name:
+                return w.spec(Path(self.data_root))
+        raise ConfigError(f"no model {name!r}: not in {project.path} and no valid checkpoint folder of that name in "
+                          f"{', '.join(map(str, project.watch_dirs(Path(self.data_root))))}")
 
     def store(self) -> ResultStore:
         return ResultStore(self.data_root)

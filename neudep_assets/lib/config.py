@@ -19,6 +19,9 @@ from neudep_assets.lib.specs import GlyphConfig, ModelSpec
 
 DEFAULT_CONFIG = "neudep.yaml"
 DEFAULT_LAMBDAS = (0.5, 0.2, 0.1, 0.05, 0.02)
+DEFAULT_WATCH = "checkpoints/incoming"  # under the data root
+DEFAULT_SCHEDULE = "0 4 * * 1"  # weekly: Monday 04:00 UTC
+EXECUTORS = ("in_process", "multiprocess", "dask")
 SPLITS = ("train", "val", "ood")
 
 
@@ -200,6 +203,16 @@ class RegularizationConfig:
 
 
 @dataclass(frozen=True)
+class ExecutorConfig:
+    """Where the steps of a run execute: `in_process`, `multiprocess` (Dagster's default) or `dask`
+    (dagster-dask: `scheduler` is the address of an existing cluster; empty starts a local one)."""
+
+    kind: str = "multiprocess"
+    scheduler: str = ""
+    n_workers: int = 2
+
+
+@dataclass(frozen=True)
 class ProjectConfig:
     path: Path
     dataset: DatasetConfig
@@ -208,6 +221,12 @@ class ProjectConfig:
     device: str = "auto"
     incremental: IncrementalConfig = field(default_factory=IncrementalConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    watch: tuple[str, ...] | None = None  # checkpoint folders to watch; None: <data root>/checkpoints/incoming
+    schedule: str = DEFAULT_SCHEDULE  # cron of the rerun of what is stale or failed
+    executor: "ExecutorConfig" = field(default_factory=lambda: ExecutorConfig())
+
+    def watch_dirs(self, root: Path) -> list[Path]:
+        return [Path(d) for d in self.watch] if self.watch is not None else [Path(root) / DEFAULT_WATCH]
 
     def model(self, name: str) -> ModelSpec:
         for spec in self.models:
@@ -251,7 +270,8 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
         raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: top level must be a mapping with keys dataset, models, dependencies")
-    unknown = set(raw) - {"dataset", "models", "dependencies", "device", "incremental", "regularization"}
+    unknown = set(raw) - {"dataset", "models", "dependencies", "device", "incremental", "regularization", "watch",
+                          "schedule", "executor"}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level key(s) {sorted(unknown)}")
 
@@ -274,8 +294,10 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
     dataset = DatasetConfig(kind=kind, glyphs=glyphs, name=str(ds.get("name") or ""), splits=splits)
 
     raw_models = raw.get("models")
-    if not isinstance(raw_models, list) or not raw_models:
-        raise ConfigError(f"{where}: 'models' must be a non-empty list of model entries")
+    if raw_models is None and "watch" in raw:
+        raw_models = []  # the watched checkpoint folders are the models
+    if not isinstance(raw_models, list) or not (raw_models or "watch" in raw):
+        raise ConfigError(f"{where}: 'models' must be a non-empty list of model entries (or give 'watch' folders)")
     models = []
     for i, entry in enumerate(raw_models):
         if not isinstance(entry, dict):
@@ -305,6 +327,22 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
     device = str(raw.get("device", "auto"))
     if device not in ("auto", "cpu", "cuda", "mps"):
         raise ConfigError(f"{where}: device must be auto, cpu, cuda or mps, got {device!r}")
+    watch = raw.get("watch")
+    if watch is not None:
+        if isinstance(watch, str):
+            watch = [watch]
+        if not isinstance(watch, list) or not all(isinstance(w, str) and w for w in watch):
+            raise ConfigError(f"{where}: watch must be a list of folders, got {watch!r}")
+        watch = tuple(str((where.parent / w).resolve()) for w in watch)
+    schedule = raw.get("schedule", DEFAULT_SCHEDULE)
+    if not isinstance(schedule, str) or len(schedule.split()) != 5:
+        raise ConfigError(f"{where}: schedule must be a 5-field cron string, got {schedule!r}")
+    ex = _section(raw, "executor", where, set(ExecutorConfig.__dataclass_fields__))
+    executor = ExecutorConfig(**ex)
+    if executor.kind not in EXECUTORS:
+        raise ConfigError(f"{where}: executor.kind must be one of {EXECUTORS}, got {executor.kind!r}")
+    if isinstance(executor.n_workers, bool) or not isinstance(executor.n_workers, int) or executor.n_workers < 1:
+        raise ConfigError(f"{where}: executor.n_workers must be an integer ≥ 1, got {executor.n_workers!r}")
     incremental = _uses_section(raw, "incremental", IncrementalConfig, where)
     incremental.validate(str(where), tuple(names))
     if incremental.models and kind == "glyphs":
@@ -319,7 +357,9 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
                 raise ConfigError(f"{where}: model name {child!r} is taken by a fine-tune of {parent!r} "
                                   "(regularization.models); rename the model")
     return ProjectConfig(path=where, dataset=dataset, models=tuple(models), dependencies=dependencies, device=device,
-                         incremental=incremental, regularization=regularization)
+                         incremental=incremental, regularization=regularization, watch=watch, schedule=schedule,
+                         executor=executor)
+
 
 
 def _uses_section(raw: dict, key: str, cls, where: Path):

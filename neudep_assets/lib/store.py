@@ -36,7 +36,8 @@ from neudep_assets.lib.files import StoreError, _fsync_dir, atomic_write, load_a
 
 __all__ = ["TABLES", "ResultStore", "StoreError", "StoreWarning", "atomic_write", "load_arrays", "save_arrays"]
 
-SCHEMA_VERSION = 4  # part of the catalog version (with sql/schema.sql and the root); 3: logit gauge, logit_stats; 4: §3.2 / §3.3
+SCHEMA_VERSION = 5  # part of the catalog version (with sql/schema.sql and the root); 3: logit gauge, logit_stats;
+#                    4: §3.2 / §3.3 tables; 5: views checkpoints_current, dependencies_current
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()

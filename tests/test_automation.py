@@ -1,0 +1,79 @@
+"""Automation: what reads a model follows it by Dagster's automation conditions, a pair reads its two
+models only, and sensor, automation and schedule are on when `make ui` starts."""
+
+import dagster as dg
+
+from neudep_assets.defs.partitions import pair_key, register
+from neudep_assets.definitions import build_defs
+
+AK = dg.AssetKey
+
+
+def _materialize(instance, key: str, partition=None):
+    instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
+
+
+KEYS = ("dataset", "checkpoint", "logits", "moments", "dependencies", "target_logits", "between_dependencies",
+        "comparisons")
+
+
+def _requested(result) -> set[tuple[str, str | None]]:
+    return {(k, str(p) if p is not None else None) for k in KEYS for p in result.get_requested_partitions(AK(k))}
+
+
+def test_downstream_follows_a_changed_checkpoint_and_pairs_read_only_their_two_models(tmp_path):
+    defs = build_defs(data_root=str(tmp_path))
+    models = ["a", "b", "c"]
+    with dg.instance_for_test() as instance:
+        register(models, instance)
+        _materialize(instance, "dataset")
+        for m in models:
+            for key in ("checkpoint", "logits", "moments", "dependencies", "target_logits"):
+                _materialize(instance, key, m)
+        for s in models:
+            for t in models:
+                _materialize(instance, "between_dependencies", pair_key(s, t))
+        _materialize(instance, "comparisons")
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert _requested(first) == set()  # everything up to date: nothing
+
+        _materialize(instance, "checkpoint", "a")  # new weights of model a
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
+        assert _requested(tick) == {("logits", "a"), ("moments", "a"), ("dependencies", "a")}
+
+        for key in ("logits", "moments", "dependencies"):
+            _materialize(instance, key, "a")
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        assert _requested(tick) == {("target_logits", "a"), ("comparisons", None),
+                                    ("between_dependencies", "a|b"), ("between_dependencies", "a|c"),
+                                    ("between_dependencies", "a|a")}  # a as source (its moments)
+        _materialize(instance, "target_logits", "a")
+        tick = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=tick.cursor)
+        # a as target; b|c, c|b never: they do not read model a
+        pairs = {p for k, p in _requested(tick) if k == "between_dependencies"}
+        assert {"b|a", "c|a"} <= pairs <= {"a|a", "b|a", "c|a"}
+
+
+def test_pair_upstream_is_its_two_models_only(tmp_path):
+    defs = build_defs(data_root=str(tmp_path))
+    graph = defs.resolve_asset_graph()
+    with dg.instance_for_test() as instance:
+        register(["a", "b", "c"], instance)
+        with dg._core.definitions.partitions.context.partition_loading_context(dynamic_partitions_store=instance):
+            parents = graph.get_parents_partitions(AK("between_dependencies"), pair_key("a", "b")).parent_partitions
+        assert {(p.asset_key.to_user_string(), p.partition_key) for p in parents} == {
+            ("dataset", None), ("moments", "a"), ("target_logits", "b")}
+
+
+def test_sensor_automation_and_schedule_are_on_by_default():
+    defs = build_defs()
+    sensors = {s.name: s for s in defs.sensors}
+    assert sensors["model_registry"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert isinstance(sensors["neudep_automation"], dg.AutomationConditionSensorDefinition)
+    assert sensors["neudep_automation"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert len(defs.schedules) == 5  # one per job: dataset, model, target, pair, comparisons
+    for schedule in defs.schedules:
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING and schedule.cron_schedule == "0 4 * * 1"
+    graph = defs.resolve_asset_graph()
+    for key in ("logits", "moments", "dependencies", "between_dependencies", "comparisons", "checkpoint"):
+        assert graph.get(AK(key)).automation_condition is not None, key

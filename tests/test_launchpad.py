@@ -1,0 +1,35 @@
+"""Launchpad overrides are Optional fields: unset keeps the project value, set replaces it, and a bad
+value is refused naming the key (no sentinel like [] / "" / 0.0 standing for 'keep')."""
+
+import pytest
+
+from neudep_assets.defs.dependency_assets import DependenciesConfig, _effective
+from neudep_assets.lib.config import ConfigError, DependencyConfig
+
+
+def test_unset_keeps_the_project_value_and_set_replaces_it():
+    project = DependencyConfig(lambdas=(0.5, 0.1), tol=1e-9)
+    for name in ("lambdas", "lambda_mode", "tol", "target_chunk", "logit_gauge"):
+        field = DependenciesConfig.model_fields[name]
+        assert field.default is None and not field.is_required(), name  # Optional, no sentinel
+    assert _effective(project, DependenciesConfig()) == project
+    assert set(DependenciesConfig.model_fields) == {"lambdas", "lambda_mode", "tol", "target_chunk", "logit_gauge"}
+    eff = _effective(project, DependenciesConfig(lambdas=[0.3], lambda_mode="absolute", tol=1e-10, target_chunk=7,
+                                                 logit_gauge="centered"))
+    assert (eff.lambdas, eff.lambda_mode, eff.tol, eff.target_chunk, eff.logit_gauge) == (
+        (0.3,), "absolute", 1e-10, 7, "centered")
+
+
+def test_logits_batch_size_is_optional():
+    from neudep_assets.defs.model_assets import LogitsConfig
+
+    field = LogitsConfig.model_fields["batch_size"]
+    assert field.default is None and not field.is_required()
+
+
+@pytest.mark.parametrize("override, key", [({"lambdas": []}, "lambdas"), ({"tol": 0.0}, "tol"),
+                                           ({"lambda_mode": ""}, "lambda_mode"), ({"target_chunk": 0}, "target_chunk"),
+                                           ({"logit_gauge": ""}, "logit_gauge")])
+def test_an_explicit_empty_value_is_refused_not_taken_as_keep(override, key):
+    with pytest.raises(ConfigError, match=key):
+        _effective(DependencyConfig(), DependenciesConfig(**override))
