@@ -57,6 +57,12 @@ def changed_checkpoints(neudep, instance: dg.DagsterInstance, models: list[str])
     return out
 
 
+def _from_first(todo: list[str]) -> list[str]:
+    """A model's chain from its first missing or stale asset on: what reads a rerun asset is stale only
+    once it has run (then a content-addressed rerun finds its result at once if nothing changed)."""
+    return list(MODEL_ASSETS[min(MODEL_ASSETS.index(k) for k in todo):]) if todo else []
+
+
 def plan(asset_graph, instance: dg.DagsterInstance, models: list[str], *, whole: bool = True,
          changed: set[str] = frozenset()) -> list[tuple]:
     """(job name, partition key, assets) of every run needed to bring the graph up to date, in order.
@@ -67,7 +73,8 @@ def plan(asset_graph, instance: dg.DagsterInstance, models: list[str], *, whole:
     """
     s = _Staleness(asset_graph, instance)
     steps = [("dataset_job", None, s.todo(["dataset"]))]
-    steps += [("model_job", m, list(MODEL_ASSETS) if m in changed else s.todo(MODEL_ASSETS, m)) for m in models]
+    steps += [("model_job", m, list(MODEL_ASSETS) if m in changed else _from_first(s.todo(MODEL_ASSETS, m)))
+              for m in models]
     levels = [steps[:1], steps[1:], [("target_job", m, s.todo(["target_logits"], m)) for m in models]]
     levels.append([("pair_job", pair_key(a, b), s.todo(["between_dependencies"], pair_key(a, b)))
                    for a in models for b in models if a != b])
@@ -94,7 +101,7 @@ def uses_steps(asset_graph, instance: dg.DagsterInstance, project):
         if assets := todo(["regularized_checkpoints"], parent):
             yield "regularize_job", parent, assets
         for child, _, _ in project.regularization.children(parent):
-            if assets := todo(MODEL_ASSETS, child):
+            if assets := _from_first(todo(MODEL_ASSETS, child)):
                 yield "model_job", child, assets
         if assets := todo(["regularization_report"], parent):
             yield "regularization_report_job", parent, assets
