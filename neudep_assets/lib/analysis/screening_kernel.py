@@ -6,6 +6,17 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(cache=True, error_model="numpy")
+def _thm3_threshold(bmax, norms, lam, lmax, applicable):
+    """The right-hand side of Theorem 3 (Eq. 13) for one source; +inf when b = 0 (t = 0 solves it for every
+    λ), −inf when the theorem does not apply (nothing screened)."""
+    if not applicable:
+        return -np.inf
+    if bmax <= 0:
+        return np.inf
+    return 1.0 - 2.0 * norms * abs(1.0 / lam - 1.0 / lmax)
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def screen_counts(Mt, cols, excl, sqd, sqq, lam, applicable, indptr, indices, data, coef_tol):
     """Per (λ, target): n_nonzero, thm3/conj1 screened and violations, largest violating |coef|, and
@@ -34,12 +45,7 @@ def screen_counts(Mt, cols, excl, sqd, sqq, lam, applicable, indptr, indices, da
                 continue
             ratio = abs(row[j]) / bmax if bmax > 0 else 0.0
             for l in range(L):
-                if bmax <= 0:
-                    thr = np.inf
-                else:
-                    thr = 1.0 - 2.0 * (sqd[j] * sqq[t]) * abs(1.0 / lam[l, t] - 1.0 / lmax)
-                if not applicable[t]:
-                    thr = -np.inf
+                thr = _thm3_threshold(bmax, sqd[j] * sqq[t], lam[l, t], lmax, applicable[t])
                 if ratio < thr:
                     out_i[1, l, t] += 1
                 if ratio < lrat[l]:
@@ -53,12 +59,7 @@ def screen_counts(Mt, cols, excl, sqd, sqq, lam, applicable, indptr, indices, da
                     continue
                 out_i[0, l, t] += 1
                 ratio = abs(row[j]) / bmax if bmax > 0 else 0.0
-                if bmax <= 0:
-                    thr = np.inf
-                else:
-                    thr = 1.0 - 2.0 * (sqd[j] * sqq[t]) * abs(1.0 / lam[l, t] - 1.0 / lmax)
-                if not applicable[t]:
-                    thr = -np.inf
+                thr = _thm3_threshold(bmax, sqd[j] * sqq[t], lam[l, t], lmax, applicable[t])
                 if ratio < thr:
                     out_i[2, l, t] += 1
                     out_f[0, l, t] = max(out_f[0, l, t], a)

@@ -14,7 +14,7 @@ from neudep_assets.lib.config import stable_hash
 from neudep_assets.lib.data import GlyphRenderer, PreparedDataset, glyph_classes, load_images
 from neudep_assets.lib.models import training
 from neudep_assets.lib.models.checkpoint_io import load_checkpoint, save_checkpoint, weights_sha256
-from neudep_assets.lib.models.logits import auto_batch_size, compute_logits, imagefolder_logits
+from neudep_assets.lib.models.logits import compute_logits, imagefolder_logits, model_batch_size
 from neudep_assets.lib.models.timm_models import CheckpointError, create_model, model_data_config
 from neudep_assets.lib.specs import TRAIN_DEFAULTS, GlyphConfig, ModelSpec
 
@@ -112,13 +112,10 @@ def split_logits(info: CheckpointInfo, ds: PreparedDataset, split: str, *, devic
     cfg = getattr(model, "pretrained_cfg", None) or {}
 
     def fit(h, w):
-        if batch_size is not None:
-            return batch_size
-        if cfg.get("fixed_input_size") and cfg.get("input_size"):
-            h, w = cfg["input_size"][1:]
-        b = auto_batch_size(int(h), int(w))
-        if log:
-            log(f"logits in batches of {b} ({h}×{w} px; a model entry's logits_batch_size sets it)")
+        b = model_batch_size(model, batch_size, h, w)
+        if log and batch_size is None:
+            log(f"logits in batches of {b} (automatic for the model's input; a model entry's logits_batch_size "
+                "sets it)")
         return b
 
     if ds.kind == "glyphs":

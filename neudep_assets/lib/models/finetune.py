@@ -27,7 +27,7 @@ from neudep_assets.lib.data import GlyphRenderer, PreparedDataset, glyph_classes
 from neudep_assets.lib.models import training
 from neudep_assets.lib.models.checkpoint_io import load_checkpoint, read_checkpoint_config, save_checkpoint
 from neudep_assets.lib.models.checkpoints import DEFAULT_MEAN, DEFAULT_STD, CheckpointInfo
-from neudep_assets.lib.models.logits import auto_batch_size, compute_logits, imagefolder_logits
+from neudep_assets.lib.models.logits import compute_logits, imagefolder_logits, model_batch_size
 from neudep_assets.lib.models.timm_models import CheckpointError, create_model, model_data_config
 from neudep_assets.lib.specs import TRAIN_DEFAULTS, GlyphConfig, ModelSpec
 
@@ -129,11 +129,7 @@ def logits_and_features(folder: Path, ds: PreparedDataset, split: str, *, num_cl
     cfg = getattr(model, "pretrained_cfg", None) or {}
 
     def fit(h, w):
-        if batch_size is not None:
-            return batch_size
-        if cfg.get("fixed_input_size") and cfg.get("input_size"):
-            h, w = cfg["input_size"][1:]
-        return auto_batch_size(int(h), int(w))
+        return model_batch_size(model, batch_size, h, w)
 
     feats: list[np.ndarray] = []
     hook = model.get_classifier().register_forward_hook(

@@ -62,6 +62,17 @@ def auto_batch_size(height: int, width: int, *, memory: int | None = None, cap: 
     return int(max(1, min(cap, budget // (BYTES_PER_PIXEL * max(1, height * width)))))
 
 
+def model_batch_size(model, batch_size: int | None, height: int, width: int) -> int:
+    """``batch_size`` if given, else :func:`auto_batch_size` for the size ``model`` sees (its fixed input
+    size, else the images' ``height`` × ``width``)."""
+    if batch_size is not None:
+        return batch_size
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    if cfg.get("fixed_input_size") and cfg.get("input_size"):
+        height, width = cfg["input_size"][1:]
+    return auto_batch_size(int(height), int(width))
+
+
 class _Progress:
     def __init__(self, log: Callable | None, total: int, what: str):
         self.log, self.total, self.what = log, total, what
