@@ -15,3 +15,16 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture()
+def toy_package(tmp_path):
+    """Write a toy package `toy` (module name -> source) under tmp_path; returns its folder."""
+    def make(modules: dict[str, str]):
+        pkg = tmp_path / "toy"
+        pkg.mkdir(exist_ok=True)
+        (pkg / "__init__.py").write_text("")
+        for name, source in modules.items():
+            (pkg / f"{name}.py").write_text(source)
+        return pkg
+    return make

@@ -61,14 +61,9 @@ def test_a_changed_lib_source_marks_exactly_its_dependents_stale(tmp_path, chang
     assert {a for a in after if after[a] != before[a]} == stale
 
 
-def test_closure_follows_function_level_imports(tmp_path):
-    pkg = tmp_path / "toy"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "a.py").write_text("def f():\n    from toy.b import g\n")
-    (pkg / "b.py").write_text("from . import c\n")
-    (pkg / "c.py").write_text("x = 1\n")
-    (pkg / "d.py").write_text("y = 2\n")
+def test_closure_follows_function_level_imports(toy_package):
+    pkg = toy_package({"a": "def f():\n    from toy.b import g\n", "b": "from . import c\n", "c": "x = 1\n",
+                       "d": "y = 2\n"})
     assert closure("toy.a", root=pkg, pkg="toy") == ["toy.a", "toy.b", "toy.c"]
     v = code_version("toy.a", root=pkg, pkg="toy")
     (pkg / "d.py").write_text("y = 3\n")  # not imported by toy.a

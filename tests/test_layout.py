@@ -81,13 +81,9 @@ def test_config_import_loads_no_torch():
     assert out == "[]"
 
 
-def test_the_checks_can_fail(tmp_path):
+def test_the_checks_can_fail(toy_package):
     """The cycle finder and the graph builder see a cycle hidden in a function-level import."""
-    pkg = tmp_path / "toy"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "a.py").write_text("from toy import b\n")
-    (pkg / "b.py").write_text("def f():\n    from toy.a import x\n")
+    pkg = toy_package({"a": "from toy import b\n", "b": "def f():\n    from toy.a import x\n"})
     g = import_graph(pkg, "toy")
     assert g["toy.a"] == {"toy.b"} and g["toy.b"] == {"toy.a"}
     assert find_cycle(g) == ["toy.a", "toy.b", "toy.a"]

@@ -20,12 +20,17 @@ def _counts(store: ResultStore) -> dict[str, int]:
     return {t: int(store.query(f"SELECT count(*) AS n FROM {t}")["n"].iloc[0]) for t in TABLES}
 
 
+def run_tiny(config: Path, tmp_path_factory, name: str):
+    """The whole pipeline of `config` into a fresh data root and an ephemeral Dagster instance."""
+    root = tmp_path_factory.mktemp(name)
+    instance = dg.DagsterInstance.ephemeral()
+    run_pipeline(config, root, instance=instance, log=lambda *_: None)
+    return root, instance
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    instance = dg.DagsterInstance.ephemeral()
-    run_pipeline(TINY, root, instance=instance, log=lambda *_: None)
-    return root, instance
+    return run_tiny(TINY, tmp_path_factory, "data")
 
 
 def test_whole_graph_materializes_and_fills_every_table(tiny_run):

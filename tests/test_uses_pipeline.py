@@ -12,6 +12,7 @@ import yaml
 from neudep_assets.cli import LINEAGE_SQL, PipelineError, run_pipeline
 from neudep_assets.lib.config import ConfigError, load_config
 from neudep_assets.lib.store import ResultStore
+from tests.test_pipeline import run_tiny
 from tests.test_pipeline_imagefolder import CLASSES, _image_folder
 
 TINY = Path(__file__).with_name("tiny_uses.yaml")
@@ -38,10 +39,7 @@ def _variant(tmp_path: Path, name: str, **changes) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("uses")
-    instance = dg.DagsterInstance.ephemeral()
-    run_pipeline(TINY, root, instance=instance, log=lambda *_: None)
-    return root, instance
+    return run_tiny(TINY, tmp_path_factory, "uses")
 
 
 def test_incremental_heads_table_and_theta_graph(tiny):
