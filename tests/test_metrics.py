@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neudep_assets.lib.analysis.table1 import table1_metrics
+from neudep_assets.lib.analysis.table1 import _BLOCK, table1_metrics, table1_metrics_sets
 
 
 def naive_table1(source, labels, coef, targets, target=None) -> pd.DataFrame:
@@ -53,6 +53,27 @@ def test_within_matches_naive(seed):
     want = naive_table1(Z, labels, coef, targets)
     assert list(got.columns) == list(want.columns)
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want, check_dtype=False, rtol=1e-12, atol=1e-12)
+
+
+def test_sets_in_one_pass_match_naive_on_float32_logits_over_several_blocks():
+    """Two coefficient sets on one support (as lasso and refit), float32 logits (kept float32 by the
+    kernel), more samples than one kernel block, and a between pair: each set equals the naive loop."""
+    rng = np.random.default_rng(7)
+    N = 2 * _BLOCK + 77
+    Z, labels, coef = _planted(rng, N=N, n=10, L=2)
+    Z = Z.astype(np.float32)
+    other = np.where(coef != 0, rng.normal(size=coef.shape), 0.0)
+    G = (Z @ rng.normal(size=(10, 6))).astype(np.float32)
+    lab_g = np.where(labels >= 0, labels % 6, -1)
+    targets = np.array([0, 3, 5])
+    for tgt, lab in ((None, labels), (G, lab_g)):
+        got = table1_metrics_sets(Z, lab, [coef[:, targets], other[:, targets]], targets, target_logits=tgt)
+        for g, c in zip(got, (coef, other)):
+            want = naive_table1(Z.astype(np.float64), lab, c[:, targets], targets,
+                                None if tgt is None else tgt.astype(np.float64))
+            pd.testing.assert_frame_equal(g.reset_index(drop=True), want, check_dtype=False, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="sparsity pattern"):
+        table1_metrics_sets(Z, labels, [coef, coef * (rng.random(coef.shape) < 0.5)], np.arange(10))
 
 
 def test_exact_reconstruction_keeps_accuracy_and_subset_of_targets():

@@ -62,8 +62,7 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
     fit_err = path_errors_sparse(C, coef, M, targets, s[targets])
     ls = refit(C, coef, M, targets)
     fit_err_refit = path_errors_sparse(C, ls, M, targets, s[targets])
-    t1 = table1.table1_metrics(eval_source, eval_labels, coef, targets, target_logits=eval_target)
-    t1r = table1.table1_metrics(eval_source, eval_labels, ls, targets, target_logits=eval_target)
+    t1, t1r = table1.table1_metrics_sets(eval_source, eval_labels, [coef, ls], targets, target_logits=eval_target)
     screen = theory.screening(C, path, cross=cross, target_second_moment=target_second_moment, spectral=sp)
     red = theory.redundancy(C, cross=cross, target_second_moment=target_second_moment, spectral=sp)
     eq5 = theory.eq5_violations(C, path, cross=cross, target_second_moment=target_second_moment, err0=red,

@@ -15,8 +15,10 @@ evaluation split); this module does not know which split it is given.
 
 Cost: O(nnz(t) · N) per solution (the reconstruction r = Σ_j t_j f_j read off the sparse
 coefficients) plus O(N): the arg-max with column i replaced is read off the top-2 of the original
-logits, never recomputed over all n columns. A numba kernel runs the targets in parallel; memory is
-the logits plus O(N) per thread.
+logits, never recomputed over all n columns. A numba kernel runs the targets in parallel, in blocks
+of samples so that each source row is read from memory once per block for every λ and every
+coefficient set (:func:`table1_metrics_sets`: the lasso and its refit in one pass); memory is one
+transposed copy of the logits plus O(N) per thread.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _top2(Y: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.
     tie rule (first index wins); a second index of −1 when there is a single column."""
     N = Y.shape[0]
     a1 = np.argmax(Y, axis=1) if N else np.zeros(0, dtype=np.int64)
-    v1 = Y[np.arange(N), a1]
+    v1 = Y[np.arange(N), a1].astype(np.float64)
     if Y.shape[1] < 2:
         return a1, v1, np.full(N, -1), np.full(N, -np.inf)
     a2 = np.empty(N, dtype=np.int64)
@@ -44,17 +46,24 @@ def _top2(Y: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.
         part = np.array(Y[start:start + chunk], dtype=np.float64)
         part[np.arange(part.shape[0]), a1[start:start + chunk]] = -np.inf
         a2[start:start + chunk] = np.argmax(part, axis=1)
-    return a1, v1, a2, Y[np.arange(N), a2]
+    return a1, v1, a2, Y[np.arange(N), a2].astype(np.float64)
+
+
+#: samples per block of the kernel: the source rows of one target's supports are read once per block and
+#: reused, from cache, by every λ and every coefficient set (lasso and refit)
+_BLOCK = 1024
 
 
 @njit(cache=True, parallel=True)
-def _kernel(LsT, YT, targets, a1, v1, v1n, a2, v2, v2n, lab, indptr, indices, data, L):
-    """abs_err, hits, pos_hits (each (T, L)) of the sparse solutions: rows k·L + l of (indptr, ...)."""
+def _kernel(LsT, YT, targets, a1, v1, v1n, a2, v2, v2n, lab, indptr, indices, datas, L):
+    """abs_err, hits, pos_hits (each (V, T, L)) of the V coefficient sets ``datas`` (V, nnz) that share
+    one sparsity pattern: rows k·L + l of (indptr, indices)."""
+    V = datas.shape[0]
     T = targets.shape[0]
     N = LsT.shape[1]
-    abs_err = np.zeros((T, L))
-    hits = np.zeros((T, L))
-    pos_hits = np.zeros((T, L))
+    abs_err = np.zeros((V, T, L))
+    hits = np.zeros((V, T, L))
+    pos_hits = np.zeros((V, T, L))
     for k in prange(T):
         i = targets[k]
         y = YT[i]
@@ -73,23 +82,41 @@ def _kernel(LsT, YT, targets, a1, v1, v1n, a2, v2, v2n, lab, indptr, indices, da
             if oi == lab[s]:
                 oh[s] = 1
                 n_oh += 1
-        r = np.empty(N)
-        for l in range(L):
-            row = k * L + l
-            r[:] = 0.0
-            for p in range(indptr[row], indptr[row + 1]):
-                r += data[p] * LsT[indices[p]]
-            e = 0.0
-            ph = 0
-            lost = 0
-            for s in range(N):  # branch-free: vectorises
-                e += abs(y[s] - r[s])
-                w = np.int64(r[s] > thr[s])
-                ph += w * pos[s]
-                lost += w * oh[s]
-            abs_err[k, l] = e / N
-            pos_hits[k, l] = ph
-            hits[k, l] = ph + n_oh - lost
+        e = np.zeros((V, L))
+        ph = np.zeros((V, L), np.int64)
+        lost = np.zeros((V, L), np.int64)
+        buf = np.empty(min(N, _BLOCK))
+        for b0 in range(0, N, _BLOCK):
+            b1 = min(N, b0 + _BLOCK)
+            B = b1 - b0
+            # zero-based views of the block: with them the inner loops vectorise (indexing b0 + s does not)
+            r = buf[:B]
+            yb, thrb, posb, ohb = y[b0:b1], thr[b0:b1], pos[b0:b1], oh[b0:b1]
+            for l in range(L):
+                row = k * L + l
+                for v in range(V):
+                    r[:] = 0.0
+                    for p in range(indptr[row], indptr[row + 1]):
+                        d = datas[v, p]
+                        src = LsT[indices[p], b0:b1]
+                        for s in range(B):
+                            r[s] += d * np.float64(src[s])
+                    ev = 0.0
+                    phv = 0
+                    lostv = 0
+                    for s in range(B):  # branch-free: vectorises
+                        ev += abs(np.float64(yb[s]) - r[s])
+                        w = np.int64(r[s] > thrb[s])
+                        phv += w * posb[s]
+                        lostv += w * ohb[s]
+                    e[v, l] += ev
+                    ph[v, l] += phv
+                    lost[v, l] += lostv
+        for v in range(V):
+            for l in range(L):
+                abs_err[v, k, l] = e[v, l] / N
+                pos_hits[v, k, l] = ph[v, l]
+                hits[v, k, l] = ph[v, l] + n_oh - lost[v, l]
     return abs_err, hits, pos_hits
 
 
@@ -105,6 +132,13 @@ def table1_metrics(source_logits: np.ndarray, labels: np.ndarray, coef, targets:
     One row per (lambda_index, target): n_sources (nonzero coefficients), abs_err, rel_err, acc,
     orig_acc, pos_acc, orig_pos_acc, n_pos. Accuracies are NaN when no sample qualifies.
     """
+    return table1_metrics_sets(source_logits, labels, [coef], targets, target_logits=target_logits)[0]
+
+
+def table1_metrics_sets(source_logits: np.ndarray, labels: np.ndarray, coefs, targets: np.ndarray, *,
+                        target_logits: np.ndarray | None = None) -> list[pd.DataFrame]:
+    """:func:`table1_metrics` of several coefficient sets on one sparsity pattern (e.g. the lasso and
+    its least-squares refit), in one pass over the logits: each source row is read once for all."""
     Ls = np.asarray(source_logits)
     if Ls.ndim != 2:
         raise ValueError(f"source_logits must be (N, n), got shape {Ls.shape}")
@@ -122,48 +156,61 @@ def table1_metrics(source_logits: np.ndarray, labels: np.ndarray, coef, targets:
         labels = labels.astype(np.int64)
     if labels.size and labels.max() >= m:
         raise ValueError(f"labels reach {labels.max()} but the target model has {m} classes")
-    coef = coef_of(coef)
+    coefs = [coef_of(c) for c in coefs]
+    coef = coefs[0]
     targets = np.asarray(targets, dtype=np.int64).ravel()
     if coef.shape[1] != targets.shape[0] or coef.shape[2] != n:
         raise ValueError(f"coef must be (n_lambdas, n_targets={targets.shape[0]}, n={n}), got {coef.shape}")
+    if any(c.shape != coef.shape or not (np.array_equal(c.indptr, coef.indptr)
+                                         and np.array_equal(c.indices, coef.indices)) for c in coefs[1:]):
+        raise ValueError("the coefficient sets must share one sparsity pattern (shape, indptr, indices)")
     if targets.size and (targets.min() < 0 or targets.max() >= m):
         raise ValueError(f"targets must lie in [0, {m})")
     if not (np.isfinite(Ls).all() and np.isfinite(Y).all()):
         raise ValueError("logits contain non-finite values")
     L, T = coef.shape[:2]
     if L == 0 or T == 0:
-        return pd.DataFrame({c: pd.Series(dtype="float64") for c in _COLUMNS})
+        return [pd.DataFrame({c: pd.Series(dtype="float64") for c in _COLUMNS}) for _ in coefs]
 
-    # float64 throughout: the comparison of r with the other logits must not be decided by rounding
-    Ls64 = np.ascontiguousarray(Ls, dtype=np.float64)
-    Y64 = Ls64 if target_logits is None else np.ascontiguousarray(Y, dtype=np.float64)
-    a1, v1, a2, v2 = _top2(Y64)
+    # the comparison of r with the other logits must not be decided by rounding: r and the thresholds in
+    # float64; the logits themselves stay float32 when they are (widening them is exact), one transposed copy
+    a1, v1, a2, v2 = _top2(Y)
     labelled = labels >= 0
     n_lab = int(labelled.sum())
     correct = (a1 == labels) & labelled
     orig_acc = correct.sum() / n_lab if n_lab else np.nan
-    mean_abs_y = np.abs(Y64[:, targets]).mean(axis=0)  # (T,)
+    mean_abs_y = np.abs(Y[:, targets]).mean(axis=0, dtype=np.float64)  # (T,)
     n_sources = coef.n_active()  # (L, T)
     n_pos = np.bincount(labels[labelled], minlength=m)[targets]
     orig_pos_hits = np.bincount(labels[correct], minlength=m)[targets]
 
     lab = np.where(labelled, labels, -1).astype(np.int64)
-    LsT = np.ascontiguousarray(Ls64.T)
-    YT = LsT if target_logits is None else np.ascontiguousarray(Y64.T)
+    LsT = np.ascontiguousarray(Ls.T, dtype=_kernel_dtype(Ls))
+    YT = LsT if target_logits is None else np.ascontiguousarray(Y.T, dtype=_kernel_dtype(Y))
     ninf = np.full(N, -np.inf)
+    datas = np.ascontiguousarray(np.stack([c.data for c in coefs]), dtype=np.float64)
     ae, hi, ph = _kernel(LsT, YT, targets, a1.astype(np.int64), v1, np.nextafter(v1, ninf), a2.astype(np.int64), v2,
-                         np.nextafter(v2, ninf), lab, coef.indptr, coef.indices, coef.data, L)
-    abs_err, hits, pos_hits = ae.T, hi.T, ph.T
+                         np.nextafter(v2, ninf), lab, coef.indptr, coef.indices, datas, L)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel_err = np.where(mean_abs_y > 0, abs_err / mean_abs_y, np.nan)
-        acc = hits / n_lab if n_lab else np.full((L, T), np.nan)
-        pos_acc = np.where(n_pos > 0, pos_hits / n_pos, np.nan)
         orig_pos_acc = np.where(n_pos > 0, orig_pos_hits / np.maximum(n_pos, 1), np.nan)
-    return pd.DataFrame({
-        "lambda_index": np.repeat(np.arange(L, dtype=np.int64), T),
-        "target": np.tile(targets, L),
-        "n_sources": n_sources.ravel().astype(np.int64),
-        "abs_err": abs_err.ravel(), "rel_err": rel_err.ravel(), "acc": np.ravel(acc),
-        "orig_acc": np.full(L * T, orig_acc, dtype=np.float64), "pos_acc": pos_acc.ravel(),
-        "orig_pos_acc": np.tile(orig_pos_acc, L), "n_pos": np.tile(n_pos.astype(np.int64), L),
-    })
+    frames = []
+    for v in range(len(coefs)):
+        abs_err, hits, pos_hits = ae[v].T, hi[v].T, ph[v].T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel_err = np.where(mean_abs_y > 0, abs_err / mean_abs_y, np.nan)
+            acc = hits / n_lab if n_lab else np.full((L, T), np.nan)
+            pos_acc = np.where(n_pos > 0, pos_hits / n_pos, np.nan)
+        frames.append(pd.DataFrame({
+            "lambda_index": np.repeat(np.arange(L, dtype=np.int64), T),
+            "target": np.tile(targets, L),
+            "n_sources": n_sources.ravel().astype(np.int64),
+            "abs_err": abs_err.ravel(), "rel_err": rel_err.ravel(), "acc": np.ravel(acc),
+            "orig_acc": np.full(L * T, orig_acc, dtype=np.float64), "pos_acc": pos_acc.ravel(),
+            "orig_pos_acc": np.tile(orig_pos_acc, L), "n_pos": np.tile(n_pos.astype(np.int64), L),
+        }))
+    return frames
+
+
+def _kernel_dtype(a: np.ndarray):
+    """float32 logits stay float32 (the kernel widens each value exactly); anything else goes float64."""
+    return np.float32 if a.dtype == np.float32 else np.float64
