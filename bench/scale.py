@@ -11,8 +11,10 @@ samples (Table-1 metrics), generated in chunks. The analysis goes through
 relaxed refit), redundancy, Eq. 5 and screening from the sparse coefficients and one
 eigendecomposition of C.
 
-Printed: wall time of each stage, the peak resident memory of the process (ru_maxrss) after each,
-the number of nonzero coefficients, the worst relative KKT violation and the share certified.
+Printed: a progress line per target chunk and per later stage of the analysis (elapsed time, current
+and peak resident memory), the wall time of each stage, the peak resident memory of the process
+(ru_maxrss) after each, the number of nonzero coefficients, the worst relative KKT violation and the
+share certified.
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ from neudep_assets.lib.config import DEFAULT_LAMBDAS  # noqa: E402
 
 def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def rss_gb() -> float:
+    """Current resident memory (Linux /proc), GB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
+def progress(line: str) -> None:
+    print(f"  {time.strftime('%H:%M:%S')}  {line:<58} RSS {rss_gb():6.2f} GB  peak {peak_gb():6.2f} GB", flush=True)
 
 
 def synthetic_logits(rng, W, bias, N, chunk=4096):
@@ -75,7 +87,7 @@ def main(argv=None) -> None:
     print(f"fit logits + C = E[f fᵀ]      {t_c:8.1f} s   peak RSS {peak_gb():6.2f} GB", flush=True)
     E, ye = synthetic_logits(rng, W, bias, a.eval_samples)
     t0 = time.perf_counter()
-    res = analyse(C, lams, eval_source=E, eval_labels=ye, target_chunk=a.chunk, device=a.device)
+    res = analyse(C, lams, eval_source=E, eval_labels=ye, target_chunk=a.chunk, device=a.device, log=progress)
     t_a = time.perf_counter() - t0
     p = res.path
     print(f"solve (all chunks, certified) {p.seconds:8.1f} s", flush=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -36,20 +38,31 @@ def check_target_chunk(target_chunk, where: str = "target_chunk") -> int | None:
 def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.ndarray,
             cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None,
             eval_target: np.ndarray | None = None, lambda_mode: str = "relative", tol: float = 1e-9,
-            device: str | None = None, target_chunk: int | None = None) -> DependencyAnalysis:
+            device: str | None = None, target_chunk: int | None = None,
+            log: Callable[[str], None] | None = None) -> DependencyAnalysis:
     """Within (cross=None) or between analysis of every target class.
 
     `C` (and `cross`, `target_second_moment`) come from the fit split; `eval_*` are logits of the
     evaluation split (for between, `eval_target` are the target model's logits of the same samples).
     `target_chunk`: solve (and certify) the targets this many at a time; the analysis is the same, row
     for row. Everything after the solve reads the sparse coefficients: one eigendecomposition of C
-    serves redundancy, Eq. 5 and screening; err_i along the path is computed once.
+    serves redundancy, Eq. 5 and screening; err_i along the path is computed once. `log`: called with a
+    progress line after each chunk and each later stage (elapsed seconds since the start).
     """
+    t0 = time.perf_counter()
+
+    def say(what: str) -> None:
+        if log is not None:
+            log(f"{what} ({time.perf_counter() - t0:.1f} s)")
+
     target_chunk = check_target_chunk(target_chunk)
     m = C.shape[0] if cross is None else np.asarray(cross).shape[1]
     step = target_chunk or max(m, 1)
-    paths = [solve_path(C, lambdas, cross=cross, targets=np.arange(s0, min(s0 + step, m)), lambda_mode=lambda_mode,
-                        tol=tol, device=device) for s0 in range(0, m, step)]
+    paths = []
+    for s0 in range(0, m, step):
+        paths.append(solve_path(C, lambdas, cross=cross, targets=np.arange(s0, min(s0 + step, m)),
+                                lambda_mode=lambda_mode, tol=tol, device=device))
+        say(f"targets {s0}–{min(s0 + step, m) - 1} of {m} solved")
     path = paths[0] if len(paths) == 1 else concat_paths(paths)
     del paths
     C = theory.check_square(C, "C")
@@ -58,16 +71,20 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
     targets = np.asarray(path.targets)
     coef = path.sparse
     sp = spectral(C, None)
+    say("eigendecomposition of C")
 
     fit_err = path_errors_sparse(C, coef, M, targets, s[targets])
     ls = refit(C, coef, M, targets)
     fit_err_refit = path_errors_sparse(C, ls, M, targets, s[targets])
+    say("fit errors and refit")
     t1, t1r = table1.table1_metrics_sets(eval_source, eval_labels, [coef, ls], targets, target_logits=eval_target)
+    say("Table-1 metrics (lasso and refit)")
     screen = theory.screening(C, path, cross=cross, target_second_moment=target_second_moment, spectral=sp)
     red = theory.redundancy(C, cross=cross, target_second_moment=target_second_moment, spectral=sp)
     eq5 = theory.eq5_violations(C, path, cross=cross, target_second_moment=target_second_moment, err0=red,
                                 err=fit_err, spectral=sp)
 
+    say("screening, redundancy, Eq. 5")
     lam_idx, tgt_pos, src, val = coef.edges()
     edges = pd.DataFrame({"lambda_index": lam_idx, "target_class": targets[tgt_pos], "source_class": src,
                           "coef": val})

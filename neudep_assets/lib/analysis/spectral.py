@@ -71,14 +71,18 @@ class Spectral:
 
 
 def spectral(C: np.ndarray, rtol: float | None) -> Spectral:
+    """Memory: C plus its eigenvectors (LAPACK's MRRR driver, O(n) workspace: numpy's divide-and-conquer
+    would add 2n² floats); Qr and Q0 are views of the one eigenvector matrix."""
+    from scipy.linalg import eigh
+
     n = C.shape[0]
-    w, Q = np.linalg.eigh(C)
+    w, Q = eigh(C, driver="evr", check_finite=False) if n else (np.zeros(0), np.zeros((0, 0)))
     rtol = rtol_of(n, rtol)
     top = max(float(w[-1]), 0.0) if n else 0.0
     tau = rtol * top
-    small = w <= tau
-    slack = float(tau - min(float(w[0]), 0.0)) if (n and small.any() and top > 0) else 0.0
-    return Spectral(Qr=Q[:, ~small], wr=w[~small], Q0=Q[:, small], tau=tau, slack=slack,
+    k = int(np.searchsorted(w, tau, side="right"))  # ascending: the floored eigenvalues are a prefix
+    slack = float(tau - min(float(w[0]), 0.0)) if (n and k and top > 0) else 0.0
+    return Spectral(Qr=Q[:, k:], wr=w[k:], Q0=Q[:, :k], tau=tau, slack=slack,
                      min_eig=float(w[0]) if n else 0.0)
 
 
@@ -88,6 +92,15 @@ def check_square(C, what: str) -> np.ndarray:
         raise ValueError(f"{what} must be a square matrix, got shape {C.shape}")
     if not np.isfinite(C).all():
         raise ValueError(f"{what} has non-finite entries")
-    return 0.5 * (C + C.T)
+    if _symmetric(C):  # e.g. second_moment's: used as it is (callers never write into C)
+        return C
+    S = C + C.T  # one n² temporary, halved in place
+    S *= 0.5
+    return S
+
+
+def _symmetric(C: np.ndarray, step: int = 1024) -> bool:
+    """C == Cᵀ exactly, compared one block of rows at a time (no n² temporary)."""
+    return all(np.array_equal(C[i:i + step], C[:, i:i + step].T) for i in range(0, C.shape[0], step))
 
 
