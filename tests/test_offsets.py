@@ -7,7 +7,8 @@ import pytest
 from neudep_assets.lib.analysis import analyse, second_moment
 from neudep_assets.lib.analysis.comparisons import compare
 from neudep_assets.lib.analysis.offsets import (apply_gauge, check_gauge, gauge_moment, logit_stats,
-                                                offset_direction_share, offset_warning, other_gauge)
+                                                offset_direction_share, offset_direction_share_of, offset_warning,
+                                                other_gauge)
 from neudep_assets.lib.config import ConfigError, DependencyConfig, load_config
 from neudep_assets.lib.specs import validate_train_config
 
@@ -119,6 +120,35 @@ def test_offset_direction_share_tells_a_planted_offset_dependency_from_a_discrim
     row0 = res_c.per_target.set_index("target_class").loc[0]
     assert row0["rel_err"] < 0.2 and set(np.flatnonzero(res_c.path.coef[0, 0])) >= {1, 2}
     assert offset_direction_share(Cc, res_c.path.coef)[0, 0] == pytest.approx(0, abs=1e-12)
+
+
+def _dense_share(C, coef):
+    """The dense O(n²)-per-solution formula: the centered moment Q C Q assembled, tᵀ(QCQ)t per row."""
+    n = C.shape[0]
+    Q = np.eye(n) - np.ones((n, n)) / n
+    flat = coef.reshape(-1, n)
+    off = flat.sum(1) ** 2 * max(C.sum() / n ** 2, 0.0)
+    disc = np.einsum("ij,jk,ik->i", flat, Q @ C @ Q, flat)
+    tot = off + np.maximum(disc, 0)
+    return np.where(tot > 0, off / np.where(tot > 0, tot, 1), np.nan).reshape(coef.shape[:-1])
+
+
+def test_offset_direction_share_from_sparse_coefficients_equals_the_dense_computation():
+    rng = np.random.default_rng(5)
+    f = rng.normal(size=(3000, 30)) @ rng.normal(size=(30, 30)) + rng.normal(-1, 1, size=(3000, 1))
+    C = second_moment(f)
+    res = analyse(C, [1.0, 0.1, 0.02], eval_source=f[:500], eval_labels=f[:500].argmax(1))
+    dense = res.path.coef  # (3, 30, 30); at λ_rel = 1 every t = 0 (share NaN)
+    want = _dense_share(C, dense)
+    assert np.isnan(want[0]).all() and not np.isnan(want[1:]).any() and np.ptp(want[1:]) > 0.1
+    np.testing.assert_allclose(offset_direction_share(C, res.path.sparse), want, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(offset_direction_share(C, res.path), want, rtol=1e-9, atol=1e-12)
+    pt = res.per_target
+    np.testing.assert_allclose(
+        offset_direction_share_of(C, res.path, res.path.targets, pt["lambda_index"], pt["target_class"]),
+        want[pt["lambda_index"], pt["target_class"]], rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="sources"):
+        offset_direction_share(C[:5, :5], res.path.sparse)
 
 
 def test_comparisons_never_mix_gauges():

@@ -74,7 +74,7 @@ def _crosscheck(eff: DependencyConfig) -> DependencyConfig | None:
 def _with_offset_share(res, C_source) -> None:
     """Add `offset_dir_share` to per_target; `C_source`: the source logits' moment in the analysis's gauge."""
     res.per_target["offset_dir_share"] = offset_direction_share_of(
-        C_source, res.path.coef, res.path.targets, res.per_target["lambda_index"], res.per_target["target_class"])
+        C_source, res.path, res.path.targets, res.per_target["lambda_index"], res.per_target["target_class"])
 
 
 def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], run_id: str, *,

@@ -14,8 +14,10 @@ finds "dependencies" that mostly reproduce that offset (coefficients summing to 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 
 from neudep_assets.lib.config import LOGIT_GAUGES
+from neudep_assets.lib.covlasso.sparse import SparseCoef, coef_of
 #: an offset share above this makes raw-gauge dependencies mostly reproduce the offset
 OFFSET_SHARE_WARN = 0.3
 
@@ -107,34 +109,66 @@ def offset_warning(model: str, split: str, share: float) -> str | None:
             "(dependency_metrics.offset_dir_share tells the two apart per dependency).")
 
 
-def offset_direction_share(C: np.ndarray, coef: np.ndarray) -> np.ndarray:
+def offset_direction_share(C: np.ndarray, coef) -> np.ndarray:
     """Share of each reconstruction's second moment that lies along the all-ones (offset) direction.
 
     For coefficients t over the source logits f (second moment ``C`` = E[f fᵀ], the gauge the
     analysis used), the reconstruction r = tᵀf splits as (1ᵀt)·m(x) + tᵀ(f − m(x)·1). Returns
-    E[((1ᵀt) m)²] / (E[((1ᵀt) m)²] + E[(tᵀ(f − m·1))²]) for every row of ``coef`` (..., n): ≈ 1 for a
-    dependency that reproduces the offset, ≈ 0 for a discriminative one, NaN when t = 0. Centered-gauge
-    moments have no offset, so their share is 0.
+    E[((1ᵀt) m)²] / (E[((1ᵀt) m)²] + E[(tᵀ(f − m·1))²]) for every solution: ≈ 1 for a dependency that
+    reproduces the offset, ≈ 0 for a discriminative one, NaN when t = 0. Centered-gauge moments have
+    no offset, so their share is 0. ``coef``: an array (..., n) (the result has its leading shape) or
+    :class:`~neudep_assets.lib.covlasso.sparse.SparseCoef` / a path (the result is (L, T)); the cost is
+    O(nnz(t)²) per solution, read off C at the support (tᵀQCQt = tᵀCt − (1ᵀt)(c̄ᵀt + r̄ᵀt) + μ(1ᵀt)²
+    with c̄, r̄ the column and row means of C and μ its mean).
     """
     C = np.asarray(C, dtype=np.float64)
-    coef = np.asarray(coef, dtype=np.float64)
     n = C.shape[0]
-    if coef.shape[-1] != n:
-        raise ValueError(f"coef has {coef.shape[-1]} sources but C is {n}×{n}")
-    e_m2 = max(float(C.sum()) / n ** 2, 0.0)  # E[m²] = 1ᵀC1 / n² (≈ 0 up to rounding when centered)
-    Cc = gauge_moment(C, "centered")
-    flat = coef.reshape(-1, n)
-    off = flat.sum(axis=1) ** 2 * e_m2
-    disc = np.einsum("ij,ij->i", flat @ Cc, flat)
+    if not (isinstance(coef, SparseCoef) or hasattr(coef, "sparse")):  # an array (..., n)
+        dense = np.asarray(coef, dtype=np.float64)
+        if dense.shape[-1] != n:
+            raise ValueError(f"coef has {dense.shape[-1]} sources but C is {n}×{n}")
+        return offset_direction_share(C, SparseCoef.from_dense(dense.reshape(1, -1, n)))[0].reshape(dense.shape[:-1])
+    sc = coef_of(coef)
+    if sc.shape[2] != n:
+        raise ValueError(f"coef has {sc.shape[2]} sources but C is {n}×{n}")
+    mu = float(C.sum()) / n ** 2 if n else 0.0
+    e_m2 = max(mu, 0.0)  # E[m²] = 1ᵀC1 / n² (≈ 0 up to rounding when centered)
+    quad, ones, means = _support_forms(C, C.mean(axis=0) + C.mean(axis=1), sc.indptr, sc.indices, sc.data)
+    off = ones ** 2 * e_m2
+    disc = quad - ones * means + mu * ones ** 2
     total = off + np.maximum(disc, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(total > 0, off / np.where(total > 0, total, 1.0), np.nan)
-    return share.reshape(coef.shape[:-1])
+    L, T, _ = sc.shape
+    return share.reshape(T, L).T.copy()
 
 
-def offset_direction_share_of(C: np.ndarray, coef: np.ndarray, targets, lambda_index, target_class) -> np.ndarray:
-    """:func:`offset_direction_share` of a path's coefficients (λ, targets, n), picked for the rows
-    (lambda_index, target_class) of a per-target table."""
+@njit(cache=True, parallel=True)
+def _support_forms(C, cr, indptr, indices, data):
+    """Per CSR row t: tᵀCt, 1ᵀt and crᵀt, reading C at the support only."""
+    R = indptr.shape[0] - 1
+    quad = np.empty(R)
+    ones = np.empty(R)
+    means = np.empty(R)
+    for r in prange(R):
+        a, b = indptr[r], indptr[r + 1]
+        q = 0.0
+        o = 0.0
+        mc = 0.0
+        for p in range(a, b):
+            acc = 0.0
+            for u in range(a, b):
+                acc += C[indices[p], indices[u]] * data[u]
+            q += data[p] * acc
+            o += data[p]
+            mc += cr[indices[p]] * data[p]
+        quad[r], ones[r], means[r] = q, o, mc
+    return quad, ones, means
+
+
+def offset_direction_share_of(C: np.ndarray, coef, targets, lambda_index, target_class) -> np.ndarray:
+    """:func:`offset_direction_share` of a path's coefficients (a path, its sparse coefficients or the
+    dense (λ, targets, n) array), picked for the rows (lambda_index, target_class) of a per-target table."""
     share = offset_direction_share(C, coef)
     pos = {int(t): k for k, t in enumerate(np.asarray(targets))}
     return share[np.asarray(lambda_index, dtype=int), [pos[int(t)] for t in target_class]]
