@@ -12,6 +12,10 @@ Printed ratios come from one run of this script: absolute seconds drift on share
   --samples fit and --eval-samples evaluation samples; the default's split sizes at n = 1000).
 * logits: :func:`compute_logits` against a bare timm forward loop (same model, images, batch size),
   for the default CNN at 32 px and a 224-px EfficientNet-B0 (random weights: no download).
+* logits-asset: the ``logits`` asset's own path, :func:`split_logits` with the automatic batch size,
+  for a random-init EfficientNet-B0 saved as a timm folder (config.json + model.safetensors) over a
+  generated ImageFolder of --folder-images random 224-px JPEGs, against a bare loop (timm transform,
+  torchvision ImageFolder, DataLoader, forward) at the batch size the automatic rule chose.
 * training: :func:`train_classifier` (one epoch) against a bare torch loop with the same model,
   batch, AdamW optimizer and loss.
 """
@@ -101,6 +105,62 @@ def _logits(what, arch, img, N, batch, model_args):
     return time.perf_counter() - t0, _rss_gb()
 
 
+def _make_folder_and_checkpoint(root, n_images, n_classes=10, seed=0):
+    """An ImageFolder of random 224-px JPEGs and a random-init efficientnet_b0 timm folder under ``root``."""
+    from pathlib import Path
+
+    import torch
+    from PIL import Image
+
+    from neudep_assets.lib.models import save_checkpoint
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for k in range(n_images):
+        d = root / "images" / f"class{k % n_classes:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(d / f"{k}.jpg", quality=90)
+    torch.manual_seed(seed)
+    save_checkpoint(_model("efficientnet_b0", 224, n_classes, {}), root / "ckpt", model_args={})
+    return str(root / "images"), str(root / "ckpt"), n_classes
+
+
+def _logits_asset(what, folder, ckpt, n_classes, batch):
+    """ours: split_logits (the asset's call) with the automatic batch size; bare: a plain loop at ``batch``.
+    Returns (seconds, peak GB, batch size used)."""
+    from pathlib import Path
+
+    from neudep_assets.lib.data.datasets import PreparedDataset
+    from neudep_assets.lib.models.checkpoints import CheckpointInfo, split_logits
+
+    names = tuple(sorted(p.name for p in Path(folder).iterdir()))
+    t0 = time.perf_counter()
+    if what == "neudep":
+        ds = PreparedDataset(dataset_id="bench", kind="imagefolder", class_names=names, class_labels=names,
+                             splits={"val": folder})
+        info = CheckpointInfo(model="bench", sha256="", path=ckpt, origin="local", source=ckpt,
+                              arch="efficientnet_b0", num_classes=n_classes, num_features=0, n_params=0)
+        lines = []
+        split_logits(info, ds, "val", device="cpu", batch_size=None, log=lines.append)
+        batch = int(next(w for line in lines if line.startswith("logits in batches of")
+                         for w in line.split()[4:5]))
+    else:
+        import safetensors.torch
+        import timm
+        import torch
+        from timm.data import create_transform, resolve_data_config
+        from torchvision.datasets import ImageFolder
+
+        model = timm.create_model("efficientnet_b0", pretrained=False, num_classes=n_classes)
+        model.load_state_dict(safetensors.torch.load_file(str(Path(ckpt) / "model.safetensors")))
+        model.eval()
+        ds = ImageFolder(folder, transform=create_transform(**resolve_data_config({}, model=model)))
+        with torch.no_grad():
+            out = [model(xb).numpy() for xb, _ in torch.utils.data.DataLoader(ds, batch_size=batch)]
+        np.concatenate(out)
+    return time.perf_counter() - t0, _rss_gb(), batch
+
+
 def _train(what, arch, img, N, batch, model_args):
     import torch
     import torch.nn.functional as F
@@ -157,6 +217,7 @@ def main(argv=None) -> None:
     ap.add_argument("--lambdas", type=float, nargs="+", default=[0.5, 0.2, 0.1, 0.05, 0.02])
     ap.add_argument("--images", type=int, default=2048, help="images for the logits / training parts (32 px)")
     ap.add_argument("--images-224", type=int, default=256, help="images for the 224-px model")
+    ap.add_argument("--folder-images", type=int, default=300, help="224-px JPEGs of the logits-asset part")
     a = ap.parse_args(argv)
     print(f"{'what':<44} {'ours':>10} {'peak':>9} | {'baseline':<8} {'':>10} {'peak':>9} |")
     if "dependencies" in a.parts:
@@ -169,6 +230,15 @@ def main(argv=None) -> None:
               512, cnn[2])
         _pair(f"logits efficientnet_b0 224 px, {a.images_224} img, b 64", _logits, "neudep", "timm", *eff[:2],
               a.images_224, 64, eff[2])
+    if "logits-asset" in a.parts:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="neudep-bench-") as tmp:
+            folder, ckpt, k = _make_folder_and_checkpoint(tmp, a.folder_images)
+            t1, m1, b = _in_child(_logits_asset, "neudep", folder, ckpt, k, None)
+            t0, m0, _ = _in_child(_logits_asset, "bare", folder, ckpt, k, b)
+        print(f"{f'logits asset efficientnet_b0 224 px, {a.folder_images} JPEGs, auto b {b}':<44} {t1:8.2f} s "
+              f"{m1:6.2f} GB | {'timm':<8} {t0:8.2f} s {m0:6.2f} GB | ratio {t1 / t0:5.2f}×", flush=True)
     if "training" in a.parts:
         _pair(f"training cnn 32 px, 1 epoch of {a.images}, batch 128", _train, "neudep", "torch", *cnn[:2],
               a.images, 128, cnn[2])

@@ -14,6 +14,11 @@ def test_second_and_cross_moment_match_definition():
     assert np.allclose(second_moment(f, g, chunk=33), f.astype(np.float64).T @ g / 1000, rtol=1e-12)
     C = second_moment(f)
     assert np.array_equal(C, C.T) and C.dtype == np.float64
+    # output columns in blocks that do not divide the classes
+    for block in (1, 3):
+        Cb = second_moment(f, chunk=97, block=block)
+        assert np.array_equal(Cb, Cb.T) and np.allclose(Cb, f.astype(np.float64).T @ f / 1000, rtol=1e-12)
+        assert np.allclose(second_moment(f, g, chunk=33, block=block), f.astype(np.float64).T @ g / 1000, rtol=1e-12)
 
 
 def test_rank_of_planted_low_rank_logits():

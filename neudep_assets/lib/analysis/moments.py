@@ -16,33 +16,35 @@ def check_finite(logits: np.ndarray, what: str) -> None:
         raise LogitsError(f"{what}: {int(bad.sum())} non-finite logits (first at sample {rows[0]}, class {cols[0]})")
 
 
-def second_moment(f: np.ndarray, g: np.ndarray | None = None, *, chunk: int = 8192) -> np.ndarray:
+def second_moment(f: np.ndarray, g: np.ndarray | None = None, *, chunk: int = 8192, block: int | None = None) -> np.ndarray:
     """E[f fᵀ] (or E[f gᵀ] when `g` is given) in float64, accumulated in chunks of samples into one
-    (n, m) array in place (BLAS syrk / gemm with β = 1): the peak is the result plus one chunk. E[f fᵀ]
-    is exactly symmetric (its upper triangle is accumulated and copied down)."""
-    from scipy.linalg.blas import dgemm, dsyrk
+    (n, m) array in place, one block of output columns at a time (gemm into a block-sized temporary):
+    the peak is the result plus one chunk plus one (n, block) block (default block: an eighth of the
+    columns, between 64 and 2048). E[f fᵀ] is exactly symmetric (only
+    its upper triangle is accumulated, then copied down).
 
+    numpy's BLAS (64-bit indices), not scipy's ``dsyrk``: the latter (32-bit OpenBLAS 0.3.30) crashes
+    (SIGSEGV) at n = 21,841 classes."""
     if g is not None and len(g) != len(f):
         raise LogitsError(f"cross moment needs the same samples: {len(f)} vs {len(g)} rows")
     n = f.shape[1]
     m = n if g is None else g.shape[1]
-    out = np.zeros((n, m), dtype=np.float64, order="F")
+    out = np.zeros((n, m), dtype=np.float64)
+    block = block or max(64, min(2048, m // 8))
     for start in range(0, len(f), chunk):
         a = np.asarray(f[start:start + chunk], dtype=np.float64)
-        if g is None:  # a.T is Fortran-ordered: no copy
-            out = dsyrk(1.0, a.T, beta=1.0, c=out, trans=0, lower=0, overwrite_c=1)
-        else:
-            b = np.asarray(g[start:start + chunk], dtype=np.float64)
-            out = dgemm(1.0, a, b, beta=1.0, c=out, trans_a=1, overwrite_c=1)
+        b = a if g is None else np.asarray(g[start:start + chunk], dtype=np.float64)
+        for j0 in range(0, m, block):
+            j1 = min(j0 + block, m)
+            rows = j1 if g is None else n  # within: the upper triangle (rows ≤ the block's last column)
+            out[:rows, j0:j1] += a[:, :rows].T @ b[:, j0:j1]
     out /= max(len(f), 1)
     if g is None:
-        step = 256
-        for j0 in range(0, n, step):  # the lower triangle from the upper, one block of columns at a time
-            j1 = min(j0 + step, n)
+        for j0 in range(0, n, block):  # the lower triangle from the upper, one block of columns at a time
+            j1 = min(j0 + block, n)
             out[j1:, j0:j1] = out[j0:j1, j1:].T
             d = out[j0:j1, j0:j1]
             out[j0:j1, j0:j1] = np.triu(d) + np.triu(d, 1).T
-        return out.T  # C-ordered view of the same (symmetric) array
     return out
 
 
