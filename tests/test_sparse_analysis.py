@@ -57,7 +57,11 @@ def test_chunked_analysis_has_exactly_the_rows_of_an_unchunked_one(case, chunk):
     C, _, E, ye = case
     lams = [0.5, 0.2, 0.1, 0.02]
     ref = analyse(C, lams, eval_source=E, eval_labels=ye)
-    got = analyse(C, lams, eval_source=E, eval_labels=ye, target_chunk=chunk)
+    lines = []
+    got = analyse(C, lams, eval_source=E, eval_labels=ye, target_chunk=chunk, log=lines.append)
+    n = C.shape[0]
+    assert sum("solved" in line for line in lines) == -(-n // chunk)  # one progress line per chunk
+    assert lines[-1].startswith("screening") and len(lines) == -(-n // chunk) + 4
     pd.testing.assert_frame_equal(got.per_target, ref.per_target)
     pd.testing.assert_frame_equal(got.edges, ref.edges)
     pd.testing.assert_frame_equal(got.per_class, ref.per_class)
