@@ -157,3 +157,30 @@ def test_launchpad_target_chunk_override_and_identity():
         _effective(project, DependenciesConfig(lambdas=[0.1, 0.1]))
     # chunking does not change the rows, so it does not change the analysis's identity (its run key)
     assert _identity(_effective(project, DependenciesConfig(target_chunk=64))) == _identity(DependencyConfig())
+
+
+def test_chunks_round_trip_through_npz_and_merge_to_the_unsplit_rows(case, tmp_path):
+    """What the chunk steps hand each other: an npz without pickles that merges into exactly the rows
+    of one unsplit analysis; chunks missing, repeated or out of order are refused."""
+    from neudep_assets.lib.analysis.dependencies import (analyse_chunk, chunk_from_arrays, chunk_to_arrays,
+                                                         merge_chunks, target_ranges)
+    from neudep_assets.lib.files import load_arrays, save_arrays
+
+    C, _, E, ye = case
+    lams = [0.5, 0.1, 0.02]
+    ref = analyse(C, lams, eval_source=E, eval_labels=ye)
+    ranges = target_ranges(C.shape[0], 7)
+    assert ranges[0] == (0, 7) and ranges[-1][1] == C.shape[0] and target_ranges(5, None) == [(0, 5)]
+    chunks = []
+    for a, b in ranges:
+        path = save_arrays(tmp_path / f"{a}.npz", **chunk_to_arrays(
+            analyse_chunk(C, lams, np.arange(a, b), eval_source=E, eval_labels=ye)))
+        chunks.append(chunk_from_arrays(load_arrays(path)))
+    got = merge_chunks(C, chunks)
+    pd.testing.assert_frame_equal(got.per_target, ref.per_target, check_exact=True)
+    pd.testing.assert_frame_equal(got.edges, ref.edges, check_exact=True)
+    pd.testing.assert_frame_equal(got.per_class, ref.per_class, check_exact=True)
+    np.testing.assert_array_equal(got.path.coef, ref.path.coef)
+    for bad in (chunks[:-1], chunks[::-1], chunks + chunks[-1:]):
+        with pytest.raises(ValueError, match="targets must be 0"):
+            merge_chunks(C, bad)
