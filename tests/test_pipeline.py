@@ -1,5 +1,6 @@
 """The whole graph on a tiny config: every asset, check and store table; reruns; bad input."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -338,3 +339,84 @@ def test_a_user_holding_the_catalog_read_write_during_a_run(tiny_run):
     assert subprocess.run([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
                            "print(c.execute('SELECT x FROM mine').fetchall())", str(store.catalog_path)],
                           capture_output=True, text=True).stdout.strip() == "[(42,)]"
+
+
+# -- huge heads: target chunks as steps of their own ----------------------------------------------
+
+_PROVENANCE = ["dagster_run_id", "written_at"]
+
+
+def _without_analyses(root: Path, dest: Path) -> Path:
+    """A copy of a data root whose dependency analyses (and pictures) are gone, its upstream kept."""
+    shutil.copytree(root, dest, ignore=shutil.ignore_patterns("dagster"))
+    shutil.rmtree(dest / "store" / "analyses")
+    shutil.rmtree(dest / "artifacts" / "plots", ignore_errors=True)
+    return dest
+
+
+def _materialize_chunked(root: Path, job: str, partition: str, asset: str, target_chunk: int):
+    """One asset on the in-process executor with the Launchpad's `target_chunk` set."""
+    from neudep_assets.defs.partitions import register
+    from neudep_assets.definitions import build_defs
+
+    instance = dg.DagsterInstance.ephemeral()
+    register(["cnn", "vit"], instance)
+    result = build_defs(str(TINY), str(root)).resolve_job_def(job).execute_in_process(
+        instance=instance, partition_key=partition, asset_selection=[dg.AssetKey(asset)], raise_on_error=False,
+        run_config={"ops": {asset: {"config": {"target_chunk": target_chunk}}}})
+    steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    return result, steps
+
+
+@pytest.mark.parametrize("job, partition, asset", [("model_job", "cnn", "dependencies"),
+                                                   ("pair_job", "cnn|vit", "between_dependencies")])
+def test_target_chunks_as_steps_commit_the_rows_of_an_unsplit_run(tiny_run, tmp_path, job, partition, asset):
+    root, instance = tiny_run
+    unsplit = {e.step_key for r in instance.get_run_records() for e in instance.all_logs(r.dagster_run.run_id)
+               if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
+    assert f"{asset}.dependency_chunk[targets_0_12]" in unsplit  # the default: one chunk step of all 12 targets
+    copy = _without_analyses(root, tmp_path / "chunked")
+    result, steps = _materialize_chunked(copy, job, partition, asset, 5)
+    assert result.success
+    assert {s for s in steps if "dependency_chunk" in s} == {
+        f"{asset}.dependency_chunk[targets_{a}_{b}]" for a, b in ((0, 5), (5, 10), (10, 12))}
+    ref, got = ResultStore(root), ResultStore(copy)
+    keys = sorted(p.name for p in got.analyses_dir.iterdir())
+    assert keys and all(ref.has_analysis(k) for k in keys)  # the same content addresses
+    for key in keys:
+        for table in ("dependencies", "dependency_metrics", "class_diagnostics", "dependency_runs"):
+            a, b = (s.read(table, key).drop(columns=_PROVENANCE) for s in (got, ref))
+            if table == "dependency_runs":  # the effective config records how the run was split, nothing else differs
+                a["config_json"], b["config_json"] = (
+                    d["config_json"].map(lambda j: {**json.loads(j), "target_chunk": None}) for d in (a, b))
+            pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert not list((copy / "artifacts").glob("dependency_chunks/*.npz"))  # merged chunks are removed
+    checks = result.get_asset_check_evaluations()
+    assert [c.passed for c in checks] == [True]
+    mat = result.get_asset_materialization_events()[0].event_specific_data.materialization
+    assert mat.tags["dagster/data_version"] in keys  # the data version is the analysis key, as unsplit
+
+
+def test_a_failing_chunk_step_commits_nothing(tiny_run, tmp_path, monkeypatch):
+    from neudep_assets.defs import dependency_assets
+
+    root, _ = tiny_run
+    real = dependency_assets.analyse_chunk
+
+    def fail_second(C, lambdas, targets, **kw):
+        if targets[0] == 5:
+            raise RuntimeError("chunk 5..9 lost its worker")
+        return real(C, lambdas, targets, **kw)
+
+    monkeypatch.setattr(dependency_assets, "analyse_chunk", fail_second)
+    copy = _without_analyses(root, tmp_path / "failed")
+    result, steps = _materialize_chunked(copy, "model_job", "cnn", "dependencies", 5)
+    assert not result.success
+    failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failed == ["dependencies.dependency_chunk[targets_5_10]"]
+    assert "dependencies.dependencies_commit" not in steps
+    assert not list(ResultStore(copy).analyses_dir.glob("*"))  # no analysis, not even a partial one
+    assert not result.get_asset_materialization_events()
+    monkeypatch.setattr(dependency_assets, "analyse_chunk", real)  # the retry commits it whole
+    assert _materialize_chunked(copy, "model_job", "cnn", "dependencies", 5)[0].success
+    assert len(list(ResultStore(copy).analyses_dir.glob("within-*"))) == 2  # the analysis and its cross-check

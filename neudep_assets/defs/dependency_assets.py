@@ -4,6 +4,7 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import Optional
 
 import dagster as dg
@@ -17,6 +18,8 @@ from neudep_assets.defs.report import md_image, md_images, md_table
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.report import plots
 from neudep_assets.lib.analysis import analyse, best_targets, summarize
+from neudep_assets.lib.analysis.dependencies import (analyse_chunk, chunk_from_arrays, chunk_to_arrays, merge_chunks,
+                                                     target_ranges)
 from neudep_assets.lib.report import fig3_png
 from neudep_assets.lib.config import DependencyConfig, stable_hash, stable_json
 from neudep_assets.lib.data import PreparedDataset
@@ -24,7 +27,7 @@ from neudep_assets.lib.report import star_pictures
 from neudep_assets.lib.analysis.moments import LogitsError, check_aligned, second_moment
 from neudep_assets.lib.analysis.offsets import apply_gauge, gauge_moment, offset_direction_share_of, other_gauge
 from neudep_assets.lib.code_version import code_version
-from neudep_assets.lib.store import TABLES, ResultStore, load_arrays
+from neudep_assets.lib.store import TABLES, ResultStore, load_arrays, save_arrays
 
 DEPENDENCIES_SCIENCE = ("neudep_assets.lib.analysis.dependencies", "neudep_assets.lib.analysis.moments",
                         "neudep_assets.lib.analysis.offsets")
@@ -198,65 +201,71 @@ def _share_at(store: ResultStore, run_key: str, lambda_index: int) -> float:
     return float(summarize(at, [0.0])["share_with_dependency"].iloc[0])
 
 
-@dg.asset(partitions_def=models_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
-          kinds={"numpy"}, check_specs=[certificate_spec("dependencies")], automation_condition=FOLLOW_INPUTS)
-def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, neudep: Neudep, dataset: dict,
-                 logits: dict, moments: dict):
-    """Within-model dependencies: CovLasso for every class over the λ path (fit on the fit split),
-    the paper's Table-1 metrics on the eval split, redundancy, Eq. 5 and screening diagnostics, in the
-    configured logit gauge (raw, the paper's; or centered), plus the other gauge at λ_rel ≈ 0.1 as a
-    cross-check: a share that vanishes once each sample's mean logit is removed was the offset.
-    Each analysis (the cross-check too) commits all its tables at once, and only when certified (KKT ≤ tol)."""
-    project, store = neudep.project(), neudep.store()
-    eff = _effective(project.dependencies, config)
-    device = _solver_device(neudep)
-    ds = PreparedDataset.from_json(dataset)
+# -- the dependency assets as graphs: plan → one step per target chunk → merge and commit ------------
+# A huge head (`dependencies.target_chunk` set) spreads its CovLasso over the executor's workers (e.g.
+# Dask): each chunk is a step of its own, which solves its targets and computes their per-target metrics
+# (lib `analyse_chunk`) and hands an npz artifact (never a pickle) to the commit step, which merges the
+# chunks (lib `merge_chunks`: the whole-analysis diagnostics), certifies them and commits ONE analysis,
+# row for row the one an unsplit run commits. Without target_chunk there is one chunk step.
+
+
+def _plan_eff(neudep: Neudep, plan: dict) -> DependencyConfig:
+    return _effective(neudep.project().dependencies, DependenciesConfig(**plan["override"]))
+
+
+def _chunk_outputs(store: ResultStore, run_key: str, n_targets: int, target_chunk: int | None):
+    """One dynamic output per target chunk; a single empty one when the analysis is committed already
+    (the commit step then reads it back) so that the asset still materializes."""
+    if store.has_analysis(run_key):
+        yield dg.DynamicOutput({"targets": None}, output_name="chunks", mapping_key="stored")
+        return
+    for a, b in target_ranges(n_targets, target_chunk):
+        yield dg.DynamicOutput({"targets": [a, b]}, output_name="chunks", mapping_key=f"targets_{a}_{b}")
+
+
+def _problem(plan: dict, eff: DependencyConfig) -> dict:
+    """The arrays of an analysis in its gauge: C (and cross, target_second_moment between models) of the
+    fit split, the eval split's logits and labels."""
+    gauge = eff.logit_gauge
+    if plan["kind"] == "within":
+        e = load_arrays(plan["eval"]["path"])
+        return {"C": gauge_moment(load_arrays(plan["moments_path"])["C"], gauge), "cross": None,
+                "target_second_moment": None, "eval_source": apply_gauge(e["logits"], gauge), "eval_target": None,
+                "eval_labels": e["labels"]}
+    p = load_arrays(plan["problem_path"])
+    ev_f, ev_g = (load_arrays(plan[k]["path"]) for k in ("eval_f", "eval_g"))
+    return {"C": p["C"], "cross": p["cross"], "target_second_moment": p["target_second_moment"],
+            "eval_source": apply_gauge(ev_f["logits"], gauge), "eval_target": apply_gauge(ev_g["logits"], gauge),
+            "eval_labels": ev_g["labels"]}
+
+
+@dg.op(out={"plan": dg.Out(dict), "chunks": dg.DynamicOut(dict)})
+def dependencies_plan(context: dg.OpExecutionContext, config: DependenciesConfig, neudep: Neudep, dataset: dict,
+                      logits: dict, moments: dict):
+    """The within-model analysis's key and its target chunks (one unless target_chunk is set)."""
+    store = neudep.store()
+    eff = _effective(neudep.project().dependencies, config)
     ev = logits["splits"][eff.eval_split]
-    run_key, check = _within(context, store, eff, ds, logits, moments, ev, pictures=True, device=device)
-    if not check.passed:
-        yield check
-        raise _refused(run_key, check)
-    shares, other_key = {eff.logit_gauge: None}, None
-    if (other := _crosscheck(eff)) is not None:
-        other_key, other_check = _within(context, store, other, ds, logits, moments, ev, pictures=False, device=device)
-        if not other_check.passed:
-            yield other_check.with_metadata({**other_check.metadata, "crosscheck_run_id": other_key})
-            raise _refused(other_key, other_check)
-        shares[other.logit_gauge] = _share_at(store, other_key, 0)
-        check = check.with_metadata({**check.metadata, "crosscheck_run_id": other_key,
-                                     "crosscheck_max_relative_kkt": other_check.metadata["max_relative_kkt"]})
-    meta = _publish(store, run_key, eff, ds, logits["model"])
-    shares[eff.logit_gauge] = meta["share_with_dependency_at_0.1"]
-    meta.update({f"share_with_dependency_{g}_gauge": v for g, v in shares.items()})
-    meta["logit_gauge"] = eff.logit_gauge
-    yield dg.Output({"dependency_run_id": run_key, "kind": "within", "model": logits["model"],
-                     "logit_gauge": eff.logit_gauge, "crosscheck_run_id": other_key},
-                    data_version=dg.DataVersion(run_key), metadata=meta)
-    yield check
+    run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"], "cfg": _identity(eff),
+                                       "code": DEPENDENCIES_CODE_VERSION})
+    yield dg.Output({"kind": "within", "run_key": run_key, "override": config.model_dump(), "dataset": dataset,
+                     "logits": logits, "moments_id": moments["moments_id"], "moments_path": moments["path"],
+                     "eval": ev}, output_name="plan")
+    yield from _chunk_outputs(store, run_key, len(PreparedDataset.from_json(dataset).class_names), eff.target_chunk)
 
 
-@dg.asset(partitions_def=pairs_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
-          kinds={"numpy"}, check_specs=[certificate_spec("between_dependencies")], automation_condition=FOLLOW_INPUTS,
-          ins={"moments": dg.AssetIn(partition_mapping=SOURCE),
-               "target_logits": dg.AssetIn(partition_mapping=TARGET)})
-def between_dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, neudep: Neudep,
-                         dataset: dict, moments: dict, target_logits: dict):
-    """Between-model dependencies (paper Eq. 4) of the pair source|target: each logit g_i of the target
-    model regressed on the source model's logits except class i, from logits of the same samples;
-    Table-1 metrics with g's logit i replaced. Reads only its two models (the source's moments, which
-    carry its logits, and the target's `target_logits`). Both models' logits are taken in the configured
-    gauge (centered: each minus its own per-sample mean). Committed at once, and only when certified
-    (KKT ≤ tol). source = target is the within-model analysis (`dependencies`): nothing is computed for it."""
-    project, store = neudep.project(), neudep.store()
-    eff = _effective(project.dependencies, config)
-    device = _solver_device(neudep)
+@dg.op(out={"plan": dg.Out(dict), "chunks": dg.DynamicOut(dict)})
+def between_dependencies_plan(context: dg.OpExecutionContext, config: DependenciesConfig, neudep: Neudep,
+                              dataset: dict, moments: dict, target_logits: dict):
+    """The between-model analysis's key, its moments (C, E[f gᵀ], E[g²], saved for the chunk steps) and
+    its target chunks; source = target: nothing (the within analysis)."""
+    store = neudep.store()
+    eff = _effective(neudep.project().dependencies, config)
     src, tgt = parse_pair(context.partition_key)
+    plan = {"kind": "between", "override": config.model_dump(), "dataset": dataset, "source": src, "target": tgt}
     if src == tgt:
-        yield dg.Output({"dependency_run_id": None, "kind": "within", "model": tgt, "source_model": src},
-                        data_version=dg.DataVersion(f"same-model-{src}"),
-                        metadata={"note": f"source = target: see dependencies[{src}]"})
-        yield dg.AssetCheckResult(check_name=CERTIFIED, passed=True,
-                                  metadata={"solutions": 0, "note": f"certified as dependencies[{src}]"})
+        yield dg.Output({**plan, "run_key": None}, output_name="plan")
+        yield dg.DynamicOutput({"targets": None}, output_name="chunks", mapping_key="same_model")
         return
     ds = PreparedDataset.from_json(dataset)
     f, g = moments["logits"], target_logits
@@ -269,46 +278,186 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
     run_key = "between-" + stable_hash({"fit": [fit_f["logit_set_id"], fit_g["logit_set_id"]],
                                         "eval": [ev_f["logit_set_id"], ev_g["logit_set_id"]], "cfg": _identity(eff),
                                         "code": DEPENDENCIES_CODE_VERSION})
+    plan.update(run_key=run_key, eval_f=ev_f, eval_g=ev_g, model_sha=g["checkpoint_sha256"],
+                source_sha=f["checkpoint_sha256"], moments_id=f"{fit_f['logit_set_id']}-x-{fit_g['logit_set_id']}")
+    if not store.has_analysis(run_key):
+        arrays = {k: load_arrays(v["path"]) for k, v in
+                  {"fit_f": fit_f, "fit_g": fit_g, "ev_f": ev_f, "ev_g": ev_g}.items()}
+        for split in ("fit", "ev"):
+            a, b = arrays[f"{split}_f"], arrays[f"{split}_g"]
+            if a["logits"].shape[1] != b["logits"].shape[1]:
+                raise LogitsError(f"model pair {src}->{tgt}: {src} has {a['logits'].shape[1]} classes, "
+                                  f"{tgt} has {b['logits'].shape[1]}")
+            check_aligned(a["sample_ids"], b["sample_ids"], src, tgt)
+        F, G = (apply_gauge(arrays[k]["logits"], eff.logit_gauge) for k in ("fit_f", "fit_g"))  # one gauge for both
+        path = store.artifact("dependency_problems", run_key)
+        if not path.is_file():
+            save_arrays(path, C=second_moment(F), cross=second_moment(F, G),
+                        target_second_moment=(G.astype(np.float64) ** 2).mean(0))
+        plan["problem_path"] = str(path)
+    yield dg.Output(plan, output_name="plan")
+    yield from _chunk_outputs(store, run_key, len(ds.class_names), eff.target_chunk)
+
+
+@dg.op
+def dependency_chunk(context: dg.OpExecutionContext, neudep: Neudep, plan: dict, chunk: dict) -> dict:
+    """Solve (and certify) the CovLasso of one chunk of targets with their per-target metrics; the
+    result is an npz artifact (content-addressed: a retried run finds it)."""
+    if chunk["targets"] is None:
+        return chunk
+    a, b = chunk["targets"]
+    store, eff = neudep.store(), _plan_eff(neudep, plan)
+    path = store.artifact("dependency_chunks", f"{plan['run_key']}-{a}-{b}")
+    if not path.is_file():
+        pb = _problem(plan, eff)
+        context.log.info(f"CovLasso ({eff.logit_gauge} gauge) of targets {a}..{b - 1}, {len(eff.lambdas)} λ")
+        t0 = time.perf_counter()
+        res = analyse_chunk(pb.pop("C"), eff.lambdas, np.arange(a, b), lambda_mode=eff.lambda_mode, tol=eff.tol,
+                            device=_solver_device(neudep), **pb)
+        context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT {res.path.kkt.max():.1e}")
+        save_arrays(path, **chunk_to_arrays(res))
+    return {**chunk, "path": str(path)}
+
+
+def _merge_and_commit(context, store: ResultStore, plan: dict, eff: DependencyConfig, ds: PreparedDataset,
+                      chunks: list[dict], title: str) -> dg.AssetCheckResult:
+    """Merge the chunk artifacts into one analysis, certify it and commit it (all its tables at once, or
+    nothing), with its Fig. 3; the chunk artifacts are removed once merged."""
+    run_key = plan["run_key"]
     with store.lock(f"analyses/{run_key}"):  # one writer per analysis: a second one waits, then finds it
         if store.has_analysis(run_key):
-            context.log.info(f"between dependencies {run_key} already in the store")
-            check = _stored_certificate(store, run_key, ds.class_names)
+            context.log.info(f"dependencies {run_key} ({eff.logit_gauge} gauge) already in the store")
+            return _stored_certificate(store, run_key, ds.class_names)
+        if any(c["targets"] is None for c in chunks):
+            raise dg.Failure(f"analysis {run_key} was in the store when this run planned it and is gone now; "
+                             "rerun the asset")
+        chunks = sorted(chunks, key=lambda c: c["targets"][0])
+        pb = _problem(plan, eff)
+        res = merge_chunks(pb["C"], [chunk_from_arrays(load_arrays(c["path"])) for c in chunks], cross=pb["cross"],
+                           target_second_moment=pb["target_second_moment"])
+        _with_offset_share(res, pb["C"])
+        context.log.info(f"{len(chunks)} chunk(s) merged; worst relative KKT {res.path.kkt.max():.1e} "
+                         f"(tol {eff.tol:g}), rank of C {res.rank}")
+        if plan["kind"] == "within":
+            lg = plan["logits"]
+            rows = _run_rows(run_key, "within", eff, res, model=lg["model"], sha=lg["checkpoint_sha256"],
+                             source_model=lg["model"], source_sha=lg["checkpoint_sha256"], dataset_id=ds.dataset_id,
+                             moments_id=plan["moments_id"])
         else:
-            arrays = {k: load_arrays(v["path"]) for k, v in
-                      {"fit_f": fit_f, "fit_g": fit_g, "ev_f": ev_f, "ev_g": ev_g}.items()}
-            for split in ("fit", "ev"):
-                a, b = arrays[f"{split}_f"], arrays[f"{split}_g"]
-                if a["logits"].shape[1] != b["logits"].shape[1]:
-                    raise LogitsError(f"model pair {src}->{tgt}: {src} has {a['logits'].shape[1]} classes, "
-                                      f"{tgt} has {b['logits'].shape[1]}")
-                check_aligned(a["sample_ids"], b["sample_ids"], src, tgt)
-            gauge = eff.logit_gauge  # both models' logits in the same gauge
-            F, G = (apply_gauge(arrays[k]["logits"], gauge) for k in ("fit_f", "fit_g"))
-            C, cross = second_moment(F), second_moment(F, G)
-            context.log.info(f"between CovLasso {src}->{tgt} ({gauge} gauge): {C.shape[0]} targets × "
-                             f"{len(eff.lambdas)} λ")
-            t0 = time.perf_counter()
-            tsm = (G.astype(np.float64) ** 2).mean(0)
-            res = analyse(C, eff.lambdas, cross=cross, target_second_moment=tsm,
-                          eval_source=apply_gauge(arrays["ev_f"]["logits"], gauge),
-                          eval_target=apply_gauge(arrays["ev_g"]["logits"], gauge),
-                          eval_labels=arrays["ev_g"]["labels"], lambda_mode=eff.lambda_mode, tol=eff.tol,
-                          device=device, target_chunk=eff.target_chunk)
-            _with_offset_share(res, C)
-            context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
-                             f"{res.path.kkt.max():.1e} (tol {eff.tol:g})")
-            check = _write_results(store, run_key, res, _run_rows(
-                run_key, "between", eff, res, model=tgt, sha=g["checkpoint_sha256"], source_model=src,
-                source_sha=f["checkpoint_sha256"], dataset_id=ds.dataset_id,
-                moments_id=f"{fit_f['logit_set_id']}-x-{fit_g['logit_set_id']}"), context.run.run_id, eff=eff,
-                class_names=ds.class_names)
-            if not check.passed:
-                yield check
-                raise _refused(run_key, check)
-            _save_fig3(store, run_key, res, eff, ds, C, f"{src}→{tgt}", cross=cross, target_second_moment=tsm)
+            rows = _run_rows(run_key, "between", eff, res, model=plan["target"], sha=plan["model_sha"],
+                             source_model=plan["source"], source_sha=plan["source_sha"], dataset_id=ds.dataset_id,
+                             moments_id=plan["moments_id"])
+        check = _write_results(store, run_key, res, rows, context.run.run_id, eff=eff, class_names=ds.class_names)
+        if check.passed:
+            _save_fig3(store, run_key, res, eff, ds, pb["C"], title, **(
+                {} if plan["kind"] == "within" else {"cross": pb["cross"],
+                                                      "target_second_moment": pb["target_second_moment"]}))
+    for c in chunks:  # merged (committed, or refused: a rerun would be refused the same)
+        Path(c["path"]).unlink(missing_ok=True)
+    if plan.get("problem_path"):
+        Path(plan["problem_path"]).unlink(missing_ok=True)
+    return check
+
+
+@dg.op(out={"result": dg.Out(dict), "dependencies_certified": dg.Out()})
+def dependencies_commit(context: dg.OpExecutionContext, neudep: Neudep, plan: dict, chunks: list[dict]):
+    """Merge the chunks, certify and commit the analysis; then the other gauge's cross-check (one λ, in
+    this step) and the UI metadata."""
+    store, eff = neudep.store(), _plan_eff(neudep, plan)
+    ds = PreparedDataset.from_json(plan["dataset"])
+    logits, run_key = plan["logits"], plan["run_key"]
+    check = _merge_and_commit(context, store, plan, eff, ds, chunks, logits["model"])
+    if not check.passed:
+        yield check
+        raise _refused(run_key, check)
+    shares, other_key = {eff.logit_gauge: None}, None
+    if (other := _crosscheck(eff)) is not None:
+        moments = {"moments_id": plan["moments_id"], "path": plan["moments_path"]}
+        other_key, other_check = _within(context, store, other, ds, logits, moments, plan["eval"], pictures=False,
+                                         device=_solver_device(neudep))
+        if not other_check.passed:
+            yield other_check.with_metadata({**other_check.metadata, "crosscheck_run_id": other_key})
+            raise _refused(other_key, other_check)
+        shares[other.logit_gauge] = _share_at(store, other_key, 0)
+        check = check.with_metadata({**check.metadata, "crosscheck_run_id": other_key,
+                                     "crosscheck_max_relative_kkt": other_check.metadata["max_relative_kkt"]})
+    meta = _publish(store, run_key, eff, ds, logits["model"])
+    shares[eff.logit_gauge] = meta["share_with_dependency_at_0.1"]
+    meta.update({f"share_with_dependency_{g}_gauge": v for g, v in shares.items()})
+    meta["logit_gauge"] = eff.logit_gauge
+    yield dg.Output({"dependency_run_id": run_key, "kind": "within", "model": logits["model"],
+                     "logit_gauge": eff.logit_gauge, "crosscheck_run_id": other_key}, output_name="result",
+                    data_version=dg.DataVersion(run_key), metadata=meta)
+    yield check
+
+
+@dg.op(out={"result": dg.Out(dict), "between_dependencies_certified": dg.Out()})
+def between_dependencies_commit(context: dg.OpExecutionContext, neudep: Neudep, plan: dict, chunks: list[dict]):
+    """Merge the chunks, certify and commit the between-model analysis, then the UI metadata."""
+    src, tgt = plan["source"], plan["target"]
+    if src == tgt:
+        yield dg.Output({"dependency_run_id": None, "kind": "within", "model": tgt, "source_model": src},
+                        output_name="result", data_version=dg.DataVersion(f"same-model-{src}"),
+                        metadata={"note": f"source = target: see dependencies[{src}]"})
+        yield dg.AssetCheckResult(check_name=CERTIFIED, passed=True,
+                                  metadata={"solutions": 0, "note": f"certified as dependencies[{src}]"})
+        return
+    store, eff = neudep.store(), _plan_eff(neudep, plan)
+    ds = PreparedDataset.from_json(plan["dataset"])
+    run_key = plan["run_key"]
+    check = _merge_and_commit(context, store, plan, eff, ds, chunks, f"{src}→{tgt}")
+    if not check.passed:
+        yield check
+        raise _refused(run_key, check)
     meta = _publish(store, run_key, eff, ds, f"{src}→{tgt}")
     meta["logit_gauge"] = eff.logit_gauge
     yield dg.Output({"dependency_run_id": run_key, "kind": "between", "model": tgt, "source_model": src,
-                     "logit_gauge": eff.logit_gauge},
+                     "logit_gauge": eff.logit_gauge}, output_name="result",
                     data_version=dg.DataVersion(run_key), metadata=meta)
     yield check
+
+
+@dg.config_mapping
+def _within_config(config: DependenciesConfig) -> dict:
+    """The Launchpad's `dependencies` config, handed to the plan step."""
+    return {"dependencies_plan": {"config": config.model_dump()}}
+
+
+@dg.config_mapping
+def _between_config(config: DependenciesConfig) -> dict:
+    """The Launchpad's `between_dependencies` config, handed to the plan step."""
+    return {"between_dependencies_plan": {"config": config.model_dump()}}
+
+
+@dg.graph_asset(partitions_def=models_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
+                kinds={"numpy"}, check_specs=[certificate_spec("dependencies")], automation_condition=FOLLOW_INPUTS,
+                config=_within_config)
+def dependencies(dataset: dict, logits: dict, moments: dict):
+    """Within-model dependencies: CovLasso for every class over the λ path (fit on the fit split),
+    the paper's Table-1 metrics on the eval split, redundancy, Eq. 5 and screening diagnostics, in the
+    configured logit gauge (raw, the paper's; or centered), plus the other gauge at λ_rel ≈ 0.1 as a
+    cross-check: a share that vanishes once each sample's mean logit is removed was the offset.
+    With `target_chunk` the targets' chunks are steps of their own (spread over the executor's workers),
+    merged into one analysis. Each analysis (the cross-check too) commits all its tables at once, and
+    only when certified (KKT ≤ tol)."""
+    plan, chunks = dependencies_plan(dataset, logits, moments)
+    out = dependencies_commit(plan, chunks.map(lambda c: dependency_chunk(plan, c)).collect())
+    return {"result": out.result, "dependencies_certified": out.dependencies_certified}
+
+
+@dg.graph_asset(partitions_def=pairs_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
+                kinds={"numpy"}, check_specs=[certificate_spec("between_dependencies")],
+                automation_condition=FOLLOW_INPUTS, config=_between_config,
+                ins={"moments": dg.AssetIn(partition_mapping=SOURCE),
+                     "target_logits": dg.AssetIn(partition_mapping=TARGET)})
+def between_dependencies(dataset: dict, moments: dict, target_logits: dict):
+    """Between-model dependencies (paper Eq. 4) of the pair source|target: each logit g_i of the target
+    model regressed on the source model's logits except class i, from logits of the same samples;
+    Table-1 metrics with g's logit i replaced. Reads only its two models (the source's moments, which
+    carry its logits, and the target's `target_logits`). Both models' logits are taken in the configured
+    gauge (centered: each minus its own per-sample mean). With `target_chunk` the targets' chunks are
+    steps of their own, merged into one analysis. Committed at once, and only when certified
+    (KKT ≤ tol). source = target is the within-model analysis (`dependencies`): nothing is computed for it."""
+    plan, chunks = between_dependencies_plan(dataset, moments, target_logits)
+    out = between_dependencies_commit(plan, chunks.map(lambda c: dependency_chunk(plan, c)).collect())
+    return {"result": out.result, "between_dependencies_certified": out.between_dependencies_certified}
