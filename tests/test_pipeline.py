@@ -354,16 +354,19 @@ def _without_analyses(root: Path, dest: Path) -> Path:
     return dest
 
 
-def _materialize_chunked(root: Path, job: str, partition: str, asset: str, target_chunk: int):
-    """One asset on the in-process executor with the Launchpad's `target_chunk` set."""
+def _materialize_chunked(root: Path, tmp_path: Path, job: str, partition: str, asset: str):
+    """One asset on the in-process executor, its targets spread over 3 chunk steps (`chunk_steps` in the
+    config) and solved 2 at a time in each (the Launchpad's `target_chunk`)."""
     from neudep_assets.defs.partitions import register
     from neudep_assets.definitions import build_defs
 
+    cfg = tmp_path / "chunked.yaml"
+    cfg.write_text(TINY.read_text().replace("dependencies:\n", "dependencies:\n  chunk_steps: 3\n"))
     instance = dg.DagsterInstance.ephemeral()
     register(["cnn", "vit"], instance)
-    result = build_defs(str(TINY), str(root)).resolve_job_def(job).execute_in_process(
+    result = build_defs(str(cfg), str(root)).resolve_job_def(job).execute_in_process(
         instance=instance, partition_key=partition, asset_selection=[dg.AssetKey(asset)], raise_on_error=False,
-        run_config={"ops": {asset: {"config": {"target_chunk": target_chunk}}}})
+        run_config={"ops": {asset: {"config": {"target_chunk": 2}}}})
     steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
     return result, steps
 
@@ -374,12 +377,11 @@ def test_target_chunks_as_steps_commit_the_rows_of_an_unsplit_run(tiny_run, tmp_
     root, instance = tiny_run
     unsplit = {e.step_key for r in instance.get_run_records() for e in instance.all_logs(r.dagster_run.run_id)
                if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
-    assert f"{asset}.dependency_chunk[targets_0_12]" in unsplit  # the default: one chunk step of all 12 targets
+    assert {s for s in unsplit if s.startswith(f"{asset}.dependency_chunk")} == {f"{asset}.dependency_chunk_0"}
     copy = _without_analyses(root, tmp_path / "chunked")
-    result, steps = _materialize_chunked(copy, job, partition, asset, 5)
+    result, steps = _materialize_chunked(copy, tmp_path, job, partition, asset)
     assert result.success
-    assert {s for s in steps if "dependency_chunk" in s} == {
-        f"{asset}.dependency_chunk[targets_{a}_{b}]" for a, b in ((0, 5), (5, 10), (10, 12))}
+    assert {s for s in steps if "dependency_chunk" in s} == {f"{asset}.dependency_chunk_{k}" for k in range(3)}
     ref, got = ResultStore(root), ResultStore(copy)
     keys = sorted(p.name for p in got.analyses_dir.iterdir())
     assert keys and all(ref.has_analysis(k) for k in keys)  # the same content addresses
@@ -387,8 +389,8 @@ def test_target_chunks_as_steps_commit_the_rows_of_an_unsplit_run(tiny_run, tmp_
         for table in ("dependencies", "dependency_metrics", "class_diagnostics", "dependency_runs"):
             a, b = (s.read(table, key).drop(columns=_PROVENANCE) for s in (got, ref))
             if table == "dependency_runs":  # the effective config records how the run was split, nothing else differs
-                a["config_json"], b["config_json"] = (
-                    d["config_json"].map(lambda j: {**json.loads(j), "target_chunk": None}) for d in (a, b))
+                a["config_json"], b["config_json"] = (d["config_json"].map(
+                    lambda j: {**json.loads(j), "target_chunk": None, "chunk_steps": None}) for d in (a, b))
             pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert not list((copy / "artifacts").glob("dependency_chunks/*.npz"))  # merged chunks are removed
     checks = result.get_asset_check_evaluations()
@@ -404,19 +406,50 @@ def test_a_failing_chunk_step_commits_nothing(tiny_run, tmp_path, monkeypatch):
     real = dependency_assets.analyse_chunk
 
     def fail_second(C, lambdas, targets, **kw):
-        if targets[0] == 5:
-            raise RuntimeError("chunk 5..9 lost its worker")
+        if targets[0] == 4:
+            raise RuntimeError("chunk 4..5 lost its worker")
         return real(C, lambdas, targets, **kw)
 
     monkeypatch.setattr(dependency_assets, "analyse_chunk", fail_second)
     copy = _without_analyses(root, tmp_path / "failed")
-    result, steps = _materialize_chunked(copy, "model_job", "cnn", "dependencies", 5)
+    result, steps = _materialize_chunked(copy, tmp_path, "model_job", "cnn", "dependencies")
     assert not result.success
     failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert failed == ["dependencies.dependency_chunk[targets_5_10]"]
+    assert failed == ["dependencies.dependency_chunk_1"]
     assert "dependencies.dependencies_commit" not in steps
     assert not list(ResultStore(copy).analyses_dir.glob("*"))  # no analysis, not even a partial one
     assert not result.get_asset_materialization_events()
     monkeypatch.setattr(dependency_assets, "analyse_chunk", real)  # the retry commits it whole
-    assert _materialize_chunked(copy, "model_job", "cnn", "dependencies", 5)[0].success
+    assert _materialize_chunked(copy, tmp_path, "model_job", "cnn", "dependencies")[0].success
     assert len(list(ResultStore(copy).analyses_dir.glob("within-*"))) == 2  # the analysis and its cross-check
+
+
+def test_pictures_are_store_files_shown_inline_as_small_copies(tiny_run):
+    """Each picture is a full-size PNG file (its path in the metadata) and a compact palette PNG inline;
+    a materialization's event stays small, and no STEP_OUTPUT event carries the pictures again."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from neudep_assets.defs.partitions import pair_key
+    from dagster._serdes import serialize_value
+
+    root, instance = tiny_run
+    for asset, partition in (("dependencies", "cnn"), ("between_dependencies", pair_key("cnn", "vit"))):
+        rec = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1).records[0]
+        meta = rec.asset_materialization.metadata
+        for name in ("sparsity_plot", "screening_plot", "fig3", "strongest_dependencies"):
+            inline = meta[name].value
+            png = base64.b64decode(inline.split("base64,")[1].split(")")[0])
+            shown = Image.open(io.BytesIO(png))
+            assert shown.mode == "P" and len(inline) < 15_000, (asset, name, len(inline))
+            files = ([Path(meta[f"{name}_file"].value)] if f"{name}_file" in meta
+                     else sorted(Path(meta[f"{name}_files"].value).glob(f"{name}_*.png")))
+            assert files and all(f.is_file() and f.read_bytes()[:4] == b"\x89PNG" for f in files)
+            assert Image.open(files[0]).size == shown.size  # inline at full size, only fewer colours
+        assert len(serialize_value(rec.event_log_entry)) < 60_000
+    outputs = [e for r in instance.get_run_records() for e in instance.all_logs(r.dagster_run.run_id)
+               if e.dagster_event and e.dagster_event.event_type_value == "STEP_OUTPUT"]
+    assert outputs and not any("base64" in serialize_value(e) for e in outputs)

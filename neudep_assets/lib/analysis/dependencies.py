@@ -49,6 +49,15 @@ def target_ranges(n_targets: int, target_chunk: int | None) -> list[tuple[int, i
     return [(s0, min(s0 + step, n_targets)) for s0 in range(0, n_targets, step)]
 
 
+def step_ranges(n_targets: int, n_steps: int) -> list[tuple[int, int]]:
+    """The [start, stop) target ranges of `n_steps` steps of near-equal size (empty ones when there are
+    more steps than targets)."""
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+        raise ValueError(f"chunk_steps must be a positive integer, got {n_steps!r}")
+    bounds = [n_targets * k // n_steps for k in range(n_steps + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def _moments(C, cross, target_second_moment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(C symmetrised, M = the right-hand sides' matrix, s = the targets' second moments)."""
     C = theory.check_square(C, "C")
