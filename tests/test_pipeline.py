@@ -256,7 +256,7 @@ def test_an_uncertified_analysis_is_not_written_and_fails_its_blocking_check(tin
     root, _ = tiny_run
     data = tmp_path / "data"
     shutil.copytree(root / "checkpoints", data / "checkpoints")  # no retraining
-    real = da.analyse
+    real = da.merge_chunks  # what the commit step certifies: the merged analysis
 
     def uncertified(*args, **kwargs):
         res = real(*args, **kwargs)
@@ -264,7 +264,7 @@ def test_an_uncertified_analysis_is_not_written_and_fails_its_blocking_check(tin
         res.per_target.loc[bad, "kkt"] = 1e-3
         return res
 
-    monkeypatch.setattr(da, "analyse", uncertified)
+    monkeypatch.setattr(da, "merge_chunks", uncertified)
     cfg = tmp_path / "loose.yaml"
     cfg.write_text(TINY.read_text().replace("  star_plots: 1", "  star_plots: 1\n  tol: 1.0e-6"))
     instance = dg.DagsterInstance.ephemeral()
