@@ -31,17 +31,24 @@ def picture(path: Path, alt: str) -> dict[str, dg.MetadataValue]:
             f"{path.stem}_file": dg.MetadataValue.path(str(path))}
 
 
+def _save(store: ResultStore, key: str, name: str, png: bytes) -> Path:
+    """The picture's file, written once: `key` is a content address (an analysis, a result), so a rerun
+    that finds its result leaves the file as it is."""
+    path = store.artifacts_dir / "plots" / key / f"{name}.png"  # where store.save_png puts it
+    return path if path.is_file() else store.save_png(key, name, png)
+
+
 def pictures(store: ResultStore, key: str, pngs: dict[str, tuple[str, bytes]]) -> dict[str, dg.MetadataValue]:
     """Save each picture (name -> (alt text, PNG)) as artifacts/plots/<key>/<name>.png; its metadata."""
     out = {}
     for name, (alt, png) in pngs.items():
-        out.update(picture(store.save_png(key, name, png), alt))
+        out.update(picture(_save(store, key, name, png), alt))
     return out
 
 
 def picture_list(store: ResultStore, key: str, name: str, pngs: list[tuple[str, bytes]]) -> dict[str, dg.MetadataValue]:
     """Several titled pictures in one Markdown entry `name`, saved as <name>_<i>.png; `<name>_files`: their folder."""
-    paths = [store.save_png(key, f"{name}_{i}", png) for i, (_, png) in enumerate(pngs)]
+    paths = [_save(store, key, f"{name}_{i}", png) for i, (_, png) in enumerate(pngs)]
     md = "\n\n".join(f"**{title}**\n\n{_inline(png, title)}" for title, png in pngs)
     return {name: dg.MetadataValue.md(md or "none"),
             **({f"{name}_files": dg.MetadataValue.path(str(paths[0].parent))} if paths else {})}
