@@ -6,7 +6,7 @@ from neudep_assets.defs.automation import automation_sensor
 from neudep_assets.defs.checks import moments_symmetric_psd
 from neudep_assets.defs.comparison_assets import comparisons
 from neudep_assets.defs.dataset_assets import dataset
-from neudep_assets.defs.dependency_assets import between_dependencies, dependencies
+from neudep_assets.defs.dependency_assets import dependency_assets, identity
 from neudep_assets.defs.jobs import (comparisons_job, dataset_job, model_job, pair_job, rerun_schedules,
                                    target_job)
 from neudep_assets.defs.model_assets import checkpoint, logits, moments, target_logits
@@ -21,7 +21,7 @@ from neudep_assets.lib.config import ConfigError, load_config, stable_hash
 def _config_versions(project) -> dict[str, str]:
     """What each asset reads from neudep.yaml, hashed into its code version: editing it makes the
     asset stale (Dagster's staleness), so `neudep demo` and the schedule rerun it."""
-    dep = stable_hash(project.dependencies, 8)
+    dep = stable_hash(identity(project.dependencies), 8)  # not how the targets are chunked: same rows
     return {"dataset": stable_hash(project.dataset, 8), "checkpoint": stable_hash(project.models, 8),
             "moments": project.dependencies.fit_split, "dependencies": dep, "between_dependencies": dep,
             "incremental_heads": stable_hash(project.incremental, 8),
@@ -41,6 +41,7 @@ def build_defs(config_path_: str | None = None, data_root: str | None = None) ->
         extra = versions.get(spec.key.to_user_string())
         return spec.replace_attributes(code_version=f"{spec.code_version}-{extra}") if extra else spec
 
+    dependencies, between_dependencies = dependency_assets(project.dependencies.chunk_steps if project else 1)
     assets = [a.map_asset_specs(stamp) for a in
               (dataset, checkpoint, logits, moments, target_logits, dependencies, between_dependencies,
                comparisons, incremental_heads, regularized_checkpoints, regularization_report)]

@@ -1,5 +1,6 @@
 """The whole graph on a tiny config: every asset, check and store table; reruns; bad input."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -255,7 +256,7 @@ def test_an_uncertified_analysis_is_not_written_and_fails_its_blocking_check(tin
     root, _ = tiny_run
     data = tmp_path / "data"
     shutil.copytree(root / "checkpoints", data / "checkpoints")  # no retraining
-    real = da.analyse
+    real = da.merge_chunks  # what the commit step certifies: the merged analysis
 
     def uncertified(*args, **kwargs):
         res = real(*args, **kwargs)
@@ -263,7 +264,7 @@ def test_an_uncertified_analysis_is_not_written_and_fails_its_blocking_check(tin
         res.per_target.loc[bad, "kkt"] = 1e-3
         return res
 
-    monkeypatch.setattr(da, "analyse", uncertified)
+    monkeypatch.setattr(da, "merge_chunks", uncertified)
     cfg = tmp_path / "loose.yaml"
     cfg.write_text(TINY.read_text().replace("  star_plots: 1", "  star_plots: 1\n  tol: 1.0e-6"))
     instance = dg.DagsterInstance.ephemeral()
@@ -338,3 +339,117 @@ def test_a_user_holding_the_catalog_read_write_during_a_run(tiny_run):
     assert subprocess.run([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
                            "print(c.execute('SELECT x FROM mine').fetchall())", str(store.catalog_path)],
                           capture_output=True, text=True).stdout.strip() == "[(42,)]"
+
+
+# -- huge heads: target chunks as steps of their own ----------------------------------------------
+
+_PROVENANCE = ["dagster_run_id", "written_at"]
+
+
+def _without_analyses(root: Path, dest: Path) -> Path:
+    """A copy of a data root whose dependency analyses (and pictures) are gone, its upstream kept."""
+    shutil.copytree(root, dest, ignore=shutil.ignore_patterns("dagster"))
+    shutil.rmtree(dest / "store" / "analyses")
+    shutil.rmtree(dest / "artifacts" / "plots", ignore_errors=True)
+    return dest
+
+
+def _materialize_chunked(root: Path, tmp_path: Path, job: str, partition: str, asset: str):
+    """One asset on the in-process executor, its targets spread over 3 chunk steps (`chunk_steps` in the
+    config) and solved 2 at a time in each (the Launchpad's `target_chunk`)."""
+    from neudep_assets.defs.partitions import register
+    from neudep_assets.definitions import build_defs
+
+    cfg = tmp_path / "chunked.yaml"
+    cfg.write_text(TINY.read_text().replace("dependencies:\n", "dependencies:\n  chunk_steps: 3\n"))
+    instance = dg.DagsterInstance.ephemeral()
+    register(["cnn", "vit"], instance)
+    result = build_defs(str(cfg), str(root)).resolve_job_def(job).execute_in_process(
+        instance=instance, partition_key=partition, asset_selection=[dg.AssetKey(asset)], raise_on_error=False,
+        run_config={"ops": {asset: {"config": {"target_chunk": 2}}}})
+    steps = {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"}
+    return result, steps
+
+
+@pytest.mark.parametrize("job, partition, asset", [("model_job", "cnn", "dependencies"),
+                                                   ("pair_job", "cnn|vit", "between_dependencies")])
+def test_target_chunks_as_steps_commit_the_rows_of_an_unsplit_run(tiny_run, tmp_path, job, partition, asset):
+    root, instance = tiny_run
+    unsplit = {e.step_key for r in instance.get_run_records() for e in instance.all_logs(r.dagster_run.run_id)
+               if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
+    assert {s for s in unsplit if s.startswith(f"{asset}.dependency_chunk")} == {f"{asset}.dependency_chunk_0"}
+    copy = _without_analyses(root, tmp_path / "chunked")
+    result, steps = _materialize_chunked(copy, tmp_path, job, partition, asset)
+    assert result.success
+    assert {s for s in steps if "dependency_chunk" in s} == {f"{asset}.dependency_chunk_{k}" for k in range(3)}
+    ref, got = ResultStore(root), ResultStore(copy)
+    keys = sorted(p.name for p in got.analyses_dir.iterdir())
+    assert keys and all(ref.has_analysis(k) for k in keys)  # the same content addresses
+    for key in keys:
+        for table in ("dependencies", "dependency_metrics", "class_diagnostics", "dependency_runs"):
+            a, b = (s.read(table, key).drop(columns=_PROVENANCE) for s in (got, ref))
+            if table == "dependency_runs":  # the effective config records how the run was split, nothing else differs
+                a["config_json"], b["config_json"] = (d["config_json"].map(
+                    lambda j: {**json.loads(j), "target_chunk": None, "chunk_steps": None}) for d in (a, b))
+            pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert not list((copy / "artifacts").glob("dependency_chunks/*.npz"))  # merged chunks are removed
+    checks = result.get_asset_check_evaluations()
+    assert [c.passed for c in checks] == [True]
+    mat = result.get_asset_materialization_events()[0].event_specific_data.materialization
+    assert mat.tags["dagster/data_version"] in keys  # the data version is the analysis key, as unsplit
+
+
+def test_a_failing_chunk_step_commits_nothing(tiny_run, tmp_path, monkeypatch):
+    from neudep_assets.defs import dependency_assets
+
+    root, _ = tiny_run
+    real = dependency_assets.analyse_chunk
+
+    def fail_second(C, lambdas, targets, **kw):
+        if targets[0] == 4:
+            raise RuntimeError("chunk 4..5 lost its worker")
+        return real(C, lambdas, targets, **kw)
+
+    monkeypatch.setattr(dependency_assets, "analyse_chunk", fail_second)
+    copy = _without_analyses(root, tmp_path / "failed")
+    result, steps = _materialize_chunked(copy, tmp_path, "model_job", "cnn", "dependencies")
+    assert not result.success
+    failed = [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failed == ["dependencies.dependency_chunk_1"]
+    assert "dependencies.dependencies_commit" not in steps
+    assert not list(ResultStore(copy).analyses_dir.glob("*"))  # no analysis, not even a partial one
+    assert not result.get_asset_materialization_events()
+    monkeypatch.setattr(dependency_assets, "analyse_chunk", real)  # the retry commits it whole
+    assert _materialize_chunked(copy, tmp_path, "model_job", "cnn", "dependencies")[0].success
+    assert len(list(ResultStore(copy).analyses_dir.glob("within-*"))) == 2  # the analysis and its cross-check
+
+
+def test_pictures_are_store_files_shown_inline_as_small_copies(tiny_run):
+    """Each picture is a full-size PNG file (its path in the metadata) and a compact palette PNG inline;
+    a materialization's event stays small, and no STEP_OUTPUT event carries the pictures again."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from neudep_assets.defs.partitions import pair_key
+    from dagster._serdes import serialize_value
+
+    root, instance = tiny_run
+    for asset, partition in (("dependencies", "cnn"), ("between_dependencies", pair_key("cnn", "vit"))):
+        rec = instance.fetch_materializations(dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1).records[0]
+        meta = rec.asset_materialization.metadata
+        for name in ("sparsity_plot", "screening_plot", "fig3", "strongest_dependencies"):
+            inline = meta[name].value
+            png = base64.b64decode(inline.split("base64,")[1].split(")")[0])
+            shown = Image.open(io.BytesIO(png))
+            assert shown.mode == "P" and len(inline) < 15_000, (asset, name, len(inline))
+            files = ([Path(meta[f"{name}_file"].value)] if f"{name}_file" in meta
+                     else sorted(Path(meta[f"{name}_files"].value).glob(f"{name}_*.png")))
+            assert files and all(f.is_file() and f.read_bytes()[:4] == b"\x89PNG" for f in files)
+            assert Image.open(files[0]).size == shown.size  # inline at full size, only fewer colours
+        assert len(serialize_value(rec.event_log_entry)) < 60_000
+    outputs = [e for r in instance.get_run_records() for e in instance.all_logs(r.dagster_run.run_id)
+               if e.dagster_event and e.dagster_event.event_type_value == "STEP_OUTPUT"]
+    assert outputs and not any("base64" in serialize_value(e) for e in outputs)

@@ -61,7 +61,7 @@ def test_chunked_analysis_has_exactly_the_rows_of_an_unchunked_one(case, chunk):
     got = analyse(C, lams, eval_source=E, eval_labels=ye, target_chunk=chunk, log=lines.append)
     n = C.shape[0]
     assert sum("solved" in line for line in lines) == -(-n // chunk)  # one progress line per chunk
-    assert lines[-1].startswith("screening") and len(lines) == -(-n // chunk) + 4
+    assert lines[-1].startswith("screening") and len(lines) == -(-n // chunk) + 2
     pd.testing.assert_frame_equal(got.per_target, ref.per_target)
     pd.testing.assert_frame_equal(got.edges, ref.edges)
     pd.testing.assert_frame_equal(got.per_class, ref.per_class)
@@ -107,7 +107,8 @@ def test_refit_is_least_squares_on_the_support(case):
 
 @pytest.mark.parametrize("kw, culprit", [
     ({"target_chunk": 0}, "target_chunk"), ({"target_chunk": -3}, "target_chunk"),
-    ({"target_chunk": 2.5}, "target_chunk"), ({"lambdas": (0.1, 0.5, 0.1)}, "duplicates"),
+    ({"target_chunk": 2.5}, "target_chunk"), ({"chunk_steps": 0}, "chunk_steps"), ({"chunk_steps": True}, "chunk_steps"),
+    ({"chunk_steps": 2.0}, "chunk_steps"), ({"lambdas": (0.1, 0.5, 0.1)}, "duplicates"),
     ({"lambdas": (0.1, 1.5)}, r"\(0, 1\]"), ({"lambdas": (0.0, 0.1)}, r"\(0, 1\]"),
 ])
 def test_bad_dependency_config_names_the_key(kw, culprit):
@@ -150,7 +151,7 @@ def test_logits_batch_size_fits_input_and_memory():
 
 
 def test_launchpad_target_chunk_override_and_identity():
-    from neudep_assets.defs.dependency_assets import DependenciesConfig, _effective, _identity
+    from neudep_assets.defs.dependency_assets import DependenciesConfig, _effective, identity
 
     project = DependencyConfig(target_chunk=500)
     assert _effective(project, DependenciesConfig()).target_chunk == 500  # unset keeps the project value
@@ -160,4 +161,35 @@ def test_launchpad_target_chunk_override_and_identity():
     with pytest.raises(ConfigError, match="lambdas"):
         _effective(project, DependenciesConfig(lambdas=[0.1, 0.1]))
     # chunking does not change the rows, so it does not change the analysis's identity (its run key)
-    assert _identity(_effective(project, DependenciesConfig(target_chunk=64))) == _identity(DependencyConfig())
+    assert identity(_effective(project, DependenciesConfig(target_chunk=64))) == identity(DependencyConfig())
+    assert identity(DependencyConfig(chunk_steps=4)) == identity(DependencyConfig())
+
+
+def test_chunks_round_trip_through_npz_and_merge_to_the_unsplit_rows(case, tmp_path):
+    """What the chunk steps hand each other: an npz without pickles that merges into exactly the rows
+    of one unsplit analysis; chunks missing, repeated or out of order are refused."""
+    from neudep_assets.lib.analysis.dependencies import (analyse_chunk, chunk_from_arrays, chunk_to_arrays,
+                                                         merge_chunks, step_ranges, target_ranges)
+    from neudep_assets.lib.files import load_arrays, save_arrays
+
+    C, _, E, ye = case
+    lams = [0.5, 0.1, 0.02]
+    ref = analyse(C, lams, eval_source=E, eval_labels=ye)
+    ranges = target_ranges(C.shape[0], 7)
+    assert ranges[0] == (0, 7) and ranges[-1][1] == C.shape[0] and target_ranges(5, None) == [(0, 5)]
+    assert step_ranges(12, 3) == [(0, 4), (4, 8), (8, 12)] and step_ranges(2, 3) == [(0, 0), (0, 1), (1, 2)]
+    with pytest.raises(ValueError, match="chunk_steps"):
+        step_ranges(12, 0)
+    chunks = []
+    for a, b in ranges:
+        path = save_arrays(tmp_path / f"{a}.npz", **chunk_to_arrays(
+            analyse_chunk(C, lams, np.arange(a, b), eval_source=E, eval_labels=ye)))
+        chunks.append(chunk_from_arrays(load_arrays(path)))
+    got = merge_chunks(C, chunks)
+    pd.testing.assert_frame_equal(got.per_target, ref.per_target, check_exact=True)
+    pd.testing.assert_frame_equal(got.edges, ref.edges, check_exact=True)
+    pd.testing.assert_frame_equal(got.per_class, ref.per_class, check_exact=True)
+    np.testing.assert_array_equal(got.path.coef, ref.path.coef)
+    for bad in (chunks[:-1], chunks[::-1], chunks + chunks[-1:]):
+        with pytest.raises(ValueError, match="targets must be 0"):
+            merge_chunks(C, bad)

@@ -4,6 +4,7 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import Optional
 
 import dagster as dg
@@ -13,10 +14,12 @@ import pandas as pd
 from neudep_assets.defs.automation import FOLLOW_INPUTS
 from neudep_assets.defs.checks import CERTIFIED, certificate, certificate_spec
 from neudep_assets.defs.partitions import SOURCE, TARGET, models_partitions, pairs_partitions, parse_pair
-from neudep_assets.defs.report import md_image, md_images, md_table
+from neudep_assets.defs.report import md_table, picture, picture_list, pictures
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.report import plots
 from neudep_assets.lib.analysis import analyse, best_targets, summarize
+from neudep_assets.lib.analysis.dependencies import (analyse_chunk, chunk_from_arrays, chunk_to_arrays, merge_chunks,
+                                                     step_ranges, target_ranges)
 from neudep_assets.lib.report import fig3_png
 from neudep_assets.lib.config import DependencyConfig, stable_hash, stable_json
 from neudep_assets.lib.data import PreparedDataset
@@ -24,7 +27,7 @@ from neudep_assets.lib.report import star_pictures
 from neudep_assets.lib.analysis.moments import LogitsError, check_aligned, second_moment
 from neudep_assets.lib.analysis.offsets import apply_gauge, gauge_moment, offset_direction_share_of, other_gauge
 from neudep_assets.lib.code_version import code_version
-from neudep_assets.lib.store import TABLES, ResultStore, load_arrays
+from neudep_assets.lib.store import TABLES, ResultStore, load_arrays, save_arrays
 
 DEPENDENCIES_SCIENCE = ("neudep_assets.lib.analysis.dependencies", "neudep_assets.lib.analysis.moments",
                         "neudep_assets.lib.analysis.offsets")
@@ -51,9 +54,10 @@ def _effective(project_dep: DependencyConfig, override: DependenciesConfig) -> D
     return eff
 
 
-def _identity(eff: DependencyConfig) -> dict:
-    """What an analysis's result depends on: not how its targets were chunked (the rows are the same)."""
-    return {k: v for k, v in asdict(eff).items() if k != "target_chunk"}
+def identity(eff: DependencyConfig) -> dict:
+    """What an analysis's result depends on: not how its targets were chunked or spread over steps (the
+    rows are the same)."""
+    return {k: v for k, v in asdict(eff).items() if k not in ("target_chunk", "chunk_steps")}
 
 
 def _solver_device(neudep: Neudep) -> str | None:
@@ -136,7 +140,8 @@ def _save_fig3(store: ResultStore, run_key: str, res, eff: DependencyConfig, ds:
 
 
 def _publish(store: ResultStore, run_key: str, eff: DependencyConfig, ds: PreparedDataset, title: str) -> dict:
-    """UI metadata read back from the store: per-λ summary table, plots, star pictures."""
+    """UI metadata read back from the store: per-λ summary table, plots, star pictures (saved beside
+    Fig. 3 under artifacts/plots/<run_key>/, shown inline as compact PNGs)."""
     per_target = store.read("dependency_metrics", run_key)
     per_target["lambda_rel"] = per_target["lambda_abs"] / per_target["lambda_max"]
     edges = store.read("dependencies", run_key)
@@ -153,11 +158,11 @@ def _publish(store: ResultStore, run_key: str, eff: DependencyConfig, ds: Prepar
         "eq5_violations": int(diag["eq5_violations"].sum()),
         "thm3_violations": int(per_target["thm3_violations"].sum()),
         "conj1_violation_rate": float(per_target["conj1_violations"].sum() / max(per_target["conj1_screened"].sum(), 1)),
-        "sparsity_plot": md_image(plots.sparsity_plot(per_target), "sparsity"),
-        "screening_plot": md_image(plots.screening_plot(per_target), "screening (Theorem 3, Conjecture 1)"),
-        "strongest_dependencies": md_images(stars),
-        **({"fig3": md_image(fig3.read_bytes(), "Fig. 3")} if (fig3 := store.artifacts_dir / "plots" / run_key /
-                                                               "fig3.png").is_file() else {}),
+        **pictures(store, run_key, {"sparsity_plot": ("sparsity", plots.sparsity_plot(per_target)),
+                                    "screening_plot": ("screening (Theorem 3, Conjecture 1)",
+                                                       plots.screening_plot(per_target))}),
+        **picture_list(store, run_key, "strongest_dependencies", stars),
+        **(picture(fig3, "Fig. 3") if (fig3 := store.artifacts_dir / "plots" / run_key / "fig3.png").is_file() else {}),
         "dependency_run_id": run_key,
     }
 
@@ -167,7 +172,7 @@ def _within(context, store: ResultStore, eff: DependencyConfig, ds: PreparedData
     """One within-model analysis in ``eff.logit_gauge`` (the gauge is part of its key): found in the
     store, or solved, certified and committed. Returns its dependency_run_id and its certificate (an
     uncertified analysis is not written)."""
-    run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"], "cfg": _identity(eff),
+    run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"], "cfg": identity(eff),
                                        "code": DEPENDENCIES_CODE_VERSION})
     with store.lock(f"analyses/{run_key}"):  # one writer per analysis: a second one waits, then finds it
         if store.has_analysis(run_key):
@@ -198,27 +203,200 @@ def _share_at(store: ResultStore, run_key: str, lambda_index: int) -> float:
     return float(summarize(at, [0.0])["share_with_dependency"].iloc[0])
 
 
-@dg.asset(partitions_def=models_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
-          kinds={"numpy"}, check_specs=[certificate_spec("dependencies")], automation_condition=FOLLOW_INPUTS)
-def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, neudep: Neudep, dataset: dict,
-                 logits: dict, moments: dict):
-    """Within-model dependencies: CovLasso for every class over the λ path (fit on the fit split),
-    the paper's Table-1 metrics on the eval split, redundancy, Eq. 5 and screening diagnostics, in the
-    configured logit gauge (raw, the paper's; or centered), plus the other gauge at λ_rel ≈ 0.1 as a
-    cross-check: a share that vanishes once each sample's mean logit is removed was the offset.
-    Each analysis (the cross-check too) commits all its tables at once, and only when certified (KKT ≤ tol)."""
-    project, store = neudep.project(), neudep.store()
-    eff = _effective(project.dependencies, config)
-    device = _solver_device(neudep)
-    ds = PreparedDataset.from_json(dataset)
-    ev = logits["splits"][eff.eval_split]
-    run_key, check = _within(context, store, eff, ds, logits, moments, ev, pictures=True, device=device)
+# -- the dependency assets as graphs: plan → chunk steps → merge and commit --------------------------
+# A huge head spreads its CovLasso over the executor's workers (e.g. Dask): with `chunk_steps: K` in
+# neudep.yaml each analysis has K chunk steps, each solving its share of the targets with their
+# per-target metrics (lib `analyse_chunk`, in-process sub-chunks of `target_chunk`) and handing npz
+# artifacts (never pickles) to the commit step, which merges them (lib `merge_chunks`: the
+# whole-analysis diagnostics), certifies and commits ONE analysis, row for row the one an unsplit run
+# commits. The fan-out is static (K fixed by the config when the code location loads), not Dagster's
+# DynamicOut: dagster-dask runs only the steps of the static plan (dagster-io/dagster#9785).
+
+
+def _plan_eff(neudep: Neudep, plan: dict) -> DependencyConfig:
+    return _effective(neudep.project().dependencies, DependenciesConfig(**plan["override"]))
+
+
+def _chunk_outputs(store: ResultStore, run_key: str | None, n_targets: int, n_steps: int):
+    """The targets of each chunk step ([start, stop); None when there is nothing to solve: the analysis
+    is committed already, and the commit step reads it back)."""
+    done = run_key is None or store.has_analysis(run_key)
+    for k, (a, b) in enumerate(step_ranges(n_targets, n_steps)):
+        yield dg.Output({"targets": None if done else [a, b]}, output_name=f"chunk_{k}")
+
+
+def _problem(plan: dict, eff: DependencyConfig) -> dict:
+    """The arrays of an analysis in its gauge: C (and cross, target_second_moment between models) of the
+    fit split, the eval split's logits and labels."""
+    gauge = eff.logit_gauge
+    if plan["kind"] == "within":
+        e = load_arrays(plan["eval"]["path"])
+        return {"C": gauge_moment(load_arrays(plan["moments_path"])["C"], gauge), "cross": None,
+                "target_second_moment": None, "eval_source": apply_gauge(e["logits"], gauge), "eval_target": None,
+                "eval_labels": e["labels"]}
+    p = load_arrays(plan["problem_path"])
+    ev_f, ev_g = (load_arrays(plan[k]["path"]) for k in ("eval_f", "eval_g"))
+    return {"C": p["C"], "cross": p["cross"], "target_second_moment": p["target_second_moment"],
+            "eval_source": apply_gauge(ev_f["logits"], gauge), "eval_target": apply_gauge(ev_g["logits"], gauge),
+            "eval_labels": ev_g["labels"]}
+
+
+def _chunk_outs(n_steps: int) -> dict:
+    return {"plan": dg.Out(dict), **{f"chunk_{k}": dg.Out(dict) for k in range(n_steps)}}
+
+
+def _within_plan_op(n_steps: int) -> dg.OpDefinition:
+    @dg.op(name="dependencies_plan", out=_chunk_outs(n_steps))
+    def dependencies_plan(context: dg.OpExecutionContext, config: DependenciesConfig, neudep: Neudep, dataset: dict,
+                          logits: dict, moments: dict):
+        """The within-model analysis's key and the targets of each chunk step."""
+        eff = _effective(neudep.project().dependencies, config)
+        ev = logits["splits"][eff.eval_split]
+        run_key = "within-" + stable_hash({"moments": moments["moments_id"], "eval": ev["logit_set_id"],
+                                           "cfg": identity(eff), "code": DEPENDENCIES_CODE_VERSION})
+        yield dg.Output({"kind": "within", "run_key": run_key, "override": config.model_dump(), "dataset": dataset,
+                         "logits": logits, "moments_id": moments["moments_id"], "moments_path": moments["path"],
+                         "eval": ev}, output_name="plan")
+        yield from _chunk_outputs(neudep.store(), run_key, len(PreparedDataset.from_json(dataset).class_names),
+                                  n_steps)
+    return dependencies_plan
+
+
+def _between_plan_op(n_steps: int) -> dg.OpDefinition:
+    @dg.op(name="between_dependencies_plan", out=_chunk_outs(n_steps))
+    def between_dependencies_plan(context: dg.OpExecutionContext, config: DependenciesConfig, neudep: Neudep,
+                                  dataset: dict, moments: dict, target_logits: dict):
+        """The between-model analysis's key, its moments (C, E[f gᵀ], E[g²], saved for the chunk steps)
+        and the targets of each chunk step; source = target: nothing (the within analysis)."""
+        store = neudep.store()
+        eff = _effective(neudep.project().dependencies, config)
+        src, tgt = parse_pair(context.partition_key)
+        plan = {"kind": "between", "override": config.model_dump(), "dataset": dataset, "source": src,
+                "target": tgt, "run_key": None}
+        n_targets = 0  # source = target: nothing to solve
+        if src != tgt:
+            ds = PreparedDataset.from_json(dataset)
+            n_targets = len(ds.class_names)
+            f, g = moments["logits"], target_logits
+            for side in (f, g):
+                if side["dataset_id"] != ds.dataset_id:
+                    raise LogitsError(f"model pair {src}->{tgt}: logits of {side['model']} are of dataset "
+                                      f"{side['dataset_id']}, not {ds.dataset_id}; rematerialize logits[{side['model']}]")
+            fit_f, fit_g = f["splits"][eff.fit_split], g["splits"][eff.fit_split]
+            ev_f, ev_g = f["splits"][eff.eval_split], g["splits"][eff.eval_split]
+            plan.update(run_key="between-" + stable_hash({"fit": [fit_f["logit_set_id"], fit_g["logit_set_id"]],
+                                                          "eval": [ev_f["logit_set_id"], ev_g["logit_set_id"]],
+                                                          "cfg": identity(eff), "code": DEPENDENCIES_CODE_VERSION}),
+                        eval_f=ev_f, eval_g=ev_g, model_sha=g["checkpoint_sha256"], source_sha=f["checkpoint_sha256"],
+                        moments_id=f"{fit_f['logit_set_id']}-x-{fit_g['logit_set_id']}")
+            if not store.has_analysis(plan["run_key"]):
+                plan["problem_path"] = str(_between_problem(store, plan["run_key"], eff, src, tgt, fit_f, fit_g,
+                                                            ev_f, ev_g))
+        yield dg.Output(plan, output_name="plan")
+        yield from _chunk_outputs(store, plan["run_key"], n_targets, n_steps)
+    return between_dependencies_plan
+
+
+def _between_problem(store: ResultStore, run_key: str, eff: DependencyConfig, src: str, tgt: str, fit_f, fit_g, ev_f,
+                     ev_g) -> Path:
+    """Check the pair's logits (class counts, aligned samples) and save its moments in the analysis's
+    gauge (both models' logits in the same gauge) for the chunk steps."""
+    arrays = {k: load_arrays(v["path"]) for k, v in {"fit_f": fit_f, "fit_g": fit_g, "ev_f": ev_f, "ev_g": ev_g}.items()}
+    for split in ("fit", "ev"):
+        a, b = arrays[f"{split}_f"], arrays[f"{split}_g"]
+        if a["logits"].shape[1] != b["logits"].shape[1]:
+            raise LogitsError(f"model pair {src}->{tgt}: {src} has {a['logits'].shape[1]} classes, "
+                              f"{tgt} has {b['logits'].shape[1]}")
+        check_aligned(a["sample_ids"], b["sample_ids"], src, tgt)
+    path = store.artifact("dependency_problems", run_key)
+    if not path.is_file():
+        F, G = (apply_gauge(arrays[k]["logits"], eff.logit_gauge) for k in ("fit_f", "fit_g"))
+        save_arrays(path, C=second_moment(F), cross=second_moment(F, G),
+                    target_second_moment=(G.astype(np.float64) ** 2).mean(0))
+    return path
+
+
+@dg.op
+def dependency_chunk(context: dg.OpExecutionContext, neudep: Neudep, plan: dict, chunk: dict) -> dict:
+    """Solve (and certify) the CovLasso of this step's targets with their per-target metrics, in
+    sub-chunks of `target_chunk`; each sub-chunk is an npz artifact (content-addressed: a retried run
+    finds it)."""
+    if chunk["targets"] is None or chunk["targets"][0] == chunk["targets"][1]:
+        return {**chunk, "parts": []}
+    a, b = chunk["targets"]
+    store, eff = neudep.store(), _plan_eff(neudep, plan)
+    parts, pb = [], None
+    for s0, s1 in target_ranges(b - a, eff.target_chunk):
+        path = store.artifact("dependency_chunks", f"{plan['run_key']}-{a + s0}-{a + s1}")
+        if not path.is_file():
+            pb = pb or _problem(plan, eff)
+            kw = {k: v for k, v in pb.items() if k != "C"}
+            t0 = time.perf_counter()
+            res = analyse_chunk(pb["C"], eff.lambdas, np.arange(a + s0, a + s1), lambda_mode=eff.lambda_mode,
+                                tol=eff.tol, device=_solver_device(neudep), **kw)
+            context.log.info(f"CovLasso ({eff.logit_gauge} gauge) of targets {a + s0}..{a + s1 - 1} × "
+                             f"{len(eff.lambdas)} λ in {time.perf_counter() - t0:.1f}s; worst relative KKT "
+                             f"{res.path.kkt.max():.1e}")
+            save_arrays(path, **chunk_to_arrays(res))
+        parts.append({"targets": [a + s0, a + s1], "path": str(path)})
+    return {**chunk, "parts": parts}
+
+
+def _merge_and_commit(context, store: ResultStore, plan: dict, eff: DependencyConfig, ds: PreparedDataset,
+                      chunks: list[dict], title: str) -> dg.AssetCheckResult:
+    """Merge the chunk artifacts into one analysis, certify it and commit it (all its tables at once, or
+    nothing), with its Fig. 3; the chunk artifacts are removed once merged."""
+    run_key = plan["run_key"]
+    with store.lock(f"analyses/{run_key}"):  # one writer per analysis: a second one waits, then finds it
+        if store.has_analysis(run_key):
+            context.log.info(f"dependencies {run_key} ({eff.logit_gauge} gauge) already in the store")
+            return _stored_certificate(store, run_key, ds.class_names)
+        if any(c["targets"] is None for c in chunks):
+            raise dg.Failure(f"analysis {run_key} was in the store when this run planned it and is gone now; "
+                             "rerun the asset")
+        parts = sorted((p for c in chunks for p in c["parts"]), key=lambda p: p["targets"][0])
+        pb = _problem(plan, eff)
+        res = merge_chunks(pb["C"], [chunk_from_arrays(load_arrays(p["path"])) for p in parts], cross=pb["cross"],
+                           target_second_moment=pb["target_second_moment"])
+        _with_offset_share(res, pb["C"])
+        context.log.info(f"{len(parts)} chunk(s) of {len(chunks)} step(s) merged; worst relative KKT "
+                         f"{res.path.kkt.max():.1e} (tol {eff.tol:g}), rank of C {res.rank}")
+        if plan["kind"] == "within":
+            lg = plan["logits"]
+            rows = _run_rows(run_key, "within", eff, res, model=lg["model"], sha=lg["checkpoint_sha256"],
+                             source_model=lg["model"], source_sha=lg["checkpoint_sha256"], dataset_id=ds.dataset_id,
+                             moments_id=plan["moments_id"])
+        else:
+            rows = _run_rows(run_key, "between", eff, res, model=plan["target"], sha=plan["model_sha"],
+                             source_model=plan["source"], source_sha=plan["source_sha"], dataset_id=ds.dataset_id,
+                             moments_id=plan["moments_id"])
+        check = _write_results(store, run_key, res, rows, context.run.run_id, eff=eff, class_names=ds.class_names)
+        if check.passed:
+            _save_fig3(store, run_key, res, eff, ds, pb["C"], title, **(
+                {} if plan["kind"] == "within" else {"cross": pb["cross"],
+                                                      "target_second_moment": pb["target_second_moment"]}))
+    for p in parts:  # merged (committed, or refused: a rerun would be refused the same)
+        Path(p["path"]).unlink(missing_ok=True)
+    if plan.get("problem_path"):
+        Path(plan["problem_path"]).unlink(missing_ok=True)
+    return check
+
+
+def _within_commit(context: dg.AssetExecutionContext, neudep: Neudep, plan: dict, chunks: list[dict]):
+    """Merge the chunks, certify and commit the analysis; then the other gauge's cross-check (one λ, in
+    this step) and the UI metadata."""
+    store, eff = neudep.store(), _plan_eff(neudep, plan)
+    ds = PreparedDataset.from_json(plan["dataset"])
+    logits, run_key = plan["logits"], plan["run_key"]
+    check = _merge_and_commit(context, store, plan, eff, ds, chunks, logits["model"])
     if not check.passed:
         yield check
         raise _refused(run_key, check)
     shares, other_key = {eff.logit_gauge: None}, None
     if (other := _crosscheck(eff)) is not None:
-        other_key, other_check = _within(context, store, other, ds, logits, moments, ev, pictures=False, device=device)
+        moments = {"moments_id": plan["moments_id"], "path": plan["moments_path"]}
+        other_key, other_check = _within(context, store, other, ds, logits, moments, plan["eval"], pictures=False,
+                                         device=_solver_device(neudep))
         if not other_check.passed:
             yield other_check.with_metadata({**other_check.metadata, "crosscheck_run_id": other_key})
             raise _refused(other_key, other_check)
@@ -229,86 +407,107 @@ def dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, 
     shares[eff.logit_gauge] = meta["share_with_dependency_at_0.1"]
     meta.update({f"share_with_dependency_{g}_gauge": v for g, v in shares.items()})
     meta["logit_gauge"] = eff.logit_gauge
+    context.add_asset_metadata(meta)  # on the materialization only (see defs/report.py)
     yield dg.Output({"dependency_run_id": run_key, "kind": "within", "model": logits["model"],
-                     "logit_gauge": eff.logit_gauge, "crosscheck_run_id": other_key},
-                    data_version=dg.DataVersion(run_key), metadata=meta)
+                     "logit_gauge": eff.logit_gauge, "crosscheck_run_id": other_key}, output_name="result",
+                    data_version=dg.DataVersion(run_key))
     yield check
 
 
-@dg.asset(partitions_def=pairs_partitions, code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies",
-          kinds={"numpy"}, check_specs=[certificate_spec("between_dependencies")], automation_condition=FOLLOW_INPUTS,
-          ins={"moments": dg.AssetIn(partition_mapping=SOURCE),
-               "target_logits": dg.AssetIn(partition_mapping=TARGET)})
-def between_dependencies(context: dg.AssetExecutionContext, config: DependenciesConfig, neudep: Neudep,
-                         dataset: dict, moments: dict, target_logits: dict):
-    """Between-model dependencies (paper Eq. 4) of the pair source|target: each logit g_i of the target
-    model regressed on the source model's logits except class i, from logits of the same samples;
-    Table-1 metrics with g's logit i replaced. Reads only its two models (the source's moments, which
-    carry its logits, and the target's `target_logits`). Both models' logits are taken in the configured
-    gauge (centered: each minus its own per-sample mean). Committed at once, and only when certified
-    (KKT ≤ tol). source = target is the within-model analysis (`dependencies`): nothing is computed for it."""
-    project, store = neudep.project(), neudep.store()
-    eff = _effective(project.dependencies, config)
-    device = _solver_device(neudep)
-    src, tgt = parse_pair(context.partition_key)
+def _between_commit(context: dg.AssetExecutionContext, neudep: Neudep, plan: dict, chunks: list[dict]):
+    """Merge the chunks, certify and commit the between-model analysis, then the UI metadata."""
+    src, tgt = plan["source"], plan["target"]
     if src == tgt:
         yield dg.Output({"dependency_run_id": None, "kind": "within", "model": tgt, "source_model": src},
-                        data_version=dg.DataVersion(f"same-model-{src}"),
+                        output_name="result", data_version=dg.DataVersion(f"same-model-{src}"),
                         metadata={"note": f"source = target: see dependencies[{src}]"})
         yield dg.AssetCheckResult(check_name=CERTIFIED, passed=True,
                                   metadata={"solutions": 0, "note": f"certified as dependencies[{src}]"})
         return
-    ds = PreparedDataset.from_json(dataset)
-    f, g = moments["logits"], target_logits
-    for side in (f, g):
-        if side["dataset_id"] != ds.dataset_id:
-            raise LogitsError(f"model pair {src}->{tgt}: logits of {side['model']} are of dataset "
-                              f"{side['dataset_id']}, not {ds.dataset_id}; rematerialize logits[{side['model']}]")
-    fit_f, fit_g = f["splits"][eff.fit_split], g["splits"][eff.fit_split]
-    ev_f, ev_g = f["splits"][eff.eval_split], g["splits"][eff.eval_split]
-    run_key = "between-" + stable_hash({"fit": [fit_f["logit_set_id"], fit_g["logit_set_id"]],
-                                        "eval": [ev_f["logit_set_id"], ev_g["logit_set_id"]], "cfg": _identity(eff),
-                                        "code": DEPENDENCIES_CODE_VERSION})
-    with store.lock(f"analyses/{run_key}"):  # one writer per analysis: a second one waits, then finds it
-        if store.has_analysis(run_key):
-            context.log.info(f"between dependencies {run_key} already in the store")
-            check = _stored_certificate(store, run_key, ds.class_names)
-        else:
-            arrays = {k: load_arrays(v["path"]) for k, v in
-                      {"fit_f": fit_f, "fit_g": fit_g, "ev_f": ev_f, "ev_g": ev_g}.items()}
-            for split in ("fit", "ev"):
-                a, b = arrays[f"{split}_f"], arrays[f"{split}_g"]
-                if a["logits"].shape[1] != b["logits"].shape[1]:
-                    raise LogitsError(f"model pair {src}->{tgt}: {src} has {a['logits'].shape[1]} classes, "
-                                      f"{tgt} has {b['logits'].shape[1]}")
-                check_aligned(a["sample_ids"], b["sample_ids"], src, tgt)
-            gauge = eff.logit_gauge  # both models' logits in the same gauge
-            F, G = (apply_gauge(arrays[k]["logits"], gauge) for k in ("fit_f", "fit_g"))
-            C, cross = second_moment(F), second_moment(F, G)
-            context.log.info(f"between CovLasso {src}->{tgt} ({gauge} gauge): {C.shape[0]} targets × "
-                             f"{len(eff.lambdas)} λ")
-            t0 = time.perf_counter()
-            tsm = (G.astype(np.float64) ** 2).mean(0)
-            res = analyse(C, eff.lambdas, cross=cross, target_second_moment=tsm,
-                          eval_source=apply_gauge(arrays["ev_f"]["logits"], gauge),
-                          eval_target=apply_gauge(arrays["ev_g"]["logits"], gauge),
-                          eval_labels=arrays["ev_g"]["labels"], lambda_mode=eff.lambda_mode, tol=eff.tol,
-                          device=device, target_chunk=eff.target_chunk)
-            _with_offset_share(res, C)
-            context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
-                             f"{res.path.kkt.max():.1e} (tol {eff.tol:g})")
-            check = _write_results(store, run_key, res, _run_rows(
-                run_key, "between", eff, res, model=tgt, sha=g["checkpoint_sha256"], source_model=src,
-                source_sha=f["checkpoint_sha256"], dataset_id=ds.dataset_id,
-                moments_id=f"{fit_f['logit_set_id']}-x-{fit_g['logit_set_id']}"), context.run.run_id, eff=eff,
-                class_names=ds.class_names)
-            if not check.passed:
-                yield check
-                raise _refused(run_key, check)
-            _save_fig3(store, run_key, res, eff, ds, C, f"{src}→{tgt}", cross=cross, target_second_moment=tsm)
+    store, eff = neudep.store(), _plan_eff(neudep, plan)
+    ds = PreparedDataset.from_json(plan["dataset"])
+    run_key = plan["run_key"]
+    check = _merge_and_commit(context, store, plan, eff, ds, chunks, f"{src}→{tgt}")
+    if not check.passed:
+        yield check
+        raise _refused(run_key, check)
     meta = _publish(store, run_key, eff, ds, f"{src}→{tgt}")
     meta["logit_gauge"] = eff.logit_gauge
+    context.add_asset_metadata(meta)  # on the materialization only (see defs/report.py)
     yield dg.Output({"dependency_run_id": run_key, "kind": "between", "model": tgt, "source_model": src,
-                     "logit_gauge": eff.logit_gauge},
-                    data_version=dg.DataVersion(run_key), metadata=meta)
+                     "logit_gauge": eff.logit_gauge}, output_name="result",
+                    data_version=dg.DataVersion(run_key))
     yield check
+
+
+def _commit_op(name: str, body, n_steps: int) -> dg.OpDefinition:
+    """The commit step of an analysis with `n_steps` chunk steps: one input per chunk step (not a fan-in
+    list: dagster-dask loads a fan-in's sources only when it knows them produced, which it never does)."""
+    @dg.op(name=name, description=body.__doc__,
+           ins={"plan": dg.In(dict), **{f"chunk_{k}": dg.In(dict) for k in range(n_steps)}},
+           out={"result": dg.Out(dict), f"{name.removesuffix('_commit')}_certified": dg.Out()})
+    def commit(context: dg.AssetExecutionContext, neudep: Neudep, plan: dict, **chunks):
+        yield from body(context, neudep, plan, [chunks[f"chunk_{k}"] for k in range(n_steps)])
+    return commit
+
+
+def _launchpad(plan_op: str) -> dg.ConfigMapping:
+    """The Launchpad's config of a dependency asset (`ops: {<asset>: {config: ...}}`), handed to its plan step."""
+    @dg.config_mapping
+    def launchpad(config: DependenciesConfig) -> dict:
+        return {plan_op: {"config": config.model_dump()}}
+    return launchpad
+
+
+_WITHIN_DOC = """Within-model dependencies: CovLasso for every class over the λ path (fit on the fit split),
+    the paper's Table-1 metrics on the eval split, redundancy, Eq. 5 and screening diagnostics, in the
+    configured logit gauge (raw, the paper's; or centered), plus the other gauge at λ_rel ≈ 0.1 as a
+    cross-check: a share that vanishes once each sample's mean logit is removed was the offset.
+    `chunk_steps` (neudep.yaml) spreads the targets over that many steps (the executor's workers), merged
+    into one analysis. Each analysis (the cross-check too) commits all its tables at once, and only when
+    certified (KKT ≤ tol)."""
+
+_BETWEEN_DOC = """Between-model dependencies (paper Eq. 4) of the pair source|target: each logit g_i of the
+    target model regressed on the source model's logits except class i, from logits of the same samples;
+    Table-1 metrics with g's logit i replaced. Reads only its two models (the source's moments, which
+    carry its logits, and the target's `target_logits`). Both models' logits are taken in the configured
+    gauge (centered: each minus its own per-sample mean). `chunk_steps` spreads the targets over that many
+    steps, merged into one analysis. Committed at once, and only when certified (KKT ≤ tol).
+    source = target is the within-model analysis (`dependencies`): nothing is computed for it."""
+
+
+def dependency_assets(chunk_steps: int = 1) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
+    """`dependencies` and `between_dependencies` with `chunk_steps` chunk steps per analysis."""
+    within_plan, between_plan = _within_plan_op(chunk_steps), _between_plan_op(chunk_steps)
+
+    within_commit = _commit_op("dependencies_commit", _within_commit, chunk_steps)
+    between_commit = _commit_op("between_dependencies_commit", _between_commit, chunk_steps)
+
+    def fan(plan, chunks) -> dict:
+        """Each chunk step's solved chunk, as the commit step's input `chunk_<k>`."""
+        return {f"chunk_{k}": dependency_chunk.alias(f"dependency_chunk_{k}")(plan, c) for k, c in enumerate(chunks)}
+
+    @dg.graph_asset(name="dependencies", description=_WITHIN_DOC, partitions_def=models_partitions,
+                    code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies", kinds={"numpy"},
+                    check_specs=[certificate_spec("dependencies")], automation_condition=FOLLOW_INPUTS,
+                    config=_launchpad("dependencies_plan"))
+    def within(dataset: dict, logits: dict, moments: dict):
+        plan, *chunks = within_plan(dataset, logits, moments)
+        out = within_commit(plan, **fan(plan, chunks))
+        return {"result": out.result, "dependencies_certified": out.dependencies_certified}
+
+    @dg.graph_asset(name="between_dependencies", description=_BETWEEN_DOC, partitions_def=pairs_partitions,
+                    code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies", kinds={"numpy"},
+                    check_specs=[certificate_spec("between_dependencies")], automation_condition=FOLLOW_INPUTS,
+                    config=_launchpad("between_dependencies_plan"),
+                    ins={"moments": dg.AssetIn(partition_mapping=SOURCE),
+                         "target_logits": dg.AssetIn(partition_mapping=TARGET)})
+    def between(dataset: dict, moments: dict, target_logits: dict):
+        plan, *chunks = between_plan(dataset, moments, target_logits)
+        out = between_commit(plan, **fan(plan, chunks))
+        return {"result": out.result, "between_dependencies_certified": out.between_dependencies_certified}
+
+    return within, between
+
+
+dependencies, between_dependencies = dependency_assets()  # one chunk step; the code location uses the config's

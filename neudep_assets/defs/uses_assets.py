@@ -15,7 +15,7 @@ import pandas as pd
 
 from neudep_assets.defs.dependency_assets import _write_results
 from neudep_assets.defs.partitions import models_partitions
-from neudep_assets.defs.report import md_image, md_table
+from neudep_assets.defs.report import md_table, pictures
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.analysis.incremental import choose_split, compare_heads, theta_edges, theta_targets
 from neudep_assets.lib.analysis.regularization import check_ood_disjoint, child_readings, choose_pairs, resolve_pairs
@@ -104,9 +104,10 @@ def incremental_heads(context: dg.AssetExecutionContext, config: IncrementalHead
     long["group"] = long["setting"] + " " + long["reading"]
     png = grouped_bars(long, group="group", series="method", value="mean", err="std", ylabel="accuracy (val, %)",
                        title=f"{name}: new categories from old logits (mean ± std over {seeds} seeds)")
-    return dg.Output({"result_id": result_id, "model": name}, data_version=dg.DataVersion(result_id), metadata={
-        "table_2_4": md_table(table), "plot": md_image(png, "Table 2/4"), "result_id": result_id,
+    context.add_asset_metadata({  # on the materialization only (see defs/report.py)
+        "table_2_4": md_table(table), **pictures(store, result_id, {"plot": ("Table 2/4", png)}), "result_id": result_id,
         "theta_runs": ", ".join(sorted(set(res["dependency_run_id"].dropna())))})
+    return dg.Output({"result_id": result_id, "model": name}, data_version=dg.DataVersion(result_id))
 
 
 def _run_incremental(context, store: ResultStore, ds, info, spec, splits, base_mode, eff, seeds, l1, result_id,
@@ -347,9 +348,9 @@ def regularization_report(context: dg.AssetExecutionContext, neudep: Neudep,
     long["group"] = long["reading"] + " " + long["pair"].str.slice(0, 12)
     png = grouped_bars(long, group="group", series="role", value="mean", err="std", ylabel="value (|coef|)",
                        title=f"{regularized_checkpoints['model']}: dependency regularizer (Table 3)")
+    context.add_asset_metadata({"table_3": md_table(t3), **pictures(store, result_id, {"plot": ("Table 3", png)})})
     return dg.Output({"result_id": result_id, "model": regularized_checkpoints["model"]},
-                     data_version=dg.DataVersion(result_id),
-                     metadata={"table_3": md_table(t3), "plot": md_image(png, "Table 3")})
+                     data_version=dg.DataVersion(result_id))
 
 
 incremental_job = dg.define_asset_job("incremental_job", selection=dg.AssetSelection.assets("incremental_heads"),

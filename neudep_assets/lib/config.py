@@ -54,6 +54,7 @@ class DependencyConfig:
     tol: float = 1e-9
     star_plots: int = 4  # strongest targets shown as star pictures in the UI
     target_chunk: int | None = None  # solve and certify this many targets at a time (None: all at once)
+    chunk_steps: int = 1  # Dagster steps the targets of one analysis are spread over (each merged into one commit)
     # raw: the paper's logits (Remark 1); centered: each sample's logits minus their mean over the classes
     logit_gauge: str = "raw"
     gauge_crosscheck: bool = True  # also analyse the other gauge, within-model, at the λ closest to 0.1
@@ -82,6 +83,10 @@ class DependencyConfig:
         if tc is not None and (isinstance(tc, bool) or not isinstance(tc, int) or tc < 1):
             raise ConfigError(f"{where}: dependencies.target_chunk must be a positive integer (targets per chunk), "
                               f"got {tc!r}")
+        cs = self.chunk_steps
+        if isinstance(cs, bool) or not isinstance(cs, int) or cs < 1:
+            raise ConfigError(f"{where}: dependencies.chunk_steps must be a positive integer (steps per analysis), "
+                              f"got {cs!r}")
         for key in ("fit_split", "eval_split"):
             if getattr(self, key) not in SPLITS:
                 raise ConfigError(f"{where}: dependencies.{key} must be one of {SPLITS}, got {getattr(self, key)!r}")

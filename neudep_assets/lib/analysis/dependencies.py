@@ -11,7 +11,7 @@ import pandas as pd
 
 from neudep_assets.lib.analysis import table1, theory
 from neudep_assets.lib.analysis.spectral import Spectral, spectral
-from neudep_assets.lib.covlasso import CovLassoPath, concat_paths, path_errors_sparse, refit, solve_path
+from neudep_assets.lib.covlasso import CovLassoPath, SparseCoef, concat_paths, path_errors_sparse, refit, solve_path
 
 REFIT_COLUMNS = ["abs_err", "rel_err", "acc", "pos_acc"]  # Table-1 metrics also stored for the refit (suffix _refit)
 
@@ -27,6 +27,16 @@ class DependencyAnalysis:
     spectral: Spectral  # the one eigendecomposition of C, shared by every diagnostic (and Fig. 3)
 
 
+@dataclass
+class ChunkAnalysis:
+    """The per-target part of an analysis for one chunk of targets (a step of its own when the
+    analysis is split): the solved path and, per (λ, target), the fit errors and the Table-1 metrics
+    of the lasso and of the least-squares refit on its support."""
+
+    path: CovLassoPath
+    metrics: dict[str, np.ndarray]  # column -> (n_lambdas, n_chunk_targets), targets in path order
+
+
 def check_target_chunk(target_chunk, where: str = "target_chunk") -> int | None:
     """None/0 (= all targets at once) or a positive int; anything else names the key."""
     if target_chunk is None or (isinstance(target_chunk, (int, np.integer)) and not isinstance(target_chunk, bool)
@@ -35,57 +45,84 @@ def check_target_chunk(target_chunk, where: str = "target_chunk") -> int | None:
     raise ValueError(f"{where} must be a positive integer (targets per chunk), got {target_chunk!r}")
 
 
-def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.ndarray,
-            cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None,
-            eval_target: np.ndarray | None = None, lambda_mode: str = "relative", tol: float = 1e-9,
-            device: str | None = None, target_chunk: int | None = None,
-            log: Callable[[str], None] | None = None) -> DependencyAnalysis:
-    """Within (cross=None) or between analysis of every target class.
+def target_ranges(n_targets: int, target_chunk: int | None) -> list[tuple[int, int]]:
+    """The [start, stop) target ranges of the chunks (one range when target_chunk is None)."""
+    step = check_target_chunk(target_chunk) or max(n_targets, 1)
+    return [(s0, min(s0 + step, n_targets)) for s0 in range(0, n_targets, step)]
 
-    `C` (and `cross`, `target_second_moment`) come from the fit split; `eval_*` are logits of the
-    evaluation split (for between, `eval_target` are the target model's logits of the same samples).
-    `target_chunk`: solve (and certify) the targets this many at a time; the analysis is the same, row
-    for row. Everything after the solve reads the sparse coefficients: one eigendecomposition of C
-    serves redundancy, Eq. 5 and screening; err_i along the path is computed once. `log`: called with a
-    progress line after each chunk and each later stage (elapsed seconds since the start).
-    """
-    t0 = time.perf_counter()
 
-    def say(what: str) -> None:
-        if log is not None:
-            log(f"{what} ({time.perf_counter() - t0:.1f} s)")
+def step_ranges(n_targets: int, n_steps: int) -> list[tuple[int, int]]:
+    """The [start, stop) target ranges of `n_steps` steps of near-equal size (empty ones when there are
+    more steps than targets)."""
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+        raise ValueError(f"chunk_steps must be a positive integer, got {n_steps!r}")
+    bounds = [n_targets * k // n_steps for k in range(n_steps + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
-    target_chunk = check_target_chunk(target_chunk)
-    m = C.shape[0] if cross is None else np.asarray(cross).shape[1]
-    step = target_chunk or max(m, 1)
-    paths = []
-    for s0 in range(0, m, step):
-        paths.append(solve_path(C, lambdas, cross=cross, targets=np.arange(s0, min(s0 + step, m)),
-                                lambda_mode=lambda_mode, tol=tol, device=device))
-        say(f"targets {s0}–{min(s0 + step, m) - 1} of {m} solved")
-    path = paths[0] if len(paths) == 1 else concat_paths(paths)
-    del paths
+
+def _moments(C, cross, target_second_moment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(C symmetrised, M = the right-hand sides' matrix, s = the targets' second moments)."""
     C = theory.check_square(C, "C")
     M = C if cross is None else np.asarray(cross, dtype=np.float64)
     s = np.diag(C) if cross is None else np.asarray(target_second_moment, dtype=np.float64)
+    return C, M, s
+
+
+def analyse_chunk(C: np.ndarray, lambdas, targets, *, eval_source: np.ndarray, eval_labels: np.ndarray,
+                  cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None,
+                  eval_target: np.ndarray | None = None, lambda_mode: str = "relative", tol: float = 1e-9,
+                  device: str | None = None) -> ChunkAnalysis:
+    """Solve (and certify) the CovLasso of the `targets` and compute everything that is per target:
+    err_i along the path (lasso and refit) and the Table-1 metrics on the eval split. Arguments as
+    :func:`analyse`."""
+    path = solve_path(C, lambdas, cross=cross, targets=np.asarray(targets, dtype=np.int64), lambda_mode=lambda_mode,
+                      tol=tol, device=device)
+    C, M, s = _moments(C, cross, target_second_moment)
     targets = np.asarray(path.targets)
     coef = path.sparse
-    sp = spectral(C, None)
-    say("eigendecomposition of C")
-
     fit_err = path_errors_sparse(C, coef, M, targets, s[targets])
     ls = refit(C, coef, M, targets)
     fit_err_refit = path_errors_sparse(C, ls, M, targets, s[targets])
-    say("fit errors and refit")
     t1, t1r = table1.table1_metrics_sets(eval_source, eval_labels, [coef, ls], targets, target_logits=eval_target)
-    say("Table-1 metrics (lasso and refit)")
+    shape = path.kkt.shape  # (n_lambdas, n_targets): the Table-1 frames are λ-major, targets in path order
+    metrics = {"fit_err": fit_err}
+    metrics.update({c: t1[c].to_numpy().reshape(shape) for c in t1.columns.drop(["lambda_index", "target"])})
+    metrics.update({f"{c}_refit": t1r[c].to_numpy().reshape(shape) for c in REFIT_COLUMNS})
+    metrics["fit_err_refit"] = fit_err_refit
+    return ChunkAnalysis(path=path, metrics=metrics)
+
+
+def merge_chunks(C: np.ndarray, chunks: list[ChunkAnalysis], *, cross: np.ndarray | None = None,
+                 target_second_moment: np.ndarray | None = None,
+                 log: Callable[[str], None] | None = None) -> DependencyAnalysis:
+    """One analysis from the chunks of all targets (in target order, each target once), plus what
+    needs the whole of C: one eigendecomposition serves redundancy, Eq. 5 and screening. The rows are
+    those of an unsplit analysis."""
+    if not chunks:
+        raise ValueError("merge_chunks: no chunks")
+    m = C.shape[0] if cross is None else np.asarray(cross).shape[1]
+    got = np.concatenate([np.asarray(c.path.targets) for c in chunks])
+    if not np.array_equal(got, np.arange(m)):
+        raise ValueError(f"merge_chunks: the chunks' targets must be 0..{m - 1} in order, each once; got "
+                         f"{len(got)} targets in {len(chunks)} chunks")
+    if any(not np.array_equal(c.path.lambdas, chunks[0].path.lambdas) or c.metrics.keys() != chunks[0].metrics.keys()
+           for c in chunks):
+        raise ValueError("merge_chunks: the chunks come from different λ grids or analyses")
+    path = chunks[0].path if len(chunks) == 1 else concat_paths([c.path for c in chunks])
+    metrics = {k: np.concatenate([c.metrics[k] for c in chunks], axis=1) for k in chunks[0].metrics}
+    C, _, s = _moments(C, cross, target_second_moment)
+    targets = np.asarray(path.targets)
+    say = _progress(log)
+    sp = spectral(C, None)
+    say("eigendecomposition of C")
+    fit_err = metrics.pop("fit_err")
+    fit_err_refit = metrics.pop("fit_err_refit")
     screen = theory.screening(C, path, cross=cross, target_second_moment=target_second_moment, spectral=sp)
     red = theory.redundancy(C, cross=cross, target_second_moment=target_second_moment, spectral=sp)
     eq5 = theory.eq5_violations(C, path, cross=cross, target_second_moment=target_second_moment, err0=red,
                                 err=fit_err, spectral=sp)
-
     say("screening, redundancy, Eq. 5")
-    lam_idx, tgt_pos, src, val = coef.edges()
+    lam_idx, tgt_pos, src, val = path.sparse.edges()
     edges = pd.DataFrame({"lambda_index": lam_idx, "target_class": targets[tgt_pos], "source_class": src,
                           "coef": val})
     n_l, n_t = path.kkt.shape
@@ -95,12 +132,12 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
         "lambda_abs": path.lambda_abs.ravel(), "lambda_max": np.tile(path.lambda_max, n_l),
         "kkt": path.kkt.ravel(), "fit_err": fit_err.ravel(),
     })
-    for col in t1.columns.drop(["lambda_index", "target"]):
-        per_target[col] = t1[col].to_numpy()
+    for col in [c for c in metrics if not c.endswith("_refit")]:
+        per_target[col] = metrics[col].ravel()
     for col in ["n_candidates", "n_nonzero", "thm3_screened", "thm3_violations", "conj1_screened", "conj1_violations"]:
         per_target[col] = screen[col].to_numpy()
     for col in REFIT_COLUMNS:
-        per_target[f"{col}_refit"] = t1r[col].to_numpy()
+        per_target[f"{col}_refit"] = metrics[f"{col}_refit"].ravel()
     per_target["fit_err_refit"] = fit_err_refit.ravel()
     per_target["fit_rel_err"] = (fit_err / s[targets]).ravel()
     per_class = (red.rename(columns={"target": "target_class"})
@@ -111,6 +148,67 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
     return DependencyAnalysis(path=path, edges=edges, per_target=per_target,
                               per_class=per_class[["target_class", "err0", "rel_err0", "rank", "eq5_violations",
                                                    "eq5_max_violation"]], rank=rank, spectral=sp)
+
+
+def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.ndarray,
+            cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None,
+            eval_target: np.ndarray | None = None, lambda_mode: str = "relative", tol: float = 1e-9,
+            device: str | None = None, target_chunk: int | None = None,
+            log: Callable[[str], None] | None = None) -> DependencyAnalysis:
+    """Within (cross=None) or between analysis of every target class: :func:`analyse_chunk` of each
+    chunk of targets, then :func:`merge_chunks` (the one code path; a Dagster run may run the chunks as
+    steps of their own).
+
+    `C` (and `cross`, `target_second_moment`) come from the fit split; `eval_*` are logits of the
+    evaluation split (for between, `eval_target` are the target model's logits of the same samples).
+    `target_chunk`: solve (and certify) the targets this many at a time; the analysis is the same, row
+    for row. Everything after the solve reads the sparse coefficients. `log`: called with a progress
+    line after each chunk and each later stage (elapsed seconds since the start).
+    """
+    m = C.shape[0] if cross is None else np.asarray(cross).shape[1]
+    kw = dict(eval_source=eval_source, eval_labels=eval_labels, cross=cross, target_second_moment=target_second_moment,
+              eval_target=eval_target, lambda_mode=lambda_mode, tol=tol, device=device)
+    say, chunks = _progress(log), []
+    for a, b in target_ranges(m, target_chunk):
+        chunks.append(analyse_chunk(C, lambdas, np.arange(a, b), **kw))
+        say(f"targets {a}–{b - 1} of {m} solved, with their fit errors, refit and Table-1 metrics")
+    return merge_chunks(C, chunks, cross=cross, target_second_moment=target_second_moment, log=log)
+
+
+def _progress(log: Callable[[str], None] | None) -> Callable[[str], None]:
+    """A progress callback that appends the seconds since it was made (a no-op without `log`)."""
+    t0 = time.perf_counter()
+
+    def say(what: str) -> None:
+        if log is not None:
+            log(f"{what} ({time.perf_counter() - t0:.1f} s)")
+    return say
+
+
+_PATH_ARRAYS = ("lambda_abs", "lambda_max", "kkt", "n_active", "status", "breakpoints", "targets", "lambdas")
+
+
+def chunk_to_arrays(chunk: ChunkAnalysis) -> dict[str, np.ndarray]:
+    """A chunk as plain arrays (for an npz artifact passed between steps; no pickles)."""
+    p = chunk.path
+    out = {f"path_{k}": np.asarray(getattr(p, k)) for k in _PATH_ARRAYS}
+    out.update(coef_indptr=p.sparse.indptr, coef_indices=p.sparse.indices, coef_data=p.sparse.data,
+               coef_shape=np.asarray(p.sparse.shape, dtype=np.int64),
+               path_info=np.asarray([p.lambda_mode, p.mode, p.device]), path_tol_seconds=np.asarray([p.tol, p.seconds]))
+    out.update({f"metric_{k}": v for k, v in chunk.metrics.items()})
+    return out
+
+
+def chunk_from_arrays(arrays: dict[str, np.ndarray]) -> ChunkAnalysis:
+    """The inverse of :func:`chunk_to_arrays`."""
+    lambda_mode, mode, device = (str(x) for x in arrays["path_info"])
+    tol, seconds = (float(x) for x in arrays["path_tol_seconds"])
+    sparse = SparseCoef(arrays["coef_indptr"], arrays["coef_indices"], arrays["coef_data"],
+                        tuple(int(x) for x in arrays["coef_shape"]))
+    path = CovLassoPath(sparse=sparse, **{k: arrays[f"path_{k}"] for k in _PATH_ARRAYS}, lambda_mode=lambda_mode,
+                        mode=mode, tol=tol, seconds=seconds, device=device)
+    return ChunkAnalysis(path=path, metrics={k[len("metric_"):]: v for k, v in arrays.items()
+                                             if k.startswith("metric_")})
 
 
 def best_targets(per_target: pd.DataFrame, lambda_index: int, k: int, max_sources: int = 10) -> list[int]:
