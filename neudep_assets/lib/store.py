@@ -1,18 +1,28 @@
 """The result store: Parquet files are the source of truth, `neudep.duckdb` a catalog of views.
 
-Layout under the data root::
+Layout under the store root (by default the data root; config `store:` or NEUDEP_STORE makes it any
+fsspec URL: a local path, ``file://``, ``memory://``, ``s3://``…)::
 
-    store/<table>/<key>.parquet        one file per content-addressed key, written whole to a temp
-                                       name and renamed into place (rewriting a key never duplicates rows)
-    store/analyses/<key>/<table>.parquet  one committed analysis: all its tables, written aside under
-                                       store/.staging/ and renamed into place in one step
-    store/.locks/, store/.staging/     one writer per key (fcntl locks); commits in progress
-    artifacts/<kind>/<key>.npz         arrays (logits, moments), same atomic write
-    neudep.duckdb                      views over store/ (TABLES + sql/schema.sql), for users
+    store/<table>/<key>.parquet        one file per content-addressed key, written whole (local: a temp
+                                       name renamed into place; elsewhere: one put), so rewriting a key
+                                       never duplicates rows
+    store/analyses/<key>/<table>.parquet  one committed analysis: all its tables. Local: written aside
+                                       under store/.staging/ and renamed into place in one step. Object
+                                       store (no atomic rename): each table one put, then the marker
+    store/analyses/<key>/_COMMITTED.json  written LAST, listing the tables and their sizes; an analysis
+                                       without it, or with a listed file missing or of another size,
+                                       is not committed
+    artifacts/<kind>/<key>.npz         arrays (logits, moments), same whole-file write; artifacts/plots/
+
+Under the local data root, whatever the store root: ``store/.locks/`` (one writer per key, fcntl
+locks: on a remote root they hold per machine, so one machine writes a given key at a time; two
+machines writing one content-addressed key put the same bytes, and the last marker wins) and
+``neudep.duckdb`` (views over the store for users; local roots only, see `ensure_catalog`).
 
 Every view reads committed files only. Runs and `query` never open `neudep.duckdb` (they query
-views built in memory), so a user holding it, read-only or read-write, never blocks a run and never
-loses it: the catalog is updated in place only when its own version (schema and root) says so.
+views built in memory, with the store's fsspec file system registered in DuckDB), so a user holding
+it, read-only or read-write, never blocks a run and never loses it: the catalog is updated in place
+only when its own version (schema and root) says so.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -32,9 +43,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from neudep_assets.lib.files import StoreError, _fsync_dir, atomic_write, load_arrays, save_arrays
+from neudep_assets.lib.files import (StoreError, _fsync_dir, as_path, atomic_write, is_remote, load_arrays, put_whole,
+                                     save_arrays)
 
-__all__ = ["TABLES", "ResultStore", "StoreError", "StoreWarning", "atomic_write", "load_arrays", "save_arrays"]
+__all__ = ["TABLES", "ResultStore", "StoreError", "StoreWarning", "atomic_write", "load_arrays", "put_whole",
+           "save_arrays"]
+
+MARKER = "_COMMITTED.json"  # an analysis on a remote root is committed once this object exists
 
 SCHEMA_VERSION = 5  # part of the catalog version (with sql/schema.sql and the root); 3: logit gauge, logit_stats;
 #                    4: §3.2 / §3.3 tables; 5: views checkpoints_current, dependencies_current
@@ -110,17 +125,52 @@ class StoreWarning(UserWarning):
 
 
 class ResultStore:
-    """Content-addressed Parquet tables, committed analyses and array artifacts under one data root."""
+    """Content-addressed Parquet tables, committed analyses and array artifacts under one store root.
 
-    def __init__(self, root: Path):
+    ``root`` is the local data root (locks, catalog); ``url`` the store root, any fsspec URL (default:
+    ``root``). A local root gives `Path` locations, a remote one `UPath` (same operators). ``origin``
+    names where the URL came from (a config key, an env var) in errors. An unknown protocol, or one
+    whose package is missing, fails here; `verify` checks that the root is reachable."""
+
+    def __init__(self, root: str | os.PathLike, url: str | os.PathLike | None = None, *,
+                 origin: str = "the store root"):
         self.root = Path(root).resolve()
-        self.tables_dir = self.root / "store"
+        self.origin = origin
+        self.url = self._location(self.root if url is None or str(url) == "" else url)
+        self.remote = is_remote(self.url)
+        self.tables_dir = self.url / "store"
         self.analyses_dir = self.tables_dir / "analyses"
-        self.staging_dir = self.tables_dir / ".staging"
-        self.locks_dir = self.tables_dir / ".locks"
-        self.artifacts_dir = self.root / "artifacts"
+        self.staging_dir = self.tables_dir / ".staging"  # local roots only
+        self.locks_dir = self.root / "store" / ".locks"  # always on the local data root (fcntl)
+        self.artifacts_dir = self.url / "artifacts"
         self.catalog_path = self.root / "neudep.duckdb"
         self._held: set[str] = set()  # writer locks this object holds (a nested `lock` re-enters)
+
+    def _location(self, url) -> Path:
+        try:
+            loc = as_path(url)
+            if is_remote(loc):
+                loc.fs  # noqa: B018  (builds the file system: an unknown protocol or a missing package fails here)
+                return loc
+        except Exception as exc:  # unknown protocol (ValueError), missing package (ImportError), refused…
+            raise StoreError(f"{self.origin}: cannot use store URL {str(url)!r}: {type(exc).__name__}: {exc}") from exc
+        return Path(loc).resolve()
+
+    def verify(self, *, write: bool = False) -> None:
+        """Reach the store root (and, with ``write``, put and remove a probe object) or fail with a
+        StoreError naming `origin` and the URL: before any work, not half-way through a run."""
+        if not self.remote:
+            return
+        probe = self.tables_dir / f".probe-{uuid.uuid4().hex}"
+        try:
+            if write:
+                probe.fs.pipe_file(probe.path, b"")
+                probe.fs.rm_file(probe.path)
+            else:
+                self.url.fs.exists(self.url.path)
+        except Exception as exc:  # fsspec back ends raise their own errors (botocore, aiohttp, OSError…)
+            raise StoreError(f"{self.origin}: store URL {str(self.url)!r} is not reachable"
+                             f"{' for writing' if write else ''}: {type(exc).__name__}: {exc}") from exc
 
     # -- single tables ----------------------------------------------------------------------
     def table_file(self, table: str, key: str) -> Path:
@@ -134,7 +184,16 @@ class ResultStore:
 
     def has(self, table: str, key: str) -> bool:
         """Rows of `table` for `key` are committed (alone, or as part of the analysis `key`)."""
-        return any(p.is_file() for p in self._files(table, key))
+        return self._committed_file(table, key)[0] is not None
+
+    def _committed_file(self, table: str, key: str) -> tuple[Path | None, int | None]:
+        """The committed file of `table` for `key`, and the size its analysis's marker says (remote)."""
+        in_analysis, alone = self._files(table, key)
+        if not self.remote and in_analysis.is_file():
+            return in_analysis, None
+        if self.remote and table in (tables := self._manifest(key) or {}):
+            return in_analysis, tables[table]
+        return (alone if alone.is_file() else None), None
 
     def write(self, table: str, key: str, rows: pd.DataFrame | Iterable[dict[str, Any]], *,
               run_id: str, code_version: str) -> Path:
@@ -143,31 +202,48 @@ class ResultStore:
         path = self.table_file(table, key)
         with self.lock(f"{table}/{key}"):
             self.sweep(held=f"{table}/{key}")
-            atomic_write(path, lambda fh: pq.write_table(tbl, fh))
+            put_whole(path, lambda fh: pq.write_table(tbl, fh))
         return path
 
     def read(self, table: str, key: str) -> pd.DataFrame:
-        path = next((p for p in self._files(table, key) if p.is_file()), None)
+        path, expected = self._committed_file(table, key)
         if path is None:
             raise StoreError(f"no {table} rows for key {key!r} ({self._files(table, key)[-1]})")
+        if expected is not None and (why := _parquet_problem(path, expected)):
+            raise StoreError(f"store file damaged: {path} ({why})")
         try:
-            return pq.read_table(path).to_pandas()
+            with path.open("rb") as fh:
+                return pq.read_table(fh).to_pandas()
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"store file unreadable (zero-length or truncated?): {path}: {exc}") from exc
 
     # -- analyses: several tables, one commit ----------------------------------------------
     def has_analysis(self, key: str) -> bool:
-        """Analysis `key` is committed, and none of its files is damaged."""
+        """Analysis `key` is committed (local: its folder exists; remote: its marker, with every listed
+        file present at its size), and none of its files is damaged."""
         folder = self.analysis_dir(key)
-        return folder.is_dir() and not any(_parquet_problem(p) for p in folder.glob("*.parquet"))
+        if not self.remote:
+            return folder.is_dir() and not any(_parquet_problem(p) for p in folder.glob("*.parquet"))
+        tables = self._manifest(key)
+        return tables is not None and not any(_parquet_problem(folder / f"{t}.parquet", n) for t, n in tables.items())
+
+    def _manifest(self, key: str) -> dict[str, int] | None:
+        """Remote roots: the tables (name -> size in bytes) that analysis `key`'s marker lists, or None
+        when it has no (readable) marker, i.e. is not committed."""
+        try:
+            return _marker_tables((self.analysis_dir(key) / MARKER).read_bytes())
+        except FileNotFoundError:
+            return None
 
     def commit_analysis(self, key: str, tables: Mapping[str, pd.DataFrame | Iterable[dict[str, Any]]], *,
                         run_id: str, code_version: str) -> Path:
         """Commit the rows of several tables as one analysis: all land together or none does.
 
-        The files are written (and fsynced) in a staging folder that is renamed to
-        `store/analyses/<key>/` in one step. A key already committed is kept (keys are content
-        addresses); another writer of the same key waits for this one."""
+        Local root: the files are written (and fsynced) in a staging folder that is renamed to
+        `store/analyses/<key>/` in one step. Remote root: each file is one put under
+        `store/analyses/<key>/`, then the marker `_COMMITTED.json` (tables and sizes) is put last;
+        readers see the analysis only once the marker is there. A key already committed is kept
+        (keys are content addresses); another writer of the same key waits for this one."""
         frames = {t: _arrow(t, rows, run_id, code_version) for t, rows in tables.items()}
         with self.lock(f"analyses/{key}"):
             return self._commit(key, frames)
@@ -176,10 +252,12 @@ class ResultStore:
         final = self.analysis_dir(key)
         if self.has_analysis(key):
             return final
-        if final.is_dir():  # committed once, damaged since
+        if final.is_dir() if not self.remote else (final / MARKER).is_file():  # committed once, damaged since
             self.quarantine()
         if not frames:
             raise StoreError(f"analysis {key!r}: no tables to commit")
+        if self.remote:
+            return self._commit_remote(final, frames)
         self.sweep(held=f"analyses/{key}")
         stage = self.staging_dir / f"{key}.{uuid.uuid4().hex}"
         stage.mkdir(parents=True)
@@ -193,6 +271,20 @@ class ResultStore:
             raise
         _fsync_dir(self.analyses_dir)
         _fsync_dir(self.staging_dir)
+        return final
+
+    def _commit_remote(self, final: Path, frames: Mapping[str, pa.Table]) -> Path:
+        """One put per table, then the marker (no rename on an object store). A writer that dies before
+        the marker leaves files no reader lists; the next commit of the key puts them again."""
+        (final / MARKER).fs.rm_file((final / MARKER).path) if (final / MARKER).is_file() else None
+        sizes = {}
+        for table, tbl in frames.items():
+            buf = pa.BufferOutputStream()
+            pq.write_table(tbl, buf)
+            data = buf.getvalue().to_pybytes()
+            put_whole(final / f"{table}.parquet", lambda fh, d=data: fh.write(d))
+            sizes[table] = len(data)
+        put_whole(final / MARKER, lambda fh: fh.write(json.dumps({"tables": sizes}).encode()))
         return final
 
     # -- one writer per key, and what crashed writers left ---------------------------------
@@ -222,7 +314,10 @@ class ResultStore:
 
     def sweep(self, held: str | None = None) -> list[Path]:
         """Remove what killed writers left (staging folders, `*.tmp` files) of keys no one writes now
-        (or of `held`, the lock the caller holds)."""
+        (or of `held`, the lock the caller holds). Remote roots leave no such files (a put is whole;
+        an analysis without its marker is overwritten by the next commit of its key): nothing to do."""
+        if self.remote:
+            return []
         leftovers: list[tuple[Path, str]] = []
         if self.staging_dir.is_dir():
             leftovers += [(p, f"analyses/{p.name.rsplit('.', 1)[0]}") for p in self.staging_dir.iterdir()]
@@ -246,18 +341,36 @@ class ResultStore:
     def save_png(self, run_key: str, name: str, png: bytes) -> Path:
         """A picture belonging to one analysis: artifacts/plots/<run_key>/<name>.png (atomic)."""
         path = self.artifacts_dir / "plots" / run_key / f"{name}.png"
-        atomic_write(path, lambda fh: fh.write(png))
+        put_whole(path, lambda fh: fh.write(png))
         return path
 
     # -- reading: views over committed files ------------------------------------------------
     def table_paths(self, table: str) -> list[Path]:
         """Every committed file of `table` (single keys and analyses), bad ones included."""
-        return (sorted((self.tables_dir / table).glob("*.parquet"))
-                + sorted(self.analyses_dir.glob(f"*/{table}.parquet")))
+        return [p for p, _ in self._committed()[table]]
+
+    def _committed(self) -> dict[str, list[tuple[Path, int | None]]]:
+        """Every committed file of every table, with the size its analysis's marker gives it (remote
+        roots; else None). Remote: one listing per table folder, one of store/analyses/, and one read
+        of all markers (`fs.cat` of a list: concurrent on async back ends such as s3fs)."""
+        if not self.remote:
+            return {t: [(p, None) for p in sorted((self.tables_dir / t).glob("*.parquet"))
+                        + sorted(self.analyses_dir.glob(f"*/{t}.parquet"))] for t in TABLES}
+        fs, base = self.url.fs, self.analyses_dir.path.rstrip("/")
+        out = {t: [(self.tables_dir / t / Path(p).name, None)
+                   for p in sorted(fs.glob(f"{(self.tables_dir / t).path}/*.parquet"))] for t in TABLES}
+        markers = sorted(fs.glob(f"{base}/*/{MARKER}"))
+        for path, raw in sorted((fs.cat(markers, on_error="omit") if markers else {}).items()):
+            key = path.rstrip("/")[len(base) + 1:].split("/")[0]
+            for t, n in (_marker_tables(raw) or {}).items():
+                if t in out:
+                    out[t].append((self.analysis_dir(key) / f"{t}.parquet", n))
+        return out
 
     def check(self) -> list[tuple[Path, str]]:
-        """Committed files that cannot be Parquet (zero-length, truncated): (path, why)."""
-        return [(p, why) for t in TABLES for p in self.table_paths(t) if (why := _parquet_problem(p))]
+        """Committed files that cannot be Parquet (zero-length, truncated; remote: missing, or not of
+        the size its analysis's marker says): (path, why)."""
+        return [(p, why) for files in self._committed().values() for p, n in files if (why := _parquet_problem(p, n))]
 
     def _unusable(self, bad: Iterable[Path]) -> dict[Path, Path]:
         """What a damaged file takes out of the views: its whole analysis, or itself."""
@@ -273,8 +386,13 @@ class ResultStore:
             with self.lock(name, wait=False) as free:
                 if free and unit.exists():
                     dest = self.tables_dir / ".quarantine" / f"{name.replace('/', '--')}.{uuid.uuid4().hex[:8]}"
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    os.rename(unit, dest)
+                    if self.remote:  # no rename: the marker goes first (the analysis is gone), then the files
+                        if unit != bad and (unit / MARKER).is_file():
+                            unit.fs.rm_file((unit / MARKER).path)
+                        unit.fs.mv(unit.path, dest.path, recursive=True)
+                    else:
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        os.rename(unit, dest)
                     moved.append(dest)
                     warnings.warn(f"damaged store file {bad} ({problems[bad]}): moved {unit} to {dest}",
                                   StoreWarning, stacklevel=2)
@@ -287,16 +405,20 @@ class ResultStore:
         import duckdb
 
         con = duckdb.connect()
-        out = self._unusable(p for p, _ in self.check())
+        if self.remote:  # DuckDB reads the store's URLs through its fsspec file system
+            con.register_filesystem(self.url.fs)
+        committed = self._committed()
+        problems = {p: why for files in committed.values() for p, n in files if (why := _parquet_problem(p, n))}
+        out = self._unusable(problems)
         for bad, unit in out.items():
-            warnings.warn(f"store file left out of the views: {bad} ({_parquet_problem(bad)})"
+            warnings.warn(f"store file left out of the views: {bad} ({problems[bad]})"
                           + (f", with the rest of analysis {unit.name}" if unit != bad else "")
                           + "; `neudep check` lists damaged files, a rerun rewrites them", StoreWarning, stacklevel=2)
         skip = set(out.values())
         base = {}
         for table, schema in TABLES.items():
             con.register(f"_neudep_empty_{table}", schema.empty_table())
-            files = [p for p in self.table_paths(table) if p not in skip and p.parent not in skip]
+            files = [p for p, _ in committed[table] if p not in skip and p.parent not in skip]
             listed = ", ".join(map(_sql_str, files))
             read = f"SELECT * FROM read_parquet([{listed}], union_by_name = true) UNION ALL BY NAME " if files else ""
             base[table] = f"{read}SELECT * FROM _neudep_empty_{table}"
@@ -332,11 +454,18 @@ class ResultStore:
         return {t: f"SELECT * FROM read_parquet([{_sql_str(self.tables_dir / t / '*.parquet')}, "
                    f"{_sql_str(self.analyses_dir / '*' / f'{t}.parquet')}], union_by_name = true)" for t in TABLES}
 
-    def ensure_catalog(self) -> Path:
+    def ensure_catalog(self) -> Path | None:
         """Create `neudep.duckdb` (views over this root's committed files) or bring it up to date in
         place when its version (schema, SQL, root) differs, keeping users' own tables. A catalog
-        another process holds is left alone (it is brought up to date by a later call)."""
+        another process holds is left alone (it is brought up to date by a later call).
+
+        A remote store root gets no catalog (returns None): its views would have to list committed
+        files (a glob would also read uncommitted analyses) through a file system that exists only in
+        a Python process. Query it with `neudep sql` / `ResultStore(...).query` (fsspec registered)."""
         import duckdb
+
+        if self.remote:
+            return None
 
         self.quarantine()  # a damaged file would break its views (they read globs)
         for table, schema in TABLES.items():  # every glob of the catalog matches at least one file
@@ -401,10 +530,23 @@ def _arrow(table: str, rows, run_id: str, code_version: str) -> pa.Table:
     return pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
 
 
-def _parquet_problem(path: Path) -> str | None:
-    """Why `path` cannot be a Parquet file (cheap: size and the magic bytes at both ends), or None."""
+def _marker_tables(raw: bytes) -> dict[str, int] | None:
+    """The tables (name -> bytes) a commit marker lists; None for a foreign or damaged marker."""
+    try:
+        tables = json.loads(raw)["tables"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    ok = isinstance(tables, dict) and all(isinstance(n, int) for n in tables.values())
+    return tables if ok else None
+
+
+def _parquet_problem(path: Path, expected: int | None = None) -> str | None:
+    """Why `path` cannot be a Parquet file (cheap: size and the magic bytes at both ends; `expected`:
+    the size its commit marker gives), or None."""
     try:
         size = path.stat().st_size
+        if expected is not None and size != expected:
+            return f"{size} bytes where its commit marker says {expected}: damaged or half-written"
         if size < 12:
             return f"{size} bytes: zero-length or truncated"
         with path.open("rb") as fh:
