@@ -1,38 +1,24 @@
 """The result store: Parquet files are the source of truth, `neudep.duckdb` a catalog of views.
 
-Layout under the store root (by default the data root; config `store:` or NEUDEP_STORE makes it any
-fsspec URL: a local path, ``file://``, ``memory://``, ``s3://``…)::
+Layout under the store root (the data root, or any fsspec URL: config `store:` / NEUDEP_STORE)::
 
-    store/<table>/<key>.parquet        one file per content-addressed key, written whole (local: a temp
-                                       name renamed into place; elsewhere: one put), so rewriting a key
-                                       never duplicates rows
-    store/analyses/<key>/<table>.parquet  one committed analysis: all its tables. Local: written aside
-                                       under store/.staging/ and renamed into place in one step. Object
-                                       store (no atomic rename): each table one put, then the marker
-    store/analyses/<key>/_COMMITTED.json  written LAST, listing the tables and their sizes; an analysis
-                                       without it, or with a listed file missing or of another size,
-                                       is not committed
-    artifacts/<kind>/<key>.npz         arrays (logits, moments), same whole-file write; artifacts/plots/
+    store/<table>/<key>.parquet        one file per content-addressed key, written whole (local: temp
+                                       name renamed into place; elsewhere: one put)
+    store/analyses/<key>/<table>.parquet  one committed analysis: local, written under store/.staging/
+                                       and renamed in one step; remote, one put per table, then the
+                                       marker _COMMITTED.json last (see store_objects)
+    artifacts/<kind>/<key>.npz         arrays (logits, moments), same whole write; artifacts/plots/
 
-Under the local data root, whatever the store root: ``store/.locks/`` (one writer per key, fcntl
-locks: on a remote root they hold per machine, so one machine writes a given key at a time; two
-machines writing one content-addressed key put the same bytes, and the last marker wins) and
-``neudep.duckdb`` (views over the store for users; local roots only, see `ensure_catalog`).
-
-Every view reads committed files only. Runs and `query` never open `neudep.duckdb` (they query
-views built in memory, with the store's fsspec file system registered in DuckDB), so a user holding
-it, read-only or read-write, never blocks a run and never loses it: the catalog is updated in place
-only when its own version (schema and root) says so.
-"""
+On the local data root whatever the store root: store/.locks/ (fcntl, one writer per key: per
+machine on a remote root) and neudep.duckdb (views for users; local store roots only). Every view
+reads committed files only. Runs and `query` never open `neudep.duckdb` (views built in memory, a
+remote root's fsspec file system registered in DuckDB): a user holding it never blocks a run."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import json
 import os
-import re
 import shutil
 import uuid
 import warnings
@@ -43,13 +29,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from neudep_assets.lib.files import (StoreError, _fsync_dir, as_path, atomic_write, is_remote, load_arrays, put_whole,
-                                     save_arrays)
+from neudep_assets.lib.files import StoreError, _fsync_dir, atomic_write, is_remote, load_arrays, put_whole, save_arrays
+from neudep_assets.lib.store_objects import (MARKER, StoreWarning, catalog_sql, check_key as _check_key,
+                                             commit_with_marker, file_lock, marker_tables, open_location, parquet_problem, remote_committed, sql_str, verify_location,
+                                             write_catalog)
 
 __all__ = ["TABLES", "ResultStore", "StoreError", "StoreWarning", "atomic_write", "load_arrays", "put_whole",
            "save_arrays"]
-
-MARKER = "_COMMITTED.json"  # an analysis on a remote root is committed once this object exists
 
 SCHEMA_VERSION = 5  # part of the catalog version (with sql/schema.sql and the root); 3: logit gauge, logit_stats;
 #                    4: §3.2 / §3.3 tables; 5: views checkpoints_current, dependencies_current
@@ -120,10 +106,6 @@ TABLES: dict[str, pa.Schema] = {
 }
 
 
-class StoreWarning(UserWarning):
-    """A store file is unreadable (zero-length, truncated) and was left out of the views."""
-
-
 class ResultStore:
     """Content-addressed Parquet tables, committed analyses and array artifacts under one store root.
 
@@ -136,7 +118,7 @@ class ResultStore:
                  origin: str = "the store root"):
         self.root = Path(root).resolve()
         self.origin = origin
-        self.url = self._location(self.root if url is None or str(url) == "" else url)
+        self.url = open_location(self.root if url is None or str(url) == "" else url, origin)
         self.remote = is_remote(self.url)
         self.tables_dir = self.url / "store"
         self.analyses_dir = self.tables_dir / "analyses"
@@ -146,31 +128,11 @@ class ResultStore:
         self.catalog_path = self.root / "neudep.duckdb"
         self._held: set[str] = set()  # writer locks this object holds (a nested `lock` re-enters)
 
-    def _location(self, url) -> Path:
-        try:
-            loc = as_path(url)
-            if is_remote(loc):
-                loc.fs  # noqa: B018  (builds the file system: an unknown protocol or a missing package fails here)
-                return loc
-        except Exception as exc:  # unknown protocol (ValueError), missing package (ImportError), refused…
-            raise StoreError(f"{self.origin}: cannot use store URL {str(url)!r}: {type(exc).__name__}: {exc}") from exc
-        return Path(loc).resolve()
-
     def verify(self, *, write: bool = False) -> None:
-        """Reach the store root (and, with ``write``, put and remove a probe object) or fail with a
-        StoreError naming `origin` and the URL: before any work, not half-way through a run."""
-        if not self.remote:
-            return
-        probe = self.tables_dir / f".probe-{uuid.uuid4().hex}"
-        try:
-            if write:
-                probe.fs.pipe_file(probe.path, b"")
-                probe.fs.rm_file(probe.path)
-            else:
-                self.url.fs.exists(self.url.path)
-        except Exception as exc:  # fsspec back ends raise their own errors (botocore, aiohttp, OSError…)
-            raise StoreError(f"{self.origin}: store URL {str(self.url)!r} is not reachable"
-                             f"{' for writing' if write else ''}: {type(exc).__name__}: {exc}") from exc
+        """Reach a remote store root (``write``: put and remove a probe) or fail with a StoreError
+        naming `origin` and the URL: before any work, not half-way through a run."""
+        if self.remote:
+            verify_location(self.tables_dir, self.origin, write=write)
 
     # -- single tables ----------------------------------------------------------------------
     def table_file(self, table: str, key: str) -> Path:
@@ -209,7 +171,7 @@ class ResultStore:
         path, expected = self._committed_file(table, key)
         if path is None:
             raise StoreError(f"no {table} rows for key {key!r} ({self._files(table, key)[-1]})")
-        if expected is not None and (why := _parquet_problem(path, expected)):
+        if expected is not None and (why := parquet_problem(path, expected)):
             raise StoreError(f"store file damaged: {path} ({why})")
         try:
             with path.open("rb") as fh:
@@ -223,15 +185,15 @@ class ResultStore:
         file present at its size), and none of its files is damaged."""
         folder = self.analysis_dir(key)
         if not self.remote:
-            return folder.is_dir() and not any(_parquet_problem(p) for p in folder.glob("*.parquet"))
+            return folder.is_dir() and not any(parquet_problem(p) for p in folder.glob("*.parquet"))
         tables = self._manifest(key)
-        return tables is not None and not any(_parquet_problem(folder / f"{t}.parquet", n) for t, n in tables.items())
+        return tables is not None and not any(parquet_problem(folder / f"{t}.parquet", n) for t, n in tables.items())
 
     def _manifest(self, key: str) -> dict[str, int] | None:
         """Remote roots: the tables (name -> size in bytes) that analysis `key`'s marker lists, or None
         when it has no (readable) marker, i.e. is not committed."""
         try:
-            return _marker_tables((self.analysis_dir(key) / MARKER).read_bytes())
+            return marker_tables((self.analysis_dir(key) / MARKER).read_bytes())
         except FileNotFoundError:
             return None
 
@@ -257,7 +219,7 @@ class ResultStore:
         if not frames:
             raise StoreError(f"analysis {key!r}: no tables to commit")
         if self.remote:
-            return self._commit_remote(final, frames)
+            return commit_with_marker(final, frames)
         self.sweep(held=f"analyses/{key}")
         stage = self.staging_dir / f"{key}.{uuid.uuid4().hex}"
         stage.mkdir(parents=True)
@@ -273,20 +235,6 @@ class ResultStore:
         _fsync_dir(self.staging_dir)
         return final
 
-    def _commit_remote(self, final: Path, frames: Mapping[str, pa.Table]) -> Path:
-        """One put per table, then the marker (no rename on an object store). A writer that dies before
-        the marker leaves files no reader lists; the next commit of the key puts them again."""
-        (final / MARKER).fs.rm_file((final / MARKER).path) if (final / MARKER).is_file() else None
-        sizes = {}
-        for table, tbl in frames.items():
-            buf = pa.BufferOutputStream()
-            pq.write_table(tbl, buf)
-            data = buf.getvalue().to_pybytes()
-            put_whole(final / f"{table}.parquet", lambda fh, d=data: fh.write(d))
-            sizes[table] = len(data)
-        put_whole(final / MARKER, lambda fh: fh.write(json.dumps({"tables": sizes}).encode()))
-        return final
-
     # -- one writer per key, and what crashed writers left ---------------------------------
     @contextlib.contextmanager
     def lock(self, name: str, *, wait: bool = True) -> Iterator[bool]:
@@ -295,22 +243,13 @@ class ResultStore:
         if name in self._held:
             yield True
             return
-        path = self.locks_dir / f"{name}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        with file_lock(self.locks_dir / f"{name}.lock", wait=wait) as got:
+            if got:
+                self._held.add(name)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            self._held.add(name)
-            try:
-                yield True
+                yield got
             finally:
                 self._held.discard(name)
-        finally:
-            os.close(fd)
 
     def sweep(self, held: str | None = None) -> list[Path]:
         """Remove what killed writers left (staging folders, `*.tmp` files) of keys no one writes now
@@ -356,21 +295,12 @@ class ResultStore:
         if not self.remote:
             return {t: [(p, None) for p in sorted((self.tables_dir / t).glob("*.parquet"))
                         + sorted(self.analyses_dir.glob(f"*/{t}.parquet"))] for t in TABLES}
-        fs, base = self.url.fs, self.analyses_dir.path.rstrip("/")
-        out = {t: [(self.tables_dir / t / Path(p).name, None)
-                   for p in sorted(fs.glob(f"{(self.tables_dir / t).path}/*.parquet"))] for t in TABLES}
-        markers = sorted(fs.glob(f"{base}/*/{MARKER}"))
-        for path, raw in sorted((fs.cat(markers, on_error="omit") if markers else {}).items()):
-            key = path.rstrip("/")[len(base) + 1:].split("/")[0]
-            for t, n in (_marker_tables(raw) or {}).items():
-                if t in out:
-                    out[t].append((self.analysis_dir(key) / f"{t}.parquet", n))
-        return out
+        return remote_committed(self.tables_dir, self.analyses_dir, TABLES)
 
     def check(self) -> list[tuple[Path, str]]:
         """Committed files that cannot be Parquet (zero-length, truncated; remote: missing, or not of
         the size its analysis's marker says): (path, why)."""
-        return [(p, why) for files in self._committed().values() for p, n in files if (why := _parquet_problem(p, n))]
+        return [(p, why) for files in self._committed().values() for p, n in files if (why := parquet_problem(p, n))]
 
     def _unusable(self, bad: Iterable[Path]) -> dict[Path, Path]:
         """What a damaged file takes out of the views: its whole analysis, or itself."""
@@ -408,7 +338,7 @@ class ResultStore:
         if self.remote:  # DuckDB reads the store's URLs through its fsspec file system
             con.register_filesystem(self.url.fs)
         committed = self._committed()
-        problems = {p: why for files in committed.values() for p, n in files if (why := _parquet_problem(p, n))}
+        problems = {p: why for files in committed.values() for p, n in files if (why := parquet_problem(p, n))}
         out = self._unusable(problems)
         for bad, unit in out.items():
             warnings.warn(f"store file left out of the views: {bad} ({problems[bad]})"
@@ -419,7 +349,7 @@ class ResultStore:
         for table, schema in TABLES.items():
             con.register(f"_neudep_empty_{table}", schema.empty_table())
             files = [p for p, _ in committed[table] if p not in skip and p.parent not in skip]
-            listed = ", ".join(map(_sql_str, files))
+            listed = ", ".join(map(sql_str, files))
             read = f"SELECT * FROM read_parquet([{listed}], union_by_name = true) UNION ALL BY NAME " if files else ""
             base[table] = f"{read}SELECT * FROM _neudep_empty_{table}"
         con.execute(self._catalog_sql(base))
@@ -439,20 +369,11 @@ class ResultStore:
 
     # -- the catalog file for users ---------------------------------------------------------
     def _catalog_sql(self, base: Mapping[str, str]) -> str:
-        """Base views (one per table, from `base`) then sql/schema.sql's derived views; a base view that
-        schema.sql defines is skipped (base views read committed files only, and come from TABLES)."""
-        import duckdb
-
-        views = "".join(f"CREATE OR REPLACE VIEW {t} AS {q};\n" for t, q in base.items())
-        schema = (SQL_DIR / "schema.sql").read_text().replace("{{STORE}}", _sql_str(self.tables_dir)[1:-1])
-        with duckdb.connect() as con:
-            statements = [s.query.rstrip().rstrip(";") for s in con.extract_statements(schema)]
-        view = re.compile(r"(?is)(?:\s|--[^\n]*\n|/\*.*?\*/)*create\s+(?:or\s+replace\s+)?view\s+(\w+)")
-        return views + "".join(f"{s};\n" for s in statements if not ((m := view.match(s)) and m.group(1) in base))
+        return catalog_sql(SQL_DIR / "schema.sql", self.tables_dir, base)
 
     def _catalog_views(self) -> dict[str, str]:
-        return {t: f"SELECT * FROM read_parquet([{_sql_str(self.tables_dir / t / '*.parquet')}, "
-                   f"{_sql_str(self.analyses_dir / '*' / f'{t}.parquet')}], union_by_name = true)" for t in TABLES}
+        return {t: f"SELECT * FROM read_parquet([{sql_str(self.tables_dir / t / '*.parquet')}, "
+                   f"{sql_str(self.analyses_dir / '*' / f'{t}.parquet')}], union_by_name = true)" for t in TABLES}
 
     def ensure_catalog(self) -> Path | None:
         """Create `neudep.duckdb` (views over this root's committed files) or bring it up to date in
@@ -476,44 +397,13 @@ class ResultStore:
                         atomic_write(empty, lambda fh, s=schema: pq.write_table(s.empty_table(), fh))
         sql = self._catalog_sql(self._catalog_views())
         version = hashlib.sha256(f"{SCHEMA_VERSION}\n{sql}".encode()).hexdigest()
-        setup = sql + "\nCREATE OR REPLACE TABLE neudep_schema AS SELECT ? AS version, ? AS root;"
-        if not self.catalog_path.exists():
-            tmp = self.catalog_path.with_name(f".neudep.{uuid.uuid4().hex}.duckdb")
-            try:
-                with duckdb.connect(str(tmp)) as con:
-                    con.execute(setup, [version, str(self.root)])
-                with contextlib.suppress(FileExistsError):  # another process made it first: keep theirs
-                    os.link(tmp, self.catalog_path)
-            finally:
-                tmp.unlink(missing_ok=True)
-                Path(f"{tmp}.wal").unlink(missing_ok=True)
-            return self.catalog_path
-        try:
-            with duckdb.connect(str(self.catalog_path), read_only=True) as con:
-                current = con.execute("SELECT version FROM neudep_schema").fetchone()[0]
-        except duckdb.IOException:  # held read-write by someone: never rebuilt under them
-            return self.catalog_path
-        except duckdb.Error:
-            current = None
-        if current != version:
-            try:
-                with duckdb.connect(str(self.catalog_path)) as con:
-                    con.execute(setup, [version, str(self.root)])
-            except duckdb.IOException as exc:
-                warnings.warn(f"{self.catalog_path} is in use, its views were not updated: {exc}", StoreWarning)
-        return self.catalog_path
+        return write_catalog(self.catalog_path, sql, version, str(self.root))
 
 
 def _check_table(table: str) -> str:
     if table not in TABLES:
         raise StoreError(f"unknown table {table!r}")
     return table
-
-
-def _check_key(key: str) -> str:
-    if not key or any(c in key for c in "/\\") or key.startswith("."):
-        raise StoreError(f"bad store key {key!r}")
-    return key
 
 
 def _arrow(table: str, rows, run_id: str, code_version: str) -> pa.Table:
@@ -528,35 +418,3 @@ def _arrow(table: str, rows, run_id: str, code_version: str) -> pa.Table:
         if name not in df.columns:
             df[name] = None
     return pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-
-
-def _marker_tables(raw: bytes) -> dict[str, int] | None:
-    """The tables (name -> bytes) a commit marker lists; None for a foreign or damaged marker."""
-    try:
-        tables = json.loads(raw)["tables"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    ok = isinstance(tables, dict) and all(isinstance(n, int) for n in tables.values())
-    return tables if ok else None
-
-
-def _parquet_problem(path: Path, expected: int | None = None) -> str | None:
-    """Why `path` cannot be a Parquet file (cheap: size and the magic bytes at both ends; `expected`:
-    the size its commit marker gives), or None."""
-    try:
-        size = path.stat().st_size
-        if expected is not None and size != expected:
-            return f"{size} bytes where its commit marker says {expected}: damaged or half-written"
-        if size < 12:
-            return f"{size} bytes: zero-length or truncated"
-        with path.open("rb") as fh:
-            head = fh.read(4)
-            fh.seek(-4, os.SEEK_END)
-            tail = fh.read(4)
-    except OSError as exc:
-        return f"unreadable: {exc}"
-    return None if head == tail == b"PAR1" else "not a complete Parquet file (truncated?)"
-
-
-def _sql_str(path: Path | str) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
