@@ -57,6 +57,7 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
     if logits_batch_size is not None and (isinstance(logits_batch_size, bool) or logits_batch_size < 1):
         raise ValueError(f"--logits-batch-size must be a positive integer, got {logits_batch_size!r}")
     neudep = defs.resources["neudep"]
+    neudep.store().verify(write=True)  # an unreachable store root fails here, before any work
     watched, refused = neudep.watched(project)
     for w in [w for w in watched if w.is_pickle]:
         try:
@@ -149,13 +150,23 @@ def print_summary(root: Path | None = None) -> None:
         print(_fmt(store.query(q("regularization_table3.sql").read_text(), {"parent": parent})))
 
 
-def _store(root: Path | None = None):
-    """The result store, its user catalog brought up to date (e.g. a copied data root re-pointed)."""
-    import duckdb
-
+def open_store(root: Path | None = None, config: Path | None = None):
+    """The result store of a data root: its root from NEUDEP_STORE or the config's `store:` key."""
+    from neudep_assets.lib.config import store_location
     from neudep_assets.lib.store import ResultStore
 
-    store = ResultStore(root or data_root())
+    root = root or data_root()
+    url, origin = store_location(root, config)
+    return ResultStore(root, url, origin=origin)
+
+
+def _store(root: Path | None = None):
+    """The result store, reachable, its user catalog brought up to date (e.g. a copied data root
+    re-pointed; a remote store root has none)."""
+    import duckdb
+
+    store = open_store(root)
+    store.verify()
     try:
         store.ensure_catalog()
     except (OSError, duckdb.Error) as exc:  # a read-only data root: queries work without it
@@ -178,15 +189,31 @@ def _root_cause(error) -> str:
 
 
 def cmd_demo(args) -> None:
+    from neudep_assets.lib.store import StoreError
+
     t0 = time.perf_counter()
     print(f"[neudep] config {config_path()}  data {data_root()}")
     try:
         run_pipeline(logits_batch_size=args.logits_batch_size)
-    except (PipelineError, ValueError) as exc:
+    except (PipelineError, ValueError, StoreError) as exc:
         raise SystemExit(f"[neudep] {exc}") from None
-    print_summary()
+    try:
+        print_summary()
+    except StoreError as exc:
+        raise SystemExit(f"[neudep] {exc}") from None
     print(f"\n[neudep] demo finished in {time.perf_counter() - t0:.0f}s. `make ui` shows the runs; "
           f"`neudep sql \"SELECT ...\"` queries the store.")
+
+
+def cmd_summary(args) -> None:
+    import duckdb
+
+    from neudep_assets.lib.store import StoreError
+
+    try:
+        print_summary()
+    except (StoreError, ValueError, duckdb.Error) as exc:
+        raise SystemExit(f"[neudep] {exc}") from None
 
 
 def cmd_cluster_demo(args) -> None:
@@ -246,16 +273,14 @@ def cmd_sql(args) -> None:
 
     try:
         df = _store().query(query, params or None)
-    except (duckdb.Error, StoreError) as exc:
+    except (duckdb.Error, StoreError, ValueError) as exc:
         raise SystemExit(f"neudep sql: {exc}") from None
     print(_fmt(df) if df is not None else "ok")
 
 
 def cmd_check(args) -> None:
     """List damaged store files (zero-length, truncated); exit 1 if there is any."""
-    from neudep_assets.lib.store import ResultStore
-
-    store = ResultStore(data_root())
+    store = open_store()
     bad = store.check()
     for path, why in bad:
         print(f"damaged: {path} ({why})")
@@ -281,9 +306,8 @@ def _selection(args) -> dict:
 
 def cmd_export_graph(args) -> None:
     from neudep_assets.lib.report import write_dependency_graph
-    from neudep_assets.lib.store import ResultStore
 
-    store = ResultStore(data_root())
+    store = open_store()
     lineage = store.query(LINEAGE_SQL, _selection(args))
     classes = store.query("SELECT class_index, name FROM classes WHERE dataset_id = $d",
                           {"d": lineage["dataset"].iloc[0]}) if len(lineage) else None
@@ -298,9 +322,8 @@ def cmd_stars(args) -> None:
     from neudep_assets.lib.analysis import best_targets
     from neudep_assets.lib.data import PreparedDataset
     from neudep_assets.lib.report import star_pictures
-    from neudep_assets.lib.store import ResultStore
 
-    store = ResultStore(data_root())
+    store = open_store()
     sel = _selection(args)
     runs = store.query("SELECT DISTINCT dependency_run_id, lambda_index, dataset_id FROM dependency_runs WHERE model = "
                        "$model AND source_model = $source AND abs(lambda_rel - $lam) < 1e-9 AND ($run = '' OR "
@@ -376,7 +399,7 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--top", type=int, default=6)
             p.add_argument("--out", default=str(data_root() / "exports"), help="output folder")
     args = parser.parse_args(argv)
-    {"demo": cmd_demo, "cluster-demo": cmd_cluster_demo, "summary": lambda a: print_summary(), "check": cmd_check,
+    {"demo": cmd_demo, "cluster-demo": cmd_cluster_demo, "summary": cmd_summary, "check": cmd_check,
      "sql": cmd_sql, "export-graph": cmd_export_graph,
      "stars": cmd_stars}[args.command](args)
 

@@ -65,8 +65,8 @@ def local_dask_cluster(n_workers: int = 2, env: dict | None = None, timeout: flo
 VOLATILE = {"dagster_run_id", "written_at", "path", "logits_sha256"}
 
 
-def store_differences(a: Path, b: Path, rtol: float = 1e-5, atol: float = 1e-9) -> list[str]:
-    """How two result stores differ, table by table (empty: the same rows). Numbers are compared with
+def store_differences(a, b, rtol: float = 1e-5, atol: float = 1e-9) -> list[str]:
+    """How two result stores (data roots or `ResultStore`s) differ, table by table (empty: the same rows). Numbers are compared with
     a relative tolerance (float32 logits computed in two processes differ in their last bits);
     run ids, timestamps, paths and bitwise digests of logits are left out."""
     import numpy as np
@@ -74,7 +74,7 @@ def store_differences(a: Path, b: Path, rtol: float = 1e-5, atol: float = 1e-9) 
 
     from neudep_assets.lib.store import TABLES, ResultStore
 
-    sa, sb = ResultStore(a), ResultStore(b)
+    sa, sb = (s if isinstance(s, ResultStore) else ResultStore(s) for s in (a, b))
     out = []
     for table in TABLES:
         x, y = sa.query(f"SELECT * FROM {table}"), sb.query(f"SELECT * FROM {table}")

@@ -28,3 +28,17 @@ def toy_package(tmp_path):
             (pkg / f"{name}.py").write_text(source)
         return pkg
     return make
+
+
+@pytest.fixture(params=["local", "memory"])
+def new_store(request, tmp_path):
+    """Make result stores on a local data root, or (param "memory") with their root on a fresh
+    `memory://` URL (an fsspec object store: one put per file, no rename), data root local."""
+    import uuid
+
+    from neudep_assets.lib.store import ResultStore
+
+    def make(name: str = "data"):
+        url = None if request.param == "local" else f"memory://neudep-test-{uuid.uuid4().hex}/{name}"
+        return ResultStore(tmp_path / name, url)
+    return make

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 from upath import UPath
 
-from neudep_assets.lib.config import ConfigError, ProjectConfig, config_path, data_root, load_config
+from neudep_assets.lib.config import ConfigError, ProjectConfig, config_path, data_root, load_config, store_location
 from neudep_assets.lib.models.watch import Watched, scan_watch
 from neudep_assets.lib.specs import ModelSpec
 from neudep_assets.lib.store import ResultStore, atomic_write
@@ -49,7 +49,9 @@ class Neudep(dg.ConfigurableResource):
                           f"{', '.join(map(str, project.watch_dirs(Path(self.data_root))))}")
 
     def store(self) -> ResultStore:
-        return ResultStore(self.data_root)
+        """The result store: its root from NEUDEP_STORE or the config's `store:` (default: the data root)."""
+        url, origin = store_location(self.data_root, self.config_path)
+        return ResultStore(self.data_root, url, origin=origin)
 
     def pick_device(self) -> str:
         from neudep_assets.lib.models import pick_device

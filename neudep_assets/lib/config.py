@@ -1,7 +1,7 @@
 """The project config (`neudep.yaml`) and the data root, with errors that name the file and key.
 
 `NEUDEP_CONFIG` picks another config file, `NEUDEP_DATA` another data root, so that several
-experiments stay apart.
+experiments stay apart. `NEUDEP_STORE` (or the config's `store:`) puts the result store elsewhere.
 """
 
 from __future__ import annotations
@@ -229,6 +229,7 @@ class ProjectConfig:
     watch: tuple[str, ...] | None = None  # checkpoint folders to watch; None: <data root>/checkpoints/incoming
     schedule: str = DEFAULT_SCHEDULE  # cron of the rerun of what is stale or failed
     executor: "ExecutorConfig" = field(default_factory=lambda: ExecutorConfig())
+    store: str | None = None  # the result store's root (an fsspec URL); None: the data root
 
     def watch_dirs(self, root: Path) -> list[Path]:
         return [Path(d) for d in self.watch] if self.watch is not None else [Path(root) / DEFAULT_WATCH]
@@ -254,6 +255,34 @@ def data_root() -> Path:
     return Path(os.environ.get("NEUDEP_DATA", "data")).resolve()
 
 
+def _store_value(value, where: Path) -> str | None:
+    """The config's `store:`: None, or a URL (kept as given) or local path (relative to the config)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: store must be a local path or an fsspec URL (s3://bucket/prefix…), got {value!r}")
+    return value if "://" in value else str((where.parent / value).resolve())
+
+
+def store_location(root: str | Path | None = None, config: str | Path | None = None) -> tuple[str, str]:
+    """(the result store's root URL, where it comes from): env NEUDEP_STORE, else the config file's
+    `store:` key, else the data root. Only that key of the config is read (a query needs no valid
+    model list); the `where` names the env var or the file and key, for errors."""
+    env = os.environ.get("NEUDEP_STORE", "")
+    if env:
+        return env, "NEUDEP_STORE"
+    path = Path(config).resolve() if config else config_path()
+    if path.is_file():
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        value = _store_value(raw.get("store"), path) if isinstance(raw, dict) else None
+        if value:
+            return value, f"{path}: store"
+    return str(Path(root).resolve() if root else data_root()), "the data root (NEUDEP_DATA)"
+
+
 def _section(raw: dict, key: str, where: Path, allowed: set[str]) -> dict:
     value = raw.get(key) or {}
     if not isinstance(value, dict):
@@ -276,7 +305,7 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: top level must be a mapping with keys dataset, models, dependencies")
     unknown = set(raw) - {"dataset", "models", "dependencies", "device", "incremental", "regularization", "watch",
-                          "schedule", "executor"}
+                          "schedule", "executor", "store"}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level key(s) {sorted(unknown)}")
 
@@ -363,7 +392,7 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
                                   "(regularization.models); rename the model")
     return ProjectConfig(path=where, dataset=dataset, models=tuple(models), dependencies=dependencies, device=device,
                          incremental=incremental, regularization=regularization, watch=watch, schedule=schedule,
-                         executor=executor)
+                         executor=executor, store=_store_value(raw.get("store"), where))
 
 
 

@@ -1,13 +1,19 @@
-"""Files written whole or not at all (fsynced, renamed into place) and array artifacts (no pickles)."""
+"""Files written whole or not at all (fsynced, renamed into place; one put on an object store) and
+array artifacts (no pickles), on local disk or under any fsspec URL."""
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
+from upath import UPath
+
+#: protocols fsspec serves from the local file system: such a URL is a plain local path here
+LOCAL_PROTOCOLS = ("", "file", "local")
 
 
 class StoreError(RuntimeError):
@@ -34,6 +40,34 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> Path:
     return path
 
 
+def as_path(path: str | os.PathLike) -> Path:
+    """A local path as `Path`, any other fsspec URL (``memory://``, ``s3://``…) as `UPath`."""
+    if isinstance(path, UPath) and path.protocol not in LOCAL_PROTOCOLS:
+        return path
+    text = os.fspath(path) if not isinstance(path, UPath) else str(path)
+    if "://" not in text:
+        return Path(text)
+    upath = UPath(text)
+    return Path(upath.path) if upath.protocol in LOCAL_PROTOCOLS else upath
+
+
+def is_remote(path: Path) -> bool:
+    return isinstance(path, UPath) and path.protocol not in LOCAL_PROTOCOLS
+
+
+def put_whole(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """Write a file whole or not at all, wherever it is: `atomic_write` on local disk; elsewhere
+    ``write`` fills a buffer that goes up in one put (``fs.pipe_file``), which object stores make
+    visible whole or not at all (a local file system's rename is not available there)."""
+    path = as_path(path)
+    if not is_remote(path):
+        return atomic_write(path, write)
+    buf = io.BytesIO()
+    write(buf)
+    path.fs.pipe_file(path.path, buf.getvalue())
+    return path
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -45,22 +79,26 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def save_arrays(path: Path, **arrays: np.ndarray) -> Path:
-    """Atomic `np.savez` (no pickled objects: object arrays are refused)."""
+def save_arrays(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
+    """Atomic `np.savez` (no pickled objects: object arrays are refused), local or any fsspec URL."""
     for name, arr in arrays.items():
         if np.asarray(arr).dtype == object:
             raise TypeError(f"array {name!r} has dtype object; store strings as a fixed-width unicode array")
 
-    return atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    return put_whole(path, lambda fh: np.savez(fh, **arrays))
 
 
-def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Load an artifact written by `save_arrays`; never unpickles."""
-    path = Path(path)
-    if not path.is_file():
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Load an artifact written by `save_arrays` (a local path or an fsspec URL); never unpickles."""
+    path = as_path(path)
+    try:
+        found = path.is_file()
+    except Exception as exc:  # an unreachable object store
+        raise StoreError(f"artifact unreachable: {path}: {exc}") from exc
+    if not found:
         raise StoreError(f"artifact missing: {path}")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with path.open("rb") as fh, np.load(fh, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except Exception as exc:  # zipfile/ValueError/OSError on a truncated or foreign file
         raise StoreError(f"artifact unreadable (corrupt or truncated?): {path}: {exc}") from exc

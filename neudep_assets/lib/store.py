@@ -1,27 +1,24 @@
 """The result store: Parquet files are the source of truth, `neudep.duckdb` a catalog of views.
 
-Layout under the data root::
+Layout under the store root (the data root, or any fsspec URL: config `store:` / NEUDEP_STORE)::
 
-    store/<table>/<key>.parquet        one file per content-addressed key, written whole to a temp
-                                       name and renamed into place (rewriting a key never duplicates rows)
-    store/analyses/<key>/<table>.parquet  one committed analysis: all its tables, written aside under
-                                       store/.staging/ and renamed into place in one step
-    store/.locks/, store/.staging/     one writer per key (fcntl locks); commits in progress
-    artifacts/<kind>/<key>.npz         arrays (logits, moments), same atomic write
-    neudep.duckdb                      views over store/ (TABLES + sql/schema.sql), for users
+    store/<table>/<key>.parquet        one file per content-addressed key, written whole (local: temp
+                                       name renamed into place; elsewhere: one put)
+    store/analyses/<key>/<table>.parquet  one committed analysis: local, written under store/.staging/
+                                       and renamed in one step; remote, one put per table, then the
+                                       marker _COMMITTED.json last (see store_objects)
+    artifacts/<kind>/<key>.npz         arrays (logits, moments), same whole write; artifacts/plots/
 
-Every view reads committed files only. Runs and `query` never open `neudep.duckdb` (they query
-views built in memory), so a user holding it, read-only or read-write, never blocks a run and never
-loses it: the catalog is updated in place only when its own version (schema and root) says so.
-"""
+On the local data root whatever the store root: store/.locks/ (fcntl, one writer per key: per
+machine on a remote root) and neudep.duckdb (views for users; local store roots only). Every view
+reads committed files only. Runs and `query` never open `neudep.duckdb` (views built in memory, a
+remote root's fsspec file system registered in DuckDB): a user holding it never blocks a run."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
-import re
 import shutil
 import uuid
 import warnings
@@ -32,9 +29,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from neudep_assets.lib.files import StoreError, _fsync_dir, atomic_write, load_arrays, save_arrays
+from neudep_assets.lib.files import StoreError, _fsync_dir, atomic_write, is_remote, load_arrays, put_whole, save_arrays
+from neudep_assets.lib.store_objects import (MARKER, StoreWarning, catalog_sql, check_key as _check_key,
+                                             commit_with_marker, file_lock, marker_tables, open_location, parquet_problem, remote_committed, sql_str, verify_location,
+                                             write_catalog)
 
-__all__ = ["TABLES", "ResultStore", "StoreError", "StoreWarning", "atomic_write", "load_arrays", "save_arrays"]
+__all__ = ["TABLES", "ResultStore", "StoreError", "StoreWarning", "atomic_write", "load_arrays", "put_whole",
+           "save_arrays"]
 
 SCHEMA_VERSION = 5  # part of the catalog version (with sql/schema.sql and the root); 3: logit gauge, logit_stats;
 #                    4: §3.2 / §3.3 tables; 5: views checkpoints_current, dependencies_current
@@ -105,22 +106,33 @@ TABLES: dict[str, pa.Schema] = {
 }
 
 
-class StoreWarning(UserWarning):
-    """A store file is unreadable (zero-length, truncated) and was left out of the views."""
-
-
 class ResultStore:
-    """Content-addressed Parquet tables, committed analyses and array artifacts under one data root."""
+    """Content-addressed Parquet tables, committed analyses and array artifacts under one store root.
 
-    def __init__(self, root: Path):
+    ``root`` is the local data root (locks, catalog); ``url`` the store root, any fsspec URL (default:
+    ``root``). A local root gives `Path` locations, a remote one `UPath` (same operators). ``origin``
+    names where the URL came from (a config key, an env var) in errors. An unknown protocol, or one
+    whose package is missing, fails here; `verify` checks that the root is reachable."""
+
+    def __init__(self, root: str | os.PathLike, url: str | os.PathLike | None = None, *,
+                 origin: str = "the store root"):
         self.root = Path(root).resolve()
-        self.tables_dir = self.root / "store"
+        self.origin = origin
+        self.url = open_location(self.root if url is None or str(url) == "" else url, origin)
+        self.remote = is_remote(self.url)
+        self.tables_dir = self.url / "store"
         self.analyses_dir = self.tables_dir / "analyses"
-        self.staging_dir = self.tables_dir / ".staging"
-        self.locks_dir = self.tables_dir / ".locks"
-        self.artifacts_dir = self.root / "artifacts"
+        self.staging_dir = self.tables_dir / ".staging"  # local roots only
+        self.locks_dir = self.root / "store" / ".locks"  # always on the local data root (fcntl)
+        self.artifacts_dir = self.url / "artifacts"
         self.catalog_path = self.root / "neudep.duckdb"
         self._held: set[str] = set()  # writer locks this object holds (a nested `lock` re-enters)
+
+    def verify(self, *, write: bool = False) -> None:
+        """Reach a remote store root (``write``: put and remove a probe) or fail with a StoreError
+        naming `origin` and the URL: before any work, not half-way through a run."""
+        if self.remote:
+            verify_location(self.tables_dir, self.origin, write=write)
 
     # -- single tables ----------------------------------------------------------------------
     def table_file(self, table: str, key: str) -> Path:
@@ -134,7 +146,16 @@ class ResultStore:
 
     def has(self, table: str, key: str) -> bool:
         """Rows of `table` for `key` are committed (alone, or as part of the analysis `key`)."""
-        return any(p.is_file() for p in self._files(table, key))
+        return self._committed_file(table, key)[0] is not None
+
+    def _committed_file(self, table: str, key: str) -> tuple[Path | None, int | None]:
+        """The committed file of `table` for `key`, and the size its analysis's marker says (remote)."""
+        in_analysis, alone = self._files(table, key)
+        if not self.remote and in_analysis.is_file():
+            return in_analysis, None
+        if self.remote and table in (tables := self._manifest(key) or {}):
+            return in_analysis, tables[table]
+        return (alone if alone.is_file() else None), None
 
     def write(self, table: str, key: str, rows: pd.DataFrame | Iterable[dict[str, Any]], *,
               run_id: str, code_version: str) -> Path:
@@ -143,31 +164,48 @@ class ResultStore:
         path = self.table_file(table, key)
         with self.lock(f"{table}/{key}"):
             self.sweep(held=f"{table}/{key}")
-            atomic_write(path, lambda fh: pq.write_table(tbl, fh))
+            put_whole(path, lambda fh: pq.write_table(tbl, fh))
         return path
 
     def read(self, table: str, key: str) -> pd.DataFrame:
-        path = next((p for p in self._files(table, key) if p.is_file()), None)
+        path, expected = self._committed_file(table, key)
         if path is None:
             raise StoreError(f"no {table} rows for key {key!r} ({self._files(table, key)[-1]})")
+        if expected is not None and (why := parquet_problem(path, expected)):
+            raise StoreError(f"store file damaged: {path} ({why})")
         try:
-            return pq.read_table(path).to_pandas()
+            with path.open("rb") as fh:
+                return pq.read_table(fh).to_pandas()
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"store file unreadable (zero-length or truncated?): {path}: {exc}") from exc
 
     # -- analyses: several tables, one commit ----------------------------------------------
     def has_analysis(self, key: str) -> bool:
-        """Analysis `key` is committed, and none of its files is damaged."""
+        """Analysis `key` is committed (local: its folder exists; remote: its marker, with every listed
+        file present at its size), and none of its files is damaged."""
         folder = self.analysis_dir(key)
-        return folder.is_dir() and not any(_parquet_problem(p) for p in folder.glob("*.parquet"))
+        if not self.remote:
+            return folder.is_dir() and not any(parquet_problem(p) for p in folder.glob("*.parquet"))
+        tables = self._manifest(key)
+        return tables is not None and not any(parquet_problem(folder / f"{t}.parquet", n) for t, n in tables.items())
+
+    def _manifest(self, key: str) -> dict[str, int] | None:
+        """Remote roots: the tables (name -> size in bytes) that analysis `key`'s marker lists, or None
+        when it has no (readable) marker, i.e. is not committed."""
+        try:
+            return marker_tables((self.analysis_dir(key) / MARKER).read_bytes())
+        except FileNotFoundError:
+            return None
 
     def commit_analysis(self, key: str, tables: Mapping[str, pd.DataFrame | Iterable[dict[str, Any]]], *,
                         run_id: str, code_version: str) -> Path:
         """Commit the rows of several tables as one analysis: all land together or none does.
 
-        The files are written (and fsynced) in a staging folder that is renamed to
-        `store/analyses/<key>/` in one step. A key already committed is kept (keys are content
-        addresses); another writer of the same key waits for this one."""
+        Local root: the files are written (and fsynced) in a staging folder that is renamed to
+        `store/analyses/<key>/` in one step. Remote root: each file is one put under
+        `store/analyses/<key>/`, then the marker `_COMMITTED.json` (tables and sizes) is put last;
+        readers see the analysis only once the marker is there. A key already committed is kept
+        (keys are content addresses); another writer of the same key waits for this one."""
         frames = {t: _arrow(t, rows, run_id, code_version) for t, rows in tables.items()}
         with self.lock(f"analyses/{key}"):
             return self._commit(key, frames)
@@ -176,10 +214,12 @@ class ResultStore:
         final = self.analysis_dir(key)
         if self.has_analysis(key):
             return final
-        if final.is_dir():  # committed once, damaged since
+        if final.is_dir() if not self.remote else (final / MARKER).is_file():  # committed once, damaged since
             self.quarantine()
         if not frames:
             raise StoreError(f"analysis {key!r}: no tables to commit")
+        if self.remote:
+            return commit_with_marker(final, frames)
         self.sweep(held=f"analyses/{key}")
         stage = self.staging_dir / f"{key}.{uuid.uuid4().hex}"
         stage.mkdir(parents=True)
@@ -203,26 +243,20 @@ class ResultStore:
         if name in self._held:
             yield True
             return
-        path = self.locks_dir / f"{name}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        with file_lock(self.locks_dir / f"{name}.lock", wait=wait) as got:
+            if got:
+                self._held.add(name)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            self._held.add(name)
-            try:
-                yield True
+                yield got
             finally:
                 self._held.discard(name)
-        finally:
-            os.close(fd)
 
     def sweep(self, held: str | None = None) -> list[Path]:
         """Remove what killed writers left (staging folders, `*.tmp` files) of keys no one writes now
-        (or of `held`, the lock the caller holds)."""
+        (or of `held`, the lock the caller holds). Remote roots leave no such files (a put is whole;
+        an analysis without its marker is overwritten by the next commit of its key): nothing to do."""
+        if self.remote:
+            return []
         leftovers: list[tuple[Path, str]] = []
         if self.staging_dir.is_dir():
             leftovers += [(p, f"analyses/{p.name.rsplit('.', 1)[0]}") for p in self.staging_dir.iterdir()]
@@ -246,18 +280,27 @@ class ResultStore:
     def save_png(self, run_key: str, name: str, png: bytes) -> Path:
         """A picture belonging to one analysis: artifacts/plots/<run_key>/<name>.png (atomic)."""
         path = self.artifacts_dir / "plots" / run_key / f"{name}.png"
-        atomic_write(path, lambda fh: fh.write(png))
+        put_whole(path, lambda fh: fh.write(png))
         return path
 
     # -- reading: views over committed files ------------------------------------------------
     def table_paths(self, table: str) -> list[Path]:
         """Every committed file of `table` (single keys and analyses), bad ones included."""
-        return (sorted((self.tables_dir / table).glob("*.parquet"))
-                + sorted(self.analyses_dir.glob(f"*/{table}.parquet")))
+        return [p for p, _ in self._committed()[table]]
+
+    def _committed(self) -> dict[str, list[tuple[Path, int | None]]]:
+        """Every committed file of every table, with the size its analysis's marker gives it (remote
+        roots; else None). Remote: one listing per table folder, one of store/analyses/, and one read
+        of all markers (`fs.cat` of a list: concurrent on async back ends such as s3fs)."""
+        if not self.remote:
+            return {t: [(p, None) for p in sorted((self.tables_dir / t).glob("*.parquet"))
+                        + sorted(self.analyses_dir.glob(f"*/{t}.parquet"))] for t in TABLES}
+        return remote_committed(self.tables_dir, self.analyses_dir, TABLES)
 
     def check(self) -> list[tuple[Path, str]]:
-        """Committed files that cannot be Parquet (zero-length, truncated): (path, why)."""
-        return [(p, why) for t in TABLES for p in self.table_paths(t) if (why := _parquet_problem(p))]
+        """Committed files that cannot be Parquet (zero-length, truncated; remote: missing, or not of
+        the size its analysis's marker says): (path, why)."""
+        return [(p, why) for files in self._committed().values() for p, n in files if (why := parquet_problem(p, n))]
 
     def _unusable(self, bad: Iterable[Path]) -> dict[Path, Path]:
         """What a damaged file takes out of the views: its whole analysis, or itself."""
@@ -273,8 +316,13 @@ class ResultStore:
             with self.lock(name, wait=False) as free:
                 if free and unit.exists():
                     dest = self.tables_dir / ".quarantine" / f"{name.replace('/', '--')}.{uuid.uuid4().hex[:8]}"
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    os.rename(unit, dest)
+                    if self.remote:  # no rename: the marker goes first (the analysis is gone), then the files
+                        if unit != bad and (unit / MARKER).is_file():
+                            unit.fs.rm_file((unit / MARKER).path)
+                        unit.fs.mv(unit.path, dest.path, recursive=True)
+                    else:
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        os.rename(unit, dest)
                     moved.append(dest)
                     warnings.warn(f"damaged store file {bad} ({problems[bad]}): moved {unit} to {dest}",
                                   StoreWarning, stacklevel=2)
@@ -287,17 +335,21 @@ class ResultStore:
         import duckdb
 
         con = duckdb.connect()
-        out = self._unusable(p for p, _ in self.check())
+        if self.remote:  # DuckDB reads the store's URLs through its fsspec file system
+            con.register_filesystem(self.url.fs)
+        committed = self._committed()
+        problems = {p: why for files in committed.values() for p, n in files if (why := parquet_problem(p, n))}
+        out = self._unusable(problems)
         for bad, unit in out.items():
-            warnings.warn(f"store file left out of the views: {bad} ({_parquet_problem(bad)})"
+            warnings.warn(f"store file left out of the views: {bad} ({problems[bad]})"
                           + (f", with the rest of analysis {unit.name}" if unit != bad else "")
                           + "; `neudep check` lists damaged files, a rerun rewrites them", StoreWarning, stacklevel=2)
         skip = set(out.values())
         base = {}
         for table, schema in TABLES.items():
             con.register(f"_neudep_empty_{table}", schema.empty_table())
-            files = [p for p in self.table_paths(table) if p not in skip and p.parent not in skip]
-            listed = ", ".join(map(_sql_str, files))
+            files = [p for p, _ in committed[table] if p not in skip and p.parent not in skip]
+            listed = ", ".join(map(sql_str, files))
             read = f"SELECT * FROM read_parquet([{listed}], union_by_name = true) UNION ALL BY NAME " if files else ""
             base[table] = f"{read}SELECT * FROM _neudep_empty_{table}"
         con.execute(self._catalog_sql(base))
@@ -317,26 +369,24 @@ class ResultStore:
 
     # -- the catalog file for users ---------------------------------------------------------
     def _catalog_sql(self, base: Mapping[str, str]) -> str:
-        """Base views (one per table, from `base`) then sql/schema.sql's derived views; a base view that
-        schema.sql defines is skipped (base views read committed files only, and come from TABLES)."""
-        import duckdb
-
-        views = "".join(f"CREATE OR REPLACE VIEW {t} AS {q};\n" for t, q in base.items())
-        schema = (SQL_DIR / "schema.sql").read_text().replace("{{STORE}}", _sql_str(self.tables_dir)[1:-1])
-        with duckdb.connect() as con:
-            statements = [s.query.rstrip().rstrip(";") for s in con.extract_statements(schema)]
-        view = re.compile(r"(?is)(?:\s|--[^\n]*\n|/\*.*?\*/)*create\s+(?:or\s+replace\s+)?view\s+(\w+)")
-        return views + "".join(f"{s};\n" for s in statements if not ((m := view.match(s)) and m.group(1) in base))
+        return catalog_sql(SQL_DIR / "schema.sql", self.tables_dir, base)
 
     def _catalog_views(self) -> dict[str, str]:
-        return {t: f"SELECT * FROM read_parquet([{_sql_str(self.tables_dir / t / '*.parquet')}, "
-                   f"{_sql_str(self.analyses_dir / '*' / f'{t}.parquet')}], union_by_name = true)" for t in TABLES}
+        return {t: f"SELECT * FROM read_parquet([{sql_str(self.tables_dir / t / '*.parquet')}, "
+                   f"{sql_str(self.analyses_dir / '*' / f'{t}.parquet')}], union_by_name = true)" for t in TABLES}
 
-    def ensure_catalog(self) -> Path:
+    def ensure_catalog(self) -> Path | None:
         """Create `neudep.duckdb` (views over this root's committed files) or bring it up to date in
         place when its version (schema, SQL, root) differs, keeping users' own tables. A catalog
-        another process holds is left alone (it is brought up to date by a later call)."""
+        another process holds is left alone (it is brought up to date by a later call).
+
+        A remote store root gets no catalog (returns None): its views would have to list committed
+        files (a glob would also read uncommitted analyses) through a file system that exists only in
+        a Python process. Query it with `neudep sql` / `ResultStore(...).query` (fsspec registered)."""
         import duckdb
+
+        if self.remote:
+            return None
 
         self.quarantine()  # a damaged file would break its views (they read globs)
         for table, schema in TABLES.items():  # every glob of the catalog matches at least one file
@@ -347,44 +397,13 @@ class ResultStore:
                         atomic_write(empty, lambda fh, s=schema: pq.write_table(s.empty_table(), fh))
         sql = self._catalog_sql(self._catalog_views())
         version = hashlib.sha256(f"{SCHEMA_VERSION}\n{sql}".encode()).hexdigest()
-        setup = sql + "\nCREATE OR REPLACE TABLE neudep_schema AS SELECT ? AS version, ? AS root;"
-        if not self.catalog_path.exists():
-            tmp = self.catalog_path.with_name(f".neudep.{uuid.uuid4().hex}.duckdb")
-            try:
-                with duckdb.connect(str(tmp)) as con:
-                    con.execute(setup, [version, str(self.root)])
-                with contextlib.suppress(FileExistsError):  # another process made it first: keep theirs
-                    os.link(tmp, self.catalog_path)
-            finally:
-                tmp.unlink(missing_ok=True)
-                Path(f"{tmp}.wal").unlink(missing_ok=True)
-            return self.catalog_path
-        try:
-            with duckdb.connect(str(self.catalog_path), read_only=True) as con:
-                current = con.execute("SELECT version FROM neudep_schema").fetchone()[0]
-        except duckdb.IOException:  # held read-write by someone: never rebuilt under them
-            return self.catalog_path
-        except duckdb.Error:
-            current = None
-        if current != version:
-            try:
-                with duckdb.connect(str(self.catalog_path)) as con:
-                    con.execute(setup, [version, str(self.root)])
-            except duckdb.IOException as exc:
-                warnings.warn(f"{self.catalog_path} is in use, its views were not updated: {exc}", StoreWarning)
-        return self.catalog_path
+        return write_catalog(self.catalog_path, sql, version, str(self.root))
 
 
 def _check_table(table: str) -> str:
     if table not in TABLES:
         raise StoreError(f"unknown table {table!r}")
     return table
-
-
-def _check_key(key: str) -> str:
-    if not key or any(c in key for c in "/\\") or key.startswith("."):
-        raise StoreError(f"bad store key {key!r}")
-    return key
 
 
 def _arrow(table: str, rows, run_id: str, code_version: str) -> pa.Table:
@@ -399,22 +418,3 @@ def _arrow(table: str, rows, run_id: str, code_version: str) -> pa.Table:
         if name not in df.columns:
             df[name] = None
     return pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-
-
-def _parquet_problem(path: Path) -> str | None:
-    """Why `path` cannot be a Parquet file (cheap: size and the magic bytes at both ends), or None."""
-    try:
-        size = path.stat().st_size
-        if size < 12:
-            return f"{size} bytes: zero-length or truncated"
-        with path.open("rb") as fh:
-            head = fh.read(4)
-            fh.seek(-4, os.SEEK_END)
-            tail = fh.read(4)
-    except OSError as exc:
-        return f"unreadable: {exc}"
-    return None if head == tail == b"PAR1" else "not a complete Parquet file (truncated?)"
-
-
-def _sql_str(path: Path | str) -> str:
-    return "'" + str(path).replace("'", "''") + "'"

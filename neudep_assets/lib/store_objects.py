@@ -1,0 +1,194 @@
+"""The result store's file-level parts: its root as any fsspec URL, commits without rename on object
+stores (one put per file, then a marker), the checks of a committed file, and the catalog file.
+
+An object store has no atomic rename, but a single put is whole or absent. So an analysis on a
+remote root is committed by ``store/analyses/<key>/_COMMITTED.json`` (its tables and their sizes),
+put after its files: without the marker no reader lists them; with it, a listed file that is
+missing or not of its size is damaged (left out of the views with a warning, like a truncated
+local file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import uuid
+import warnings
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from neudep_assets.lib.files import StoreError, as_path, is_remote, put_whole
+
+MARKER = "_COMMITTED.json"  # an analysis on a remote root is committed once this object exists
+
+
+class StoreWarning(UserWarning):
+    """A store file is unreadable (zero-length, truncated) and was left out of the views."""
+
+
+def open_location(url, origin: str) -> Path:
+    """The store root: a resolved `Path` for a local path or ``file://`` URL, else a `UPath` whose
+    file system is built now, so an unknown protocol, a missing package (s3fs…) or a refused
+    connection fails here with a StoreError naming `origin` and the URL."""
+    try:
+        loc = as_path(url)
+        if is_remote(loc):
+            loc.fs  # noqa: B018  (builds the file system)
+            return loc
+    except Exception as exc:  # ValueError (unknown protocol), ImportError (package), OSError (refused)…
+        raise StoreError(f"{origin}: cannot use store URL {str(url)!r}: {type(exc).__name__}: {exc}") from exc
+    return Path(loc).resolve()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold an fcntl lock on the local file `path` (released by the OS if the process dies); yield
+    whether it was got (with wait=False, False at once when another process holds it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def check_key(key: str) -> str:
+    if not key or any(c in key for c in "/\\") or key.startswith("."):
+        raise StoreError(f"bad store key {key!r}")
+    return key
+
+
+def verify_location(folder: Path, origin: str, *, write: bool = False) -> None:
+    """Reach a remote `folder` (``write``: put and remove a probe object) or fail naming `origin`."""
+    probe = folder / f".probe-{uuid.uuid4().hex}"
+    try:
+        if write:
+            probe.fs.pipe_file(probe.path, b"")
+            probe.fs.rm_file(probe.path)
+        else:
+            folder.fs.exists(folder.path)
+    except Exception as exc:  # fsspec back ends raise their own errors (botocore, aiohttp, OSError…)
+        raise StoreError(f"{origin}: store URL {str(folder.parent)!r} is not reachable"
+                         f"{' for writing' if write else ''}: {type(exc).__name__}: {exc}") from exc
+
+
+def commit_with_marker(final: Path, frames: Mapping[str, pa.Table]) -> Path:
+    """One put per table under `final`, then the marker (no rename on an object store). A writer that
+    dies before the marker leaves objects no reader lists; the next commit of the key puts them again."""
+    marker = final / MARKER
+    if marker.is_file():
+        marker.fs.rm_file(marker.path)
+    sizes = {}
+    for table, tbl in frames.items():
+        buf = pa.BufferOutputStream()
+        pq.write_table(tbl, buf)
+        data = buf.getvalue().to_pybytes()
+        put_whole(final / f"{table}.parquet", lambda fh, d=data: fh.write(d))
+        sizes[table] = len(data)
+    put_whole(marker, lambda fh: fh.write(json.dumps({"tables": sizes}).encode()))
+    return final
+
+
+def remote_committed(tables_dir: Path, analyses_dir: Path, tables) -> dict[str, list[tuple[Path, int | None]]]:
+    """Every committed file of each of `tables` on a remote root, with the size its marker gives it
+    (None for single-key files): one listing per table folder, one glob of the markers and one read
+    of them all (`fs.cat` of a list: concurrent on async back ends such as s3fs)."""
+    fs, base = tables_dir.fs, analyses_dir.path.rstrip("/")
+    out = {t: [(tables_dir / t / Path(p).name, None) for p in sorted(fs.glob(f"{(tables_dir / t).path}/*.parquet"))]
+           for t in tables}
+    markers = sorted(fs.glob(f"{base}/*/{MARKER}"))
+    for path, raw in sorted((fs.cat(markers, on_error="omit") if markers else {}).items()):
+        key = path.rstrip("/")[len(base) + 1:].split("/")[0]
+        for t, n in (marker_tables(raw) or {}).items():
+            if t in out:
+                out[t].append((analyses_dir / key / f"{t}.parquet", n))
+    return out
+
+
+def marker_tables(raw: bytes) -> dict[str, int] | None:
+    """The tables (name -> bytes) a commit marker lists; None for a foreign or damaged marker."""
+    try:
+        tables = json.loads(raw)["tables"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    ok = isinstance(tables, dict) and all(isinstance(n, int) for n in tables.values())
+    return tables if ok else None
+
+
+def parquet_problem(path: Path, expected: int | None = None) -> str | None:
+    """Why `path` cannot be a Parquet file (cheap: size and the magic bytes at both ends; `expected`:
+    the size its commit marker gives), or None."""
+    try:
+        size = path.stat().st_size
+        if expected is not None and size != expected:
+            return f"{size} bytes where its commit marker says {expected}: damaged or half-written"
+        if size < 12:
+            return f"{size} bytes: zero-length or truncated"
+        with path.open("rb") as fh:
+            head = fh.read(4)
+            fh.seek(-4, os.SEEK_END)
+            tail = fh.read(4)
+    except OSError as exc:
+        return f"unreadable: {exc}"
+    return None if head == tail == b"PAR1" else "not a complete Parquet file (truncated?)"
+
+
+def catalog_sql(schema_sql: Path, tables_dir: Path, base: Mapping[str, str]) -> str:
+    """Base views (one per table, from `base`) then `schema_sql`'s derived views; a base view that
+    schema.sql defines is skipped (base views read committed files only, and come from TABLES)."""
+    import duckdb
+
+    views = "".join(f"CREATE OR REPLACE VIEW {t} AS {q};\n" for t, q in base.items())
+    schema = schema_sql.read_text().replace("{{STORE}}", sql_str(tables_dir)[1:-1])
+    with duckdb.connect() as con:
+        statements = [s.query.rstrip().rstrip(";") for s in con.extract_statements(schema)]
+    view = re.compile(r"(?is)(?:\s|--[^\n]*\n|/\*.*?\*/)*create\s+(?:or\s+replace\s+)?view\s+(\w+)")
+    return views + "".join(f"{s};\n" for s in statements if not ((m := view.match(s)) and m.group(1) in base))
+
+
+def write_catalog(path: Path, sql: str, version: str, root: str) -> Path:
+    """Create the catalog file `path` (built aside, linked into place) or update it in place when its
+    `version` differs, keeping users' own tables; a file another process holds is left alone."""
+    import duckdb
+
+    setup = sql + "\nCREATE OR REPLACE TABLE neudep_schema AS SELECT ? AS version, ? AS root;"
+    if not path.exists():
+        tmp = path.with_name(f".neudep.{uuid.uuid4().hex}.duckdb")
+        try:
+            with duckdb.connect(str(tmp)) as con:
+                con.execute(setup, [version, root])
+            with contextlib.suppress(FileExistsError):  # another process made it first: keep theirs
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+            Path(f"{tmp}.wal").unlink(missing_ok=True)
+        return path
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            current = con.execute("SELECT version FROM neudep_schema").fetchone()[0]
+    except duckdb.IOException:  # held read-write by someone: never rebuilt under them
+        return path
+    except duckdb.Error:
+        current = None
+    if current != version:
+        try:
+            with duckdb.connect(str(path)) as con:
+                con.execute(setup, [version, root])
+        except duckdb.IOException as exc:
+            warnings.warn(f"{path} is in use, its views were not updated: {exc}", StoreWarning)
+    return path
+
+
+def sql_str(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
