@@ -40,6 +40,7 @@ class DependenciesConfig(dg.Config):
     tol: Optional[float] = None
     target_chunk: Optional[int] = None  # targets solved (and certified) per chunk
     logit_gauge: Optional[str] = None  # raw | centered (each sample's logits minus their mean over the classes)
+    store_path: Optional[bool] = None  # keep each target's exact path (knots) in the store
 
 
 def _effective(project_dep: DependencyConfig, override: DependenciesConfig) -> DependencyConfig:
@@ -87,7 +88,7 @@ def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], 
     check = certificate(res.per_target, eff.tol, eff.lambdas, class_names)
     if check.passed:
         tables = {"dependencies": res.edges, "dependency_metrics": res.per_target, "class_diagnostics": res.per_class,
-                  **(extra or {})}
+                  **res.path_tables, **(extra or {})}
         keyed = {t for t in tables if t in TABLES and "dependency_run_id" in TABLES[t].names}
         tables = {t: df.assign(dependency_run_id=run_key) if t in keyed else df for t, df in tables.items()}
         store.commit_analysis(run_key, {**tables, "dependency_runs": run_rows}, run_id=run_id,
@@ -178,7 +179,8 @@ def _within(context, store: ResultStore, eff: DependencyConfig, ds: PreparedData
         context.log.info(f"CovLasso ({eff.logit_gauge} gauge): {C.shape[0]} targets × {len(eff.lambdas)} λ")
         t0 = time.perf_counter()
         res = analyse(C, eff.lambdas, eval_source=apply_gauge(e["logits"], eff.logit_gauge), eval_labels=e["labels"],
-                      lambda_mode=eff.lambda_mode, tol=eff.tol, device=device, target_chunk=eff.target_chunk)
+                      lambda_mode=eff.lambda_mode, tol=eff.tol, device=device, target_chunk=eff.target_chunk,
+                      store_path=eff.store_path)
         _with_offset_share(res, C)
         context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                          f"{res.path.kkt.max():.1e} (tol {eff.tol:g}), rank of C {res.rank}")
@@ -293,7 +295,7 @@ def between_dependencies(context: dg.AssetExecutionContext, config: Dependencies
                           eval_source=apply_gauge(arrays["ev_f"]["logits"], gauge),
                           eval_target=apply_gauge(arrays["ev_g"]["logits"], gauge),
                           eval_labels=arrays["ev_g"]["labels"], lambda_mode=eff.lambda_mode, tol=eff.tol,
-                          device=device, target_chunk=eff.target_chunk)
+                          device=device, target_chunk=eff.target_chunk, store_path=eff.store_path)
             _with_offset_share(res, C)
             context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                              f"{res.path.kkt.max():.1e} (tol {eff.tol:g})")

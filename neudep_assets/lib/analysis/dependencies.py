@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -10,6 +10,7 @@ import pandas as pd
 from neudep_assets.lib.analysis import table1, theory
 from neudep_assets.lib.analysis.spectral import Spectral, spectral
 from neudep_assets.lib.covlasso import CovLassoPath, concat_paths, path_errors_sparse, refit, solve_path
+from neudep_assets.lib.covlasso.path import knot_frames
 
 REFIT_COLUMNS = ["abs_err", "rel_err", "acc", "pos_acc"]  # Table-1 metrics also stored for the refit (suffix _refit)
 
@@ -23,6 +24,8 @@ class DependencyAnalysis:
     per_class: pd.DataFrame  # target_class, err0, rel_err0, rank, eq5_violations, eq5_max_violation
     rank: int
     spectral: Spectral  # the one eigendecomposition of C, shared by every diagnostic (and Fig. 3)
+    path_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # the exact path (store_path): its knots
+    #                                      and their coefficients, by store table (covlasso.path.knot_frames)
 
 
 def check_target_chunk(target_chunk, where: str = "target_chunk") -> int | None:
@@ -36,7 +39,8 @@ def check_target_chunk(target_chunk, where: str = "target_chunk") -> int | None:
 def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.ndarray,
             cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None,
             eval_target: np.ndarray | None = None, lambda_mode: str = "relative", tol: float = 1e-9,
-            device: str | None = None, target_chunk: int | None = None) -> DependencyAnalysis:
+            device: str | None = None, target_chunk: int | None = None,
+            store_path: bool = False) -> DependencyAnalysis:
     """Within (cross=None) or between analysis of every target class.
 
     `C` (and `cross`, `target_second_moment`) come from the fit split; `eval_*` are logits of the
@@ -44,12 +48,14 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
     `target_chunk`: solve (and certify) the targets this many at a time; the analysis is the same, row
     for row. Everything after the solve reads the sparse coefficients: one eigendecomposition of C
     serves redundancy, Eq. 5 and screening; err_i along the path is computed once.
+    `store_path`: also keep each target's exact path from λ_max to the smallest λ (``path_tables``; solved
+    by the numba homotopy even when `device` is CUDA).
     """
     target_chunk = check_target_chunk(target_chunk)
     m = C.shape[0] if cross is None else np.asarray(cross).shape[1]
     step = target_chunk or max(m, 1)
     paths = [solve_path(C, lambdas, cross=cross, targets=np.arange(s0, min(s0 + step, m)), lambda_mode=lambda_mode,
-                        tol=tol, device=device) for s0 in range(0, m, step)]
+                        tol=tol, device=device, knots=store_path) for s0 in range(0, m, step)]
     path = paths[0] if len(paths) == 1 else concat_paths(paths)
     del paths
     C = theory.check_square(C, "C")
@@ -92,9 +98,12 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
                                             "max_violation": "eq5_max_violation"}), on="target_class"))
     rank = sp.rank
     per_class["rank"] = rank
+    path_tables = dict(zip(("dependency_path_knots", "dependency_path"),
+                           knot_frames(path.knots, targets, path.lambda_max, C, M, s))) if store_path else {}
     return DependencyAnalysis(path=path, edges=edges, per_target=per_target,
                               per_class=per_class[["target_class", "err0", "rel_err0", "rank", "eq5_violations",
-                                                   "eq5_max_violation"]], rank=rank, spectral=sp)
+                                                   "eq5_max_violation"]], rank=rank, spectral=sp,
+                              path_tables=path_tables)
 
 
 def best_targets(per_target: pd.DataFrame, lambda_index: int, k: int, max_sources: int = 10) -> list[int]:
