@@ -118,3 +118,21 @@ def test_bad_input_names_the_parameter():
     for x in (0.0, 1.2, float("nan")):
         with pytest.raises(ValueError, match="x "):
             sparsest_within(kf, cf, x)
+
+
+@pytest.mark.parametrize("gauge", ["raw", "centered"])
+def test_analysis_path_tables_are_the_same_chunked_within_and_between(gauge):
+    from neudep_assets.lib.analysis import analyse, second_moment
+    from neudep_assets.lib.analysis.offsets import apply_gauge
+
+    _, F = _problem(n=11, seed=6)
+    G = F + 0.2 * F @ np.random.default_rng(1).normal(size=(11, 11))
+    F, G = apply_gauge(F, gauge), apply_gauge(G, gauge)
+    labels = np.arange(F.shape[0]) % 11
+    for kw in ({}, {"cross": second_moment(F, G), "eval_target": G, "target_second_moment": (G ** 2).mean(0)}):
+        one, chunked = (analyse(second_moment(F), [0.4, 0.05], eval_source=F, eval_labels=labels, store_path=True,
+                                target_chunk=c, **kw) for c in (None, 4))
+        assert set(one.path_tables) == {"dependency_path_knots", "dependency_path"}
+        for t in one.path_tables:
+            pd.testing.assert_frame_equal(one.path_tables[t], chunked.path_tables[t])
+    assert analyse(second_moment(F), [0.1], eval_source=F, eval_labels=labels).path_tables == {}
