@@ -21,7 +21,7 @@ def _frames(C, cross=None, s=None, lams=(0.5, 0.1, 0.03), **kw):
     p = solve_path(C, lams, cross=cross, knots=True, **kw)
     M = C if cross is None else cross
     s = np.diag(C) if s is None else s
-    return p, *knot_frames(p.knots, p.targets, p.lambda_max, C, M, s)
+    return p, *knot_frames(p.knots, p.targets, p.lambda_max, M, s)
 
 
 def _dense(df, n, targets):

@@ -57,7 +57,7 @@ class DependencyConfig:
     # raw: the paper's logits (Remark 1); centered: each sample's logits minus their mean over the classes
     logit_gauge: str = "raw"
     gauge_crosscheck: bool = True  # also analyse the other gauge, within-model, at the λ closest to 0.1
-    store_path: bool = True  # keep each target's exact path (knots) from λ_max to the smallest λ in the store
+    store_path: bool = False  # keep each target's exact path (knots, λ_max → smallest λ) in the store: big (README)
 
     def validate(self, where: str) -> None:
         if self.logit_gauge not in LOGIT_GAUGES:

@@ -99,7 +99,7 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
     rank = sp.rank
     per_class["rank"] = rank
     path_tables = dict(zip(("dependency_path_knots", "dependency_path"),
-                           knot_frames(path.knots, targets, path.lambda_max, C, M, s))) if store_path else {}
+                           knot_frames(path.knots, targets, path.lambda_max, M, s))) if store_path else {}
     return DependencyAnalysis(path=path, edges=edges, per_target=per_target,
                               per_class=per_class[["target_class", "err0", "rel_err0", "rank", "eq5_violations",
                                                    "eq5_max_violation"]], rank=rank, spectral=sp,
