@@ -88,7 +88,7 @@ def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], 
     check = certificate(res.per_target, eff.tol, eff.lambdas, class_names)
     if check.passed:
         tables = {"dependencies": res.edges, "dependency_metrics": res.per_target, "class_diagnostics": res.per_class,
-                  **res.path_tables, **(extra or {})}
+                  **getattr(res, "path_tables", {}), **(extra or {})}  # a Θ-head (§3.2) has no path
         keyed = {t for t in tables if t in TABLES and "dependency_run_id" in TABLES[t].names}
         tables = {t: df.assign(dependency_run_id=run_key) if t in keyed else df for t, df in tables.items()}
         store.commit_analysis(run_key, {**tables, "dependency_runs": run_rows}, run_id=run_id,
