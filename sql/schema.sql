@@ -75,3 +75,26 @@ WITH current_analyses AS (
 )
 SELECT l.*
 FROM dependency_lineage l SEMI JOIN latest USING (dependency_run_id);
+
+-- The exact path of each target (when the analysis kept it: dependencies.store_path), one row per knot and
+-- source with the analysis's lineage: knots are λ_max (no source), every λ where the active set changes, and
+-- the smallest λ of the grid; between two knots of a target the coefficients are linear in λ and the fit error
+-- err(u) = (1 − u)·err_a + u·err_b − u(1 − u)·seg_curv (u from 0 at knot a to 1 at the next knot).
+-- lib/covlasso/path.py reads it back in Python; sql/queries/sparsest_dependency.sql solves on it in SQL.
+CREATE OR REPLACE VIEW dependency_path_knots_lineage AS
+WITH runs AS (
+    SELECT dependency_run_id, any_value(kind) AS kind, any_value(model) AS model,
+           any_value(checkpoint_sha256) AS checkpoint_sha256, any_value(source_model) AS source_model,
+           any_value(source_checkpoint_sha256) AS source_checkpoint_sha256, any_value(dataset_id) AS dataset_id,
+           any_value(fit_split) AS fit_split, coalesce(any_value(logit_gauge), 'raw') AS logit_gauge
+    FROM dependency_runs GROUP BY dependency_run_id
+)
+SELECT r.kind, r.model, r.checkpoint_sha256, r.source_model, r.source_checkpoint_sha256, r.dataset_id AS dataset,
+       r.fit_split, r.logit_gauge, k.target_class, tc.name AS target_name, k.knot, k.lambda_abs, k.lambda_rel,
+       k.n_sources, k.fit_err, k.fit_rel_err, k.seg_curv, k.exact, p.source_class, sc.name AS source_name, p.coef,
+       k.dependency_run_id
+FROM dependency_path_knots k
+JOIN runs r USING (dependency_run_id)
+LEFT JOIN dependency_path p USING (dependency_run_id, target_class, knot)
+LEFT JOIN classes tc ON tc.dataset_id = r.dataset_id AND tc.class_index = k.target_class
+LEFT JOIN classes sc ON sc.dataset_id = r.dataset_id AND sc.class_index = p.source_class;

@@ -43,7 +43,7 @@ def test_write_results_commits_every_table_of_a_certified_analysis_and_nothing_e
     for key, kkt in (("bad", 1e-3), ("good", 1e-7)):
         t = _analysis(key, "c" * 64, [0.1], [1, 1, 1], [0.1] * 3)
         res = SimpleNamespace(edges=t["dependencies"], per_target=t["dependency_metrics"].assign(kkt=[0.0, kkt, 0.0]),
-                              per_class=t["class_diagnostics"])
+                              per_class=t["class_diagnostics"], path_tables={})
         extra = {"comparisons": pd.DataFrame({"comparison_id": [key], "metric": ["extra"], "value": [1.0]})}
         check = _write_results(store, key, res, t["dependency_runs"], "run", eff=eff, class_names=NAMES, extra=extra)
         assert check.passed == (key == "good")

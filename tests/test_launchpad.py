@@ -9,15 +9,16 @@ from neudep_assets.lib.config import ConfigError, DependencyConfig
 
 def test_unset_keeps_the_project_value_and_set_replaces_it():
     project = DependencyConfig(lambdas=(0.5, 0.1), tol=1e-9)
-    for name in ("lambdas", "lambda_mode", "tol", "target_chunk", "logit_gauge"):
+    for name in ("lambdas", "lambda_mode", "tol", "target_chunk", "logit_gauge", "store_path"):
         field = DependenciesConfig.model_fields[name]
         assert field.default is None and not field.is_required(), name  # Optional, no sentinel
     assert _effective(project, DependenciesConfig()) == project
-    assert set(DependenciesConfig.model_fields) == {"lambdas", "lambda_mode", "tol", "target_chunk", "logit_gauge"}
+    assert set(DependenciesConfig.model_fields) == {"lambdas", "lambda_mode", "tol", "target_chunk", "logit_gauge",
+                                                    "store_path"}
     eff = _effective(project, DependenciesConfig(lambdas=[0.3], lambda_mode="absolute", tol=1e-10, target_chunk=7,
-                                                 logit_gauge="centered"))
-    assert (eff.lambdas, eff.lambda_mode, eff.tol, eff.target_chunk, eff.logit_gauge) == (
-        (0.3,), "absolute", 1e-10, 7, "centered")
+                                                 logit_gauge="centered", store_path=True))
+    assert (eff.lambdas, eff.lambda_mode, eff.tol, eff.target_chunk, eff.logit_gauge, eff.store_path) == (
+        (0.3,), "absolute", 1e-10, 7, "centered", True)
 
 
 def test_logits_batch_size_is_optional():

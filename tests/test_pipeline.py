@@ -130,8 +130,8 @@ def test_cookbook_queries_run_on_a_real_store(tiny_run, query):
 
 
 def test_sparsest_dependency_query_agrees_with_solving_at_that_lambda(tiny_run):
-    """The cookbook's sparsest dependency per class: the stored row is what the CovLasso gives when solved
-    at that λ directly, within the error bound, and no larger λ of the grid with fewer sources meets it."""
+    """The cookbook's sparsest dependency per class, from the stored exact path: solved at that λ directly, the
+    CovLasso has the same sources and fit Rel Err = x; just above it, more than x."""
     import numpy as np
 
     from neudep_assets.lib.analysis import analyse
@@ -143,26 +143,21 @@ def test_sparsest_dependency_query_agrees_with_solving_at_that_lambda(tiny_run):
     text = (Path(__file__).parents[1] / "sql" / "queries" / "sparsest_dependency.sql").read_text()
     x = 0.6
     got = store.query(text, {"model": "cnn", "max_err": x})
-    assert len(got) > 0
+    got = got[got.kind == "within"]
+    assert len(got) > 0 and got.exact.all()
     ev = load_arrays(store.query("SELECT path FROM logit_sets WHERE model = 'cnn' AND split = 'val'").path.iloc[0])
-    for run_id, rows in got.groupby("dependency_run_id"):  # each analysis with its own C, gauge and λ grid
+    for run_id, rows in got.groupby("dependency_run_id"):  # each analysis with its own C and gauge
         run = store.query("SELECT * FROM dependency_runs WHERE dependency_run_id = $r", {"r": run_id})
         gauge = run.logit_gauge.iloc[0] or "raw"
         C = gauge_moment(load_arrays(store.query("SELECT path FROM moments WHERE moments_id = $m",
                                                  {"m": run.moments_id.iloc[0]}).path.iloc[0])["C"], gauge)
-        grid = sorted(run.lambda_rel)
-        kw = dict(eval_source=apply_gauge(ev["logits"], gauge), eval_labels=ev["labels"])
+        kw = dict(eval_source=apply_gauge(ev["logits"], gauge), eval_labels=ev["labels"], lambda_mode="absolute",
+                  tol=1e-12)
         for row in rows.itertuples():
-            res = analyse(C, [row.lambda_rel], **kw)
-            direct = res.per_target[res.per_target.target_class == row.target_class].iloc[0]
-            assert direct.n_sources == row.n_sources and direct.fit_rel_err <= x
-            assert abs(direct.fit_rel_err - row.fit_rel_err) < 1e-4
-            for lam in grid:  # every larger λ with no more sources misses the bound
-                if lam > row.lambda_rel:
-                    other = analyse(C, [lam], **kw).per_target
-                    o = other[other.target_class == row.target_class].iloc[0]
-                    assert o.n_sources == 0 or o.fit_rel_err > x or o.n_sources > row.n_sources
-    assert np.all(got.fit_rel_err <= x)
+            at, above = (analyse(C, [row.lambda_abs * f], **kw).per_target.set_index("target_class").loc[
+                row.target_class] for f in (1.0, 1 + 1e-6))
+            assert at.n_sources == row.n_sources and abs(at.fit_rel_err - x) < 1e-8 and above.fit_rel_err > x
+    assert np.allclose(got.fit_rel_err, x)
 
 
 def test_pair_with_a_missing_side_names_both_models_and_writes_nothing(tiny_run, tmp_path):

@@ -7,6 +7,7 @@ pair and gauge, never a mix of two analyses or two gauges."""
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -127,11 +128,8 @@ EXPECTED = {  # query → (params, check of the result)
                       {"logit_gauge": "centered", "targets": 3, "share_pct": 66.7, "share_refit_pct": 66.7,
                        "median_pos_acc_loss_pts": 75.0, "median_pos_acc_loss_refit_pts": 50.0,
                        "dependency_run_id": "cen"}]),
-    # per analysis: the first-checkpoint, the retrain's raw and its centered analysis each give their own
-    "sparsest_dependency": ({"model": "m", "max_err": 0.2}, lambda df: sorted(
-        zip(df["dependency_run_id"], df["target_class"], df["lambda_rel"], df["n_sources"])) ==
-        [("cen", 0, 0.1, 3), ("cen", 1, 0.1, 2), ("new", 0, 0.5, 1), ("new", 2, 0.5, 12),
-         ("old", 0, 0.1, 1), ("old", 1, 0.1, 1), ("old", 2, 0.1, 1)]),
+    # from the exact paths of a real within and between analysis: checked against sparsest_within and direct solves
+    "sparsest_dependency": ({"model": "p", "max_err": 0.05}, lambda df: _sparsest_as_solved(df, 0.05)),
     # the retrain's centered analysis against the first checkpoint, which has none in that gauge: all gained
     "checkpoint_diff": ({"model": "m", "old": "c1c1", "new": "c2c2", "lam": 0.1, "gauge": "centered",
                          "threshold": 0.05}, lambda df: sorted(
@@ -143,11 +141,93 @@ EXPECTED = {  # query → (params, check of the result)
 }
 
 
+STORE_OF = {"sparsest_dependency": "path_store"}  # queries checked on another store than `store`
+
+
+def _path_problem():
+    rng = np.random.default_rng(7)
+    W = rng.normal(size=(6, 9))
+    F = np.abs(rng.normal(size=(300, 6))) @ W + 0.05 * rng.normal(size=(300, 9))
+    G = F + 0.3 * F @ rng.normal(size=(9, 9))
+    labels = rng.integers(0, 9, 300)
+    return F, G, labels
+
+
+@pytest.fixture(scope="module")
+def path_store(tmp_path_factory):
+    """A within analysis of model p and a between analysis q → p, each with its exact path, as the asset commits them."""
+    from neudep_assets.lib.analysis import analyse, second_moment
+
+    F, G, labels = _path_problem()
+    store = ResultStore(tmp_path_factory.mktemp("path"))
+    store.write("classes", "d", [{"dataset_id": "d", "class_index": i, "name": f"class {i}"} for i in range(9)],
+                run_id="r", code_version="v")
+    lams = [0.3, 0.02]
+    for key, kind, source, kw in (("w", "within", "p", {}),
+                                  ("b", "between", "q", {"cross": second_moment(F, G), "eval_target": G,
+                                                         "target_second_moment": (G ** 2).mean(0)})):
+        res = analyse(second_moment(F), lams, eval_source=F, eval_labels=labels, store_path=True, **kw)
+        runs = [{"dependency_run_id": key, "kind": kind, "lambda_index": i, "lambda_rel": lam, "lambda_value": lam,
+                 "model": "p", "source_model": source, "checkpoint_sha256": "c" * 64, "dataset_id": "d",
+                 "logit_gauge": "raw"} for i, lam in enumerate(lams)]
+        store.commit_analysis(key, {**{t: df.assign(dependency_run_id=key) for t, df in res.path_tables.items()},
+                                    "dependency_runs": runs}, run_id="r", code_version="v")
+    return store
+
+
+def _sparsest_as_solved(df, x):
+    """Each row against the lib reader of the same stored path and against solving at the λ found: fit Rel Err
+    = x there (and > x just above it), same sources."""
+    from neudep_assets.lib.analysis import second_moment
+    from neudep_assets.lib.covlasso import solve_path
+
+    F, G, _ = _path_problem()
+    C = second_moment(F)
+    assert set(df["kind"]) == {"within", "between"} and len(df) >= 12
+    for kind, g in df.groupby("kind"):
+        cross, M, s = (None, C, np.diag(C)) if kind == "within" else (second_moment(F, G),) * 2 + ((G ** 2).mean(0),)
+        for _, row in g.iterrows():
+            t, lam = int(row["target_class"]), float(row["lambda_abs"])
+            for f in (1.0, 1 + 1e-6):
+                c = solve_path(C, [lam * f], cross=cross, targets=[t], lambda_mode="absolute", tol=1e-12).coef[0, 0]
+                rel = (s[t] - 2 * M[:, t] @ c + c @ C @ c) / s[t]
+                if f == 1.0:
+                    if abs(rel - x) > 1e-9 or abs(row["fit_rel_err"] - x) > 1e-9:
+                        return False
+                    if row["n_sources"] != np.count_nonzero(np.abs(c) > 1e-9):
+                        return False
+                elif rel <= x:
+                    return False
+    return True
+
+
+def test_sparsest_dependency_query_equals_the_lib_reader(path_store):
+    from neudep_assets.lib.covlasso.path import sparsest_within
+
+    df = path_store.query((QUERIES / "sparsest_dependency.sql").read_text(), {"model": "p", "max_err": 0.05})
+    for key, kind in (("w", "within"), ("b", "between")):
+        lib = sparsest_within(path_store.read("dependency_path_knots", key), path_store.read("dependency_path", key),
+                              0.05)
+        per = lib.groupby("target_class").agg(lam=("lambda_abs", "first"), n=("n_sources", "first"))
+        got = df[df["kind"] == kind].set_index("target_class")
+        assert list(got.index) == list(per.index)
+        np.testing.assert_allclose(got["lambda_abs"], per["lam"], rtol=1e-12)
+        assert list(got["n_sources"]) == list(per["n"])
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, -0.1])
+def test_sparsest_dependency_query_refuses_max_err_outside_0_1(path_store, bad):
+    import duckdb
+
+    with pytest.raises(duckdb.Error, match="max_err"):
+        path_store.query((QUERIES / "sparsest_dependency.sql").read_text(), {"model": "p", "max_err": bad})
+
+
 @pytest.mark.parametrize("query", sorted(QUERIES.glob("*.sql")), ids=lambda p: p.stem)
-def test_cookbook_query_values_on_two_analyses_of_one_model(store, query):
+def test_cookbook_query_values_on_two_analyses_of_one_model(request, query):
     assert query.stem in EXPECTED, f"{query.name}: add its expected values on this store"
     params, ok = EXPECTED[query.stem]
-    df = store.query(query.read_text(), params or None)
+    df = request.getfixturevalue(STORE_OF.get(query.stem, "store")).query(query.read_text(), params or None)
     assert ok(df), df.to_string()
 
 

@@ -43,6 +43,7 @@ class DependenciesConfig(dg.Config):
     tol: Optional[float] = None
     target_chunk: Optional[int] = None  # targets solved (and certified) per chunk
     logit_gauge: Optional[str] = None  # raw | centered (each sample's logits minus their mean over the classes)
+    store_path: Optional[bool] = None  # keep each target's exact path (knots) in the store
 
 
 def _effective(project_dep: DependencyConfig, override: DependenciesConfig) -> DependencyConfig:
@@ -91,7 +92,7 @@ def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], 
     check = certificate(res.per_target, eff.tol, eff.lambdas, class_names)
     if check.passed:
         tables = {"dependencies": res.edges, "dependency_metrics": res.per_target, "class_diagnostics": res.per_class,
-                  **(extra or {})}
+                  **getattr(res, "path_tables", {}), **(extra or {})}  # a Θ-head (§3.2) has no path
         keyed = {t for t in tables if t in TABLES and "dependency_run_id" in TABLES[t].names}
         tables = {t: df.assign(dependency_run_id=run_key) if t in keyed else df for t, df in tables.items()}
         store.commit_analysis(run_key, {**tables, "dependency_runs": run_rows}, run_id=run_id,
@@ -183,7 +184,8 @@ def _within(context, store: ResultStore, eff: DependencyConfig, ds: PreparedData
         context.log.info(f"CovLasso ({eff.logit_gauge} gauge): {C.shape[0]} targets × {len(eff.lambdas)} λ")
         t0 = time.perf_counter()
         res = analyse(C, eff.lambdas, eval_source=apply_gauge(e["logits"], eff.logit_gauge), eval_labels=e["labels"],
-                      lambda_mode=eff.lambda_mode, tol=eff.tol, device=device, target_chunk=eff.target_chunk)
+                      lambda_mode=eff.lambda_mode, tol=eff.tol, device=device, target_chunk=eff.target_chunk,
+                      store_path=eff.store_path)
         _with_offset_share(res, C)
         context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                          f"{res.path.kkt.max():.1e} (tol {eff.tol:g}), rank of C {res.rank}")
@@ -333,7 +335,7 @@ def dependency_chunk(context: dg.OpExecutionContext, neudep: Neudep, plan: dict,
             kw = {k: v for k, v in pb.items() if k != "C"}
             t0 = time.perf_counter()
             res = analyse_chunk(pb["C"], eff.lambdas, np.arange(a + s0, a + s1), lambda_mode=eff.lambda_mode,
-                                tol=eff.tol, device=_solver_device(neudep), **kw)
+                                tol=eff.tol, device=_solver_device(neudep), store_path=eff.store_path, **kw)
             context.log.info(f"CovLasso ({eff.logit_gauge} gauge) of targets {a + s0}..{a + s1 - 1} × "
                              f"{len(eff.lambdas)} λ in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                              f"{res.path.kkt.max():.1e}")

@@ -58,11 +58,14 @@ class DependencyConfig:
     # raw: the paper's logits (Remark 1); centered: each sample's logits minus their mean over the classes
     logit_gauge: str = "raw"
     gauge_crosscheck: bool = True  # also analyse the other gauge, within-model, at the λ closest to 0.1
+    store_path: bool = False  # keep each target's exact path (knots, λ_max → smallest λ) in the store: big (README)
 
     def validate(self, where: str) -> None:
         if self.logit_gauge not in LOGIT_GAUGES:
             raise ConfigError(f"{where}: dependencies.logit_gauge must be one of {', '.join(LOGIT_GAUGES)}, "
                               f"got {self.logit_gauge!r}")
+        if not isinstance(self.store_path, bool):
+            raise ConfigError(f"{where}: dependencies.store_path must be true or false, got {self.store_path!r}")
         if not isinstance(self.gauge_crosscheck, bool):
             raise ConfigError(f"{where}: dependencies.gauge_crosscheck must be true or false, "
                               f"got {self.gauge_crosscheck!r}")

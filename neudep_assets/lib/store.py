@@ -37,11 +37,12 @@ from neudep_assets.lib.store_objects import (MARKER, StoreWarning, catalog_sql, 
 __all__ = ["TABLES", "ResultStore", "StoreError", "StoreWarning", "atomic_write", "load_arrays", "put_whole",
            "save_arrays"]
 
-SCHEMA_VERSION = 5  # part of the catalog version (with sql/schema.sql and the root); 3: logit gauge, logit_stats;
-#                    4: §3.2 / §3.3 tables; 5: views checkpoints_current, dependencies_current
+SCHEMA_VERSION = 6  # part of the catalog version (with sql/schema.sql and the root); 3: logit gauge, logit_stats;
+#                    4: §3.2 / §3.3 tables; 5: views checkpoints_current, dependencies_current; 6: path tables
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
+_KNOT = [("dependency_run_id", _S), ("target_class", _I), ("knot", _I)]  # a knot of a target's exact path
 _PROVENANCE = [("dagster_run_id", _S), ("code_version", _S), ("written_at", pa.timestamp("us", tz="UTC"))]
 
 TABLES: dict[str, pa.Schema] = {
@@ -78,6 +79,9 @@ TABLES: dict[str, pa.Schema] = {
                                ("abs_err_refit", _F), ("rel_err_refit", _F), ("acc_refit", _F),
                                ("pos_acc_refit", _F), ("fit_err_refit", _F), ("fit_rel_err", _F),
                                ("offset_dir_share", _F)],
+        "dependency_path_knots": _KNOT + [("lambda_abs", _F), ("lambda_rel", _F), ("n_sources", _I), ("fit_err", _F),
+                                          ("fit_rel_err", _F), ("seg_curv", _F), ("exact", _B)],  # lib/covlasso/path.py
+        "dependency_path": _KNOT + [("source_class", _I), ("coef", _F)],
         "class_diagnostics": [("dependency_run_id", _S), ("target_class", _I), ("err0", _F), ("rel_err0", _F),
                               ("rank", _I), ("eq5_violations", _I), ("eq5_max_violation", _F)],
         "comparisons": [("comparison_id", _S), ("kind", _S), ("model", _S), ("source_model", _S),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -12,7 +12,9 @@ import pandas as pd
 from neudep_assets.lib.analysis import table1, theory
 from neudep_assets.lib.analysis.spectral import Spectral, spectral
 from neudep_assets.lib.covlasso import CovLassoPath, SparseCoef, concat_paths, path_errors_sparse, refit, solve_path
+from neudep_assets.lib.covlasso.path import knot_frames
 
+PATH_TABLES = ("dependency_path_knots", "dependency_path")  # the store tables of an exact path
 REFIT_COLUMNS = ["abs_err", "rel_err", "acc", "pos_acc"]  # Table-1 metrics also stored for the refit (suffix _refit)
 
 
@@ -25,6 +27,8 @@ class DependencyAnalysis:
     per_class: pd.DataFrame  # target_class, err0, rel_err0, rank, eq5_violations, eq5_max_violation
     rank: int
     spectral: Spectral  # the one eigendecomposition of C, shared by every diagnostic (and Fig. 3)
+    path_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # the exact path (store_path): its knots
+    #                                      and their coefficients, by store table (covlasso.path.knot_frames)
 
 
 @dataclass
@@ -35,6 +39,7 @@ class ChunkAnalysis:
 
     path: CovLassoPath
     metrics: dict[str, np.ndarray]  # column -> (n_lambdas, n_chunk_targets), targets in path order
+    path_tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # this chunk's exact path (store_path)
 
 
 def check_target_chunk(target_chunk, where: str = "target_chunk") -> int | None:
@@ -71,12 +76,12 @@ def _moments(C, cross, target_second_moment) -> tuple[np.ndarray, np.ndarray, np
 def analyse_chunk(C: np.ndarray, lambdas, targets, *, eval_source: np.ndarray, eval_labels: np.ndarray,
                   cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None,
                   eval_target: np.ndarray | None = None, lambda_mode: str = "relative", tol: float = 1e-9,
-                  device: str | None = None) -> ChunkAnalysis:
+                  device: str | None = None, store_path: bool = False) -> ChunkAnalysis:
     """Solve (and certify) the CovLasso of the `targets` and compute everything that is per target:
     err_i along the path (lasso and refit) and the Table-1 metrics on the eval split. Arguments as
     :func:`analyse`."""
     path = solve_path(C, lambdas, cross=cross, targets=np.asarray(targets, dtype=np.int64), lambda_mode=lambda_mode,
-                      tol=tol, device=device)
+                      tol=tol, device=device, knots=store_path)
     C, M, s = _moments(C, cross, target_second_moment)
     targets = np.asarray(path.targets)
     coef = path.sparse
@@ -89,7 +94,8 @@ def analyse_chunk(C: np.ndarray, lambdas, targets, *, eval_source: np.ndarray, e
     metrics.update({c: t1[c].to_numpy().reshape(shape) for c in t1.columns.drop(["lambda_index", "target"])})
     metrics.update({f"{c}_refit": t1r[c].to_numpy().reshape(shape) for c in REFIT_COLUMNS})
     metrics["fit_err_refit"] = fit_err_refit
-    return ChunkAnalysis(path=path, metrics=metrics)
+    path_tables = dict(zip(PATH_TABLES, knot_frames(path.knots, targets, path.lambda_max, M, s))) if store_path else {}
+    return ChunkAnalysis(path=path, metrics=metrics, path_tables=path_tables)
 
 
 def merge_chunks(C: np.ndarray, chunks: list[ChunkAnalysis], *, cross: np.ndarray | None = None,
@@ -145,16 +151,19 @@ def merge_chunks(C: np.ndarray, chunks: list[ChunkAnalysis], *, cross: np.ndarra
                                             "max_violation": "eq5_max_violation"}), on="target_class"))
     rank = sp.rank
     per_class["rank"] = rank
+    path_tables = {t: pd.concat([c.path_tables[t] for c in chunks], ignore_index=True)
+                   for t in chunks[0].path_tables}
     return DependencyAnalysis(path=path, edges=edges, per_target=per_target,
                               per_class=per_class[["target_class", "err0", "rel_err0", "rank", "eq5_violations",
-                                                   "eq5_max_violation"]], rank=rank, spectral=sp)
+                                                   "eq5_max_violation"]], rank=rank, spectral=sp,
+                              path_tables=path_tables)
 
 
 def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.ndarray,
             cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None,
             eval_target: np.ndarray | None = None, lambda_mode: str = "relative", tol: float = 1e-9,
             device: str | None = None, target_chunk: int | None = None,
-            log: Callable[[str], None] | None = None) -> DependencyAnalysis:
+            log: Callable[[str], None] | None = None, store_path: bool = False) -> DependencyAnalysis:
     """Within (cross=None) or between analysis of every target class: :func:`analyse_chunk` of each
     chunk of targets, then :func:`merge_chunks` (the one code path; a Dagster run may run the chunks as
     steps of their own).
@@ -163,11 +172,13 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
     evaluation split (for between, `eval_target` are the target model's logits of the same samples).
     `target_chunk`: solve (and certify) the targets this many at a time; the analysis is the same, row
     for row. Everything after the solve reads the sparse coefficients. `log`: called with a progress
-    line after each chunk and each later stage (elapsed seconds since the start).
+    line after each chunk and each later stage (elapsed seconds since the start). `store_path`: also keep
+    each target's exact path from λ_max to the smallest λ (``path_tables``; solved by the numba homotopy
+    even when `device` is CUDA).
     """
     m = C.shape[0] if cross is None else np.asarray(cross).shape[1]
     kw = dict(eval_source=eval_source, eval_labels=eval_labels, cross=cross, target_second_moment=target_second_moment,
-              eval_target=eval_target, lambda_mode=lambda_mode, tol=tol, device=device)
+              eval_target=eval_target, lambda_mode=lambda_mode, tol=tol, device=device, store_path=store_path)
     say, chunks = _progress(log), []
     for a, b in target_ranges(m, target_chunk):
         chunks.append(analyse_chunk(C, lambdas, np.arange(a, b), **kw))
@@ -196,6 +207,8 @@ def chunk_to_arrays(chunk: ChunkAnalysis) -> dict[str, np.ndarray]:
                coef_shape=np.asarray(p.sparse.shape, dtype=np.int64),
                path_info=np.asarray([p.lambda_mode, p.mode, p.device]), path_tol_seconds=np.asarray([p.tol, p.seconds]))
     out.update({f"metric_{k}": v for k, v in chunk.metrics.items()})
+    for t, df in chunk.path_tables.items():
+        out.update({f"pathtable_{t}__{c}": df[c].to_numpy() for c in df.columns})
     return out
 
 
@@ -207,8 +220,14 @@ def chunk_from_arrays(arrays: dict[str, np.ndarray]) -> ChunkAnalysis:
                         tuple(int(x) for x in arrays["coef_shape"]))
     path = CovLassoPath(sparse=sparse, **{k: arrays[f"path_{k}"] for k in _PATH_ARRAYS}, lambda_mode=lambda_mode,
                         mode=mode, tol=tol, seconds=seconds, device=device)
+    tables: dict[str, dict[str, np.ndarray]] = {}
+    for k, v in arrays.items():
+        if k.startswith("pathtable_"):
+            t, c = k[len("pathtable_"):].split("__", 1)
+            tables.setdefault(t, {})[c] = v
     return ChunkAnalysis(path=path, metrics={k[len("metric_"):]: v for k, v in arrays.items()
-                                             if k.startswith("metric_")})
+                                             if k.startswith("metric_")},
+                         path_tables={t: pd.DataFrame(cols) for t, cols in tables.items()})
 
 
 def best_targets(per_target: pd.DataFrame, lambda_index: int, k: int, max_sources: int = 10) -> list[int]:

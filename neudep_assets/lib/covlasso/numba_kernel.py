@@ -346,12 +346,58 @@ def _record(coef, nact, kkt_out, status, li, t, kkt, st, n):
     status[li] = st
 
 
+@njit(cache=True)
+def _support(t, idx, vals, n):
+    """Gather the nonzeros of t into idx, vals; returns their number."""
+    m = 0
+    for j in range(n):
+        if t[j] != 0.0:
+            idx[m] = j
+            vals[m] = t[j]
+            m += 1
+    return m
+
+
+@njit(cache=True)
+def _knot(mu, last_mu, mu0, k, A, vals, skip, kmu, kptr, kidx, kval, kcnt):
+    """Append the knot (μ, {A[q]: vals[q]} for q < k, q ≠ skip, zeros left out) to the target's knot
+    buffers (kptr: where each knot's nonzeros start); a knot at the μ of the previous one (a tie:
+    several events at one μ) replaces it. kcnt = [knots, nonzeros, nonzeros before the last knot]
+    counts on past the buffers' capacity (nothing is written there): the caller retries with more."""
+    if kcnt[0] > 0 and last_mu - mu <= 1e-14 * mu0:
+        kcnt[0] -= 1
+        kcnt[1] = kcnt[2]
+    nk = kcnt[0]
+    nz = kcnt[1]
+    kcnt[2] = nz
+    if nk < kmu.shape[0]:
+        kmu[nk] = mu
+        kptr[nk] = nz
+    for q in range(k):
+        if q == skip or vals[q] == 0.0:
+            continue
+        if nz < kidx.shape[0]:
+            kidx[nz] = A[q]
+            kval[nz] = vals[q]
+        nz += 1
+    kcnt[0] = nk + 1
+    kcnt[1] = nz
+    return mu
+
+
 @njit(cache=True, fastmath=_FM)
-def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_out, info):
+def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_out, info,
+                  rec, kmu, kptr, kidx, kval, kcnt):
     """Solve one target at every μ in ``mus`` (descending, ≥ 0).
 
     Writes coef[l, :] (n,), nact[l], status[l], kkt_out[l] (relative, as in covlasso) and
-    info = [breakpoints, added, dropped, blocked, polished, restarts]."""
+    info = [breakpoints, added, dropped, blocked, polished, restarts].
+
+    With ``rec``, also the knots of the path (see :func:`_knot`): μ_max (t = 0), every μ where the
+    active set changes (the coefficients there as the path carries them, the leaving class at 0), and
+    the last requested μ; between two knots the solution is linear in μ. Where the polisher had to
+    step in (info[4] > 0) the knots are the homotopy's and the polished points, and a segment that
+    ends at a polished point is not exact."""
     n = C.shape[0]
     nl = mus.shape[0]
     c = np.empty(n)
@@ -365,6 +411,10 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
             mu0 = abs(c[j])
     tol_abs = tol_rel * mu0
     li = 0
+    A = np.empty(n, np.int64)  # active variables in factor order
+    last_mu = mu0
+    if rec:
+        last_mu = _knot(mu0, mu0, mu0, 0, A, b, -1, kmu, kptr, kidx, kval, kcnt)
     # μ ≥ μ_max: t = 0 is optimal
     while li < nl and (mus[li] >= mu0):
         for j in range(n):
@@ -376,7 +426,6 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
     if li == nl:
         return
 
-    A = np.empty(n, np.int64)  # active variables in factor order
     pos = np.full(n, -1, np.int64)
     s = np.empty(n)  # sign per factor position
     tA = np.empty(n)  # coefficient per factor position
@@ -389,6 +438,8 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
     r2 = np.empty(n)
     a = np.empty(n)
     tfull = np.zeros(n)
+    nzi = np.empty(n, np.int64)  # knots from tfull: its support and values
+    nzv = np.empty(n)
     # 0: free; 2: out for both sides (Schur complement ~ 0); ±1: a variable that just left
     # the active set from the side ±μ may not re-enter there at once (it may cross over)
     blocked = np.zeros(n, np.int8)
@@ -419,6 +470,9 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
             v = _polish_one(C, b, excl, target, mu0, tfull, tol_abs, 20)
             _record(coef, nact, kkt_out, status, li, tfull, v / mu0, 1 if v <= tol_abs else 2, n)
             info[4] += 1
+            if rec:
+                m = _support(tfull, nzi, nzv, n)
+                last_mu = _knot(target, last_mu, mu0, m, nzi, nzv, -1, kmu, kptr, kidx, kval, kcnt)
             li += 1
             continue
 
@@ -534,6 +588,9 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
                     blocked[j] = 0
                 last_added = -1
             _record(coef, nact, kkt_out, status, li, tfull, v / mu0, st, n)
+            if rec and (st != 0 or li == nl - 1):
+                m = _support(tfull, nzi, nzv, n)
+                last_mu = _knot(mu, last_mu, mu0, m, nzi, nzv, -1, kmu, kptr, kidx, kval, kcnt)
             li += 1
             dir_ok = False if st != 0 else dir_ok
             # the refined tA lies on the same segment: the direction stays valid
@@ -548,6 +605,8 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
                 blocked[j] = 2  # in the span of the active set: a tie, stays out
                 info[3] += 1
                 continue  # same direction, j excluded
+            if rec:  # the knot: the solution on the old active set (j enters at 0)
+                last_mu = _knot(mu, last_mu, mu0, k, A, tA, -1, kmu, kptr, kidx, kval, kcnt)
             acc = ev_sign
             for q in range(k):
                 L[k, q] = w[q]
@@ -568,6 +627,8 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
             p = ev_j
             j = A[p]
             sj = s[p]
+            if rec:  # the knot: the old active set's solution, without the class that leaves (at 0)
+                last_mu = _knot(mu, last_mu, mu0, k, A, tA, p, kmu, kptr, kidx, kval, kcnt)
             _chol_delete(L, k, p)
             ys_ok = False
             for q in range(p, k - 1):
@@ -598,20 +659,84 @@ def solve_many(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, inf
     if nth > T:
         nth = max(T, 1)
     for wkr in prange(nth):
+        nok = np.empty(0)
+        noi = np.empty(0, np.int64)
+        nocnt = np.zeros(3, np.int64)
         for idx in range(wkr, T, nth):
-            b = np.ascontiguousarray(B[:, idx])
-            cf = np.empty((mus.shape[1], C.shape[0]))
-            na = np.empty(mus.shape[1], np.int64)
-            st = np.empty(mus.shape[1], np.int64)
-            kk = np.empty(mus.shape[1])
-            inf = np.zeros(6, np.int64)
-            _homotopy_one(C, b, excl[idx], mus[idx], tol_rel, max_steps, cf, na, st, kk, inf)
-            for l in range(mus.shape[1]):
-                coef[l, idx, :] = cf[l]
-                nact[l, idx] = na[l]
-                status[l, idx] = st[l]
-                kkt[l, idx] = kk[l]
-            info[idx, :] = inf
+            _solve_into(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, idx,
+                        False, nok, noi, noi, nok, nocnt)
+
+
+@njit(cache=True)
+def _solve_into(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, idx,
+                rec, kmu, kptr, kidx, kval, kcnt):
+    """Target idx: the homotopy, its results written into the (L, T) outputs."""
+    b = np.ascontiguousarray(B[:, idx])
+    cf = np.empty((mus.shape[1], C.shape[0]))
+    na = np.empty(mus.shape[1], np.int64)
+    st = np.empty(mus.shape[1], np.int64)
+    kk = np.empty(mus.shape[1])
+    inf = np.zeros(6, np.int64)
+    _homotopy_one(C, b, excl[idx], mus[idx], tol_rel, max_steps, cf, na, st, kk, inf,
+                  rec, kmu, kptr, kidx, kval, kcnt)
+    for l in range(mus.shape[1]):
+        coef[l, idx, :] = cf[l]
+        nact[l, idx] = na[l]
+        status[l, idx] = st[l]
+        kkt[l, idx] = kk[l]
+    info[idx, :] = inf
+
+
+@njit(cache=True, nogil=True)
+def solve_knots(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, tlist):
+    """The targets ``tlist`` one after the other (one thread: the caller runs several on disjoint lists),
+    as :func:`solve_many`, and the knots of each path (see :func:`_homotopy_one`).
+
+    The knots are a variable-length output: they go into buffers that grow (doubling) and always
+    keep twice the largest target's need free; a target that still overflows them is solved again
+    after they grew (rare). Returns (kmu, kstart, kidx, kval, counts): the knots' μ and the start of
+    their nonzeros (relative to their target's first), the nonzeros, and counts (len(tlist), 2) of
+    knots and nonzeros per target, targets concatenated in tlist order. Memory O(nonzeros along the paths)."""
+    kmu = np.empty(256)
+    kst = np.empty(257, np.int64)
+    kidx = np.empty(4096, np.int64)
+    kval = np.empty(4096)
+    counts = np.zeros((tlist.size, 2), np.int64)
+    kcnt = np.zeros(3, np.int64)
+    kp = 0
+    zp = 0
+    need_k = 64
+    need_z = 1024
+    for i in range(tlist.size):
+        while True:
+            if kp + 2 * need_k > kmu.size:
+                cap = max(2 * kmu.size, kp + 2 * need_k)
+                k2 = np.empty(cap)
+                s2 = np.empty(cap + 1, np.int64)
+                k2[:kp] = kmu[:kp]
+                s2[:kp] = kst[:kp]
+                kmu = k2
+                kst = s2
+            if zp + 2 * need_z > kidx.size:
+                cap = max(2 * kidx.size, zp + 2 * need_z)
+                i2 = np.empty(cap, np.int64)
+                v2 = np.empty(cap)
+                i2[:zp] = kidx[:zp]
+                v2[:zp] = kval[:zp]
+                kidx = i2
+                kval = v2
+            kcnt[:] = 0
+            _solve_into(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, tlist[i],
+                        True, kmu[kp:], kst[kp:], kidx[zp:], kval[zp:], kcnt)
+            need_k = max(need_k, kcnt[0])
+            need_z = max(need_z, kcnt[1])
+            if kcnt[0] <= kmu.size - kp and kcnt[1] <= kidx.size - zp:
+                break
+        counts[i, 0] = kcnt[0]
+        counts[i, 1] = kcnt[1]
+        kp += kcnt[0]
+        zp += kcnt[1]
+    return kmu[:kp].copy(), kst[:kp].copy(), kidx[:zp].copy(), kval[:zp].copy(), counts
 
 
 @njit(cache=True)

@@ -74,6 +74,7 @@ from typing import Sequence
 
 import numpy as np
 
+from neudep_assets.lib.covlasso.path import PathKnots
 from neudep_assets.lib.covlasso.problem import target_rhs
 from neudep_assets.lib.covlasso.sparse import SparseCoef
 
@@ -97,6 +98,7 @@ class CovLassoPath:
     breakpoints:(n_targets,) homotopy breakpoints walked (entries + exits) per target.
     targets, lambdas (as given), lambda_mode, mode ("within" / "between"), tol, seconds (wall
     time of the call), device ("cpu" for numba, else the torch device used).
+    knots:      the exact path of each target (``solve_path(knots=True)``), else None.
     """
 
     sparse: SparseCoef
@@ -113,6 +115,7 @@ class CovLassoPath:
     tol: float
     seconds: float
     device: str = "cpu"
+    knots: PathKnots | None = None
 
     @property
     def coef(self) -> np.ndarray:
@@ -246,7 +249,12 @@ def _device(device) -> str:
     return d
 
 
-def _solve_numba(C, B, excl, mus, tol):
+def _solve_numba(C, B, excl, mus, tol, knots=False):
+    """The numba homotopy; with `knots`, also each target's path knots (:class:`PathKnots`), else None.
+
+    Knots are a variable-length output, so with `knots` the targets are spread over plain threads (one
+    list each, interleaved as numba's prange would, the kernel releasing the GIL), each filling its own
+    growing buffers (:func:`numba_kernel.solve_knots`)."""
     import numba
 
     from neudep_assets.lib.covlasso import numba_kernel as K
@@ -258,22 +266,35 @@ def _solve_numba(C, B, excl, mus, tol):
     stat = np.empty((Ls, T), np.int64)
     kkt = np.empty((Ls, T))
     info = np.zeros((T, 6), np.int64)
-    K.solve_many(C, B, excl, mus, float(tol), 10 * n + 1000, coef, nact, stat, kkt, info, numba.get_num_threads())
-    return coef, stat, info[:, 0]
+    args = (C, B, excl, mus, float(tol), 10 * n + 1000, coef, nact, stat, kkt, info)
+    if not knots:
+        K.solve_many(*args, numba.get_num_threads())
+        return coef, stat, info[:, 0], None
+    from concurrent.futures import ThreadPoolExecutor
+
+    nth = max(1, min(numba.get_num_threads(), T))
+    lists = [np.arange(w, T, nth, dtype=np.int64) for w in range(nth)]
+    with ThreadPoolExecutor(nth) as pool:
+        outs = list(pool.map(lambda tl: K.solve_knots(*args, tl), lists))
+    parts = [PathKnots.from_kernel(*o, info[tl, 4] == 0) for o, tl in zip(outs, lists)]
+    order = np.argsort(np.concatenate(lists), kind="stable")
+    return coef, stat, info[:, 0], PathKnots.concat(parts).take(order)
 
 
 def _lambda_abs(lam, lam_max, lambda_mode):
     return lam[:, None] * lam_max[None, :] if lambda_mode == "relative" else np.repeat(lam[:, None], lam_max.size, 1)
 
 
-def _solve_block(C, cross, tg, lam, lambda_mode, tol, dev):
-    """Solve, certify and repair the targets `tg` (one internal chunk); dense (L, T, n) coefficients."""
+def _solve_block(C, cross, tg, lam, lambda_mode, tol, dev, knots=False):
+    """Solve, certify and repair the targets `tg` (one internal chunk); dense (L, T, n) coefficients, and
+    the path knots (with `knots`; they come from the numba kernel, whatever the device)."""
     B, excl, lam_max = target_rhs(C, cross, tg)
     lam_abs = _lambda_abs(lam, lam_max, lambda_mode)
     order = np.argsort(-lam, kind="stable")  # the homotopy walks λ downwards
     mus = np.ascontiguousarray((0.5 * lam_abs[order]).T)  # (T, L)
-    if dev == "cpu":
-        coef_s, stat_s, breakpoints = _solve_numba(C, B, excl, mus, tol)
+    path_knots = None
+    if dev == "cpu" or knots:
+        coef_s, stat_s, breakpoints, path_knots = _solve_numba(C, B, excl, mus, tol, knots)
     else:
         from neudep_assets.lib.covlasso.torch_kernel import solve_many_torch
 
@@ -282,7 +303,8 @@ def _solve_block(C, cross, tg, lam, lambda_mode, tol, dev):
         )
         if need_cpu.any():  # degenerate targets the lockstep path gave up on: the numba path
             sel = np.flatnonzero(need_cpu)
-            c2, s2, b2 = _solve_numba(C, np.ascontiguousarray(B[:, sel]), excl[sel], np.ascontiguousarray(mus[sel]), tol)
+            c2, s2, b2, _ = _solve_numba(C, np.ascontiguousarray(B[:, sel]), excl[sel], np.ascontiguousarray(mus[sel]),
+                                         tol)
             coef_s[:, sel], stat_s[:, sel], breakpoints[sel] = c2, s2, b2
     inv = np.empty_like(order)
     inv[order] = np.arange(order.size)
@@ -305,7 +327,9 @@ def _solve_block(C, cross, tg, lam, lambda_mode, tol, dev):
         coef[ls[better], ks[better]] = sub[better]
         kkt[ls[better], ks[better]] = new[better]
         status[ls, ks] = np.where(kkt[ls, ks] <= tol, 1, 2)
-    return coef, lam_abs, lam_max, kkt, status, np.asarray(breakpoints)
+        if path_knots is not None:  # a repaired solution is not the homotopy's: its path is not exact
+            path_knots.exact[ks] = False
+    return coef, lam_abs, lam_max, kkt, status, np.asarray(breakpoints), path_knots
 
 
 def solve_path(
@@ -318,6 +342,7 @@ def solve_path(
     tol: float = 1e-9,
     device=None,
     block_bytes: int = 2**27,
+    knots: bool = False,
 ) -> CovLassoPath:
     """Solve the Covariance Lasso for every target and every λ, with a KKT certificate.
 
@@ -333,6 +358,9 @@ def solve_path(
         string, e.g. "torch:cpu" for testing) → batched torch homotopy, same certificate.
     block_bytes: targets are solved in internal blocks whose dense kernel output (L × block × n
         floats) stays under this size; the result is sparse, so memory is O(n² + nonzeros).
+    knots: also keep each target's exact path from λ_max down to the smallest λ asked for (``knots``,
+        :class:`~neudep_assets.lib.covlasso.path.PathKnots`, O(nonzeros along the path)). The knots are
+        recorded by the numba homotopy: with knots=True a CUDA device is not used (one solve gives both).
     Raises ValueError on invalid input (shape, symmetry, NaN/Inf, negative λ, bad targets).
     """
     t0 = time.perf_counter()
@@ -340,12 +368,12 @@ def solve_path(
     dev = _device(device)
     n, L = C.shape[0], lam.size
     step = max(1, int(block_bytes // (8 * L * n)))
-    parts, lam_abs, lam_max, kkt, status, bps = [], [], [], [], [], []
+    parts, lam_abs, lam_max, kkt, status, bps, kns = [], [], [], [], [], [], []
     for s0 in range(0, tg.size, step):
-        coef, la, lm, kk, st, bp = _solve_block(C, cross, tg[s0:s0 + step], lam, lambda_mode, tol, dev)
+        coef, la, lm, kk, st, bp, kn = _solve_block(C, cross, tg[s0:s0 + step], lam, lambda_mode, tol, dev, knots)
         parts.append(SparseCoef.from_dense(coef))
         del coef
-        lam_abs.append(la), lam_max.append(lm), kkt.append(kk), status.append(st), bps.append(bp)
+        lam_abs.append(la), lam_max.append(lm), kkt.append(kk), status.append(st), bps.append(bp), kns.append(kn)
     kkt = np.concatenate(kkt, axis=1)
     n_bad = int(np.count_nonzero(kkt > tol))
     if n_bad:
@@ -372,7 +400,8 @@ def solve_path(
         mode="within" if cross is None else "between",
         tol=float(tol),
         seconds=time.perf_counter() - t0,
-        device=dev,
+        device="cpu" if knots else dev,
+        knots=PathKnots.concat(kns) if knots else None,
     )
 
 
@@ -387,4 +416,5 @@ def concat_paths(paths: Sequence[CovLassoPath]) -> CovLassoPath:
         n_active=np.concatenate([p.n_active for p in paths], axis=1),
         status=np.concatenate([p.status for p in paths], axis=1),
         breakpoints=np.concatenate([p.breakpoints for p in paths]),
+        knots=PathKnots.concat([p.knots for p in paths]) if all(p.knots is not None for p in paths) else None,
         targets=np.concatenate([p.targets for p in paths]), seconds=sum(p.seconds for p in paths))
