@@ -91,7 +91,7 @@ def test_the_checks_can_fail(toy_package):
 
 @pytest.mark.parametrize("limit", [425])
 def test_modules_stay_small(limit):
-    """No module over ≈ 400 lines, but the numba kernel (one algorithm)."""
+    """No module over ≈ 400 lines (the numba kernel is split: linear algebra, homotopy, drivers)."""
     big = {str(p.relative_to(LIB)): n for p in LIB.rglob("*.py")
-           if (n := len(p.read_text().splitlines())) > limit and p.name != "numba_kernel.py"}
+           if (n := len(p.read_text().splitlines())) > limit}
     assert not big
