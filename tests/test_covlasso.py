@@ -42,13 +42,22 @@ def _reference(C, b, keep, lam):
     return out
 
 
+@pytest.fixture(params=["homotopy", "working_set"])
+def method(request, monkeypatch):
+    """Both CPU engines; the working set starts at 2 sources so that it grows even on small problems."""
+    from neudep_assets.lib.covlasso import solver
+
+    monkeypatch.setattr(solver, "WS_START", 2)
+    return request.param
+
+
 # ----------------------------------------------------------------------------- agreement
 
 
 @pytest.mark.parametrize("mode", ["within", "between"])
 @pytest.mark.parametrize("lambda_mode", ["relative", "absolute"])
 @pytest.mark.parametrize("rank", [None, 4])
-def test_agrees_with_cvxpy_clarabel(mode, lambda_mode, rank):
+def test_agrees_with_cvxpy_clarabel(mode, lambda_mode, rank, method):
     n = 9
     F = _logits(60, n, rank=rank, seed=1)
     if mode == "within":
@@ -60,7 +69,7 @@ def test_agrees_with_cvxpy_clarabel(mode, lambda_mode, rank):
         lams = [0.6, 0.15, 0.03]
     else:
         lams = [float(np.abs(C).max()), 0.3, 0.05]
-    p = solve_path(C, lams, cross=cross, lambda_mode=lambda_mode)
+    p = solve_path(C, lams, cross=cross, lambda_mode=lambda_mode, method=method)
     assert p.coef.shape == (3, n, n) and p.kkt.shape == (3, n)
     assert p.kkt.max() <= 1e-10
     B = C if cross is None else cross
@@ -152,7 +161,7 @@ def test_certificate_is_exact_zero_only_for_optimal_points():
 
 
 @pytest.mark.parametrize("mode", ["within", "between"])
-def test_rank_deficient_and_degenerate_are_certified(mode):
+def test_rank_deficient_and_degenerate_are_certified(mode, method):
     """d < n (rank 12 of 60), duplicated, negated, scaled and all-zero classes, down to λ = 0."""
     F = _logits(400, 60, rank=12, seed=9)
     F[:, 5] = F[:, 3]
@@ -165,7 +174,7 @@ def test_rank_deficient_and_degenerate_are_certified(mode):
         G = F @ np.random.default_rng(10).normal(size=(60, 60)) * 0.1 + np.random.default_rng(11).normal(size=(400, 60))
         C, cross, _ = _moments(F, G)
     lams = list(np.geomspace(0.9, 1e-4, 12)) + [0.0]
-    p = solve_path(C, lams, cross=cross)
+    p = solve_path(C, lams, cross=cross, method=method)
     assert p.kkt.max() <= 1e-10, np.argwhere(p.kkt > 1e-10)
     assert np.all(p.status < 2)
     assert p.n_active.max() <= 12  # never more active classes than the rank of C
@@ -200,6 +209,38 @@ def test_fallbacks_polisher_and_restart_reach_the_same_certified_solutions():
     coef, _, status, kkt = out
     assert np.all(info[:, 4] > 0) and np.all(status[-1] == 1) and kkt.max() <= 1e-12
     np.testing.assert_allclose(coef, ref.coef, atol=1e-8)
+
+
+@pytest.mark.parametrize("mode", ["within", "between"])
+def test_working_set_grows_and_finds_the_homotopy_solutions(mode):
+    """n = 300 classes of rank 40: the working set starts at 4 sources and must grow (sources outside it
+    violate the optimality conditions) to reach the full homotopy's solutions; a working set capped below
+    what a target needs falls back to the full homotopy (same solutions)."""
+    import numba
+
+    from neudep_assets.lib.covlasso.numba_workingset import solve_many_ws
+
+    n = 300
+    F = _logits(2000, n, rank=40, seed=30) + 0.05 * _logits(2000, n, seed=31)
+    C, cross, _ = _moments(F, F @ np.random.default_rng(32).normal(size=(n, n)) * 0.05 + _logits(2000, n, seed=33))
+    cross = None if mode == "within" else cross
+    lams = [0.5, 0.2, 0.05, 0.01]
+    ref = solve_path(C, lams, cross=cross, method="homotopy")
+    tg = ref.targets
+    B, excl, lam_max = target_rhs(C, cross, tg)
+    mus = np.ascontiguousarray(0.5 * ref.lambda_abs.T)
+    for m0, max_ws in [(4, 4096), (4, 8)]:
+        out = (np.empty((4, n, n)), np.empty((4, n), np.int64), np.empty((4, n), np.int64), np.empty((4, n)))
+        info = np.zeros((n, 6), np.int64)
+        solve_many_ws(C, B, excl, mus, 1e-9, m0, max_ws, *out, info, numba.get_num_threads())
+        coef, nact, status, kkt = out
+        if max_ws > 8:
+            assert info[:, 5].max() >= 2  # rounds: the set grew
+        assert kkt.max() <= 1e-9 and np.all(status < 2)
+        np.testing.assert_allclose(coef, ref.coef, atol=1e-10 * np.abs(ref.coef).max())
+        np.testing.assert_array_equal(nact, ref.n_active)
+    auto = solve_path(C, lams, cross=cross)  # the default engine: the same rows
+    np.testing.assert_allclose(auto.coef, ref.coef, atol=1e-10 * np.abs(ref.coef).max())
 
 
 def test_order_subsets_and_duplicates_of_lambdas():
@@ -314,6 +355,7 @@ def test_torch_batched_path_certifies_degenerate_input():
         (dict(lambda_mode="percent"), "lambda_mode"),
         (dict(tol=0.0), "tol"),
         (dict(device="tpu"), "device"),
+        (dict(method="lars"), "method"),
     ],
 )
 def test_invalid_input_raises_value_error(kwargs, message):
