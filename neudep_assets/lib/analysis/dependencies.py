@@ -102,8 +102,8 @@ def merge_chunks(C: np.ndarray, chunks: list[ChunkAnalysis], *, cross: np.ndarra
                  target_second_moment: np.ndarray | None = None,
                  log: Callable[[str], None] | None = None) -> DependencyAnalysis:
     """One analysis from the chunks of all targets (in target order, each target once), plus what
-    needs the whole of C: one eigendecomposition serves redundancy, Eq. 5 and screening. The rows are
-    those of an unsplit analysis."""
+    needs the whole of C: one eigendecomposition (low-rank when C's rank is far below n, see
+    :func:`spectral`) serves redundancy, Eq. 5 and screening. The rows are those of an unsplit analysis."""
     if not chunks:
         raise ValueError("merge_chunks: no chunks")
     m = C.shape[0] if cross is None else np.asarray(cross).shape[1]
@@ -120,7 +120,7 @@ def merge_chunks(C: np.ndarray, chunks: list[ChunkAnalysis], *, cross: np.ndarra
     targets = np.asarray(path.targets)
     say = _progress(log)
     sp = spectral(C, None)
-    say("eigendecomposition of C")
+    say(f"eigendecomposition of C ({sp.method}, rank {sp.rank})")
     fit_err = metrics.pop("fit_err")
     fit_err_refit = metrics.pop("fit_err_refit")
     screen = theory.screening(C, path, cross=cross, target_second_moment=target_second_moment, spectral=sp)
