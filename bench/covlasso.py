@@ -23,6 +23,9 @@ Peers, all given what neudep is given (C, and cross between models):
                 along the path, tol = --peer-tol.
   celer         ``celer_path`` on a compressed design X (r × n, XᵀX = C from one eigh of the
                 joint moment, included in its time), tol = --peer-tol.
+  homotopy      neudep's own full homotopy (``solve_path(method="homotopy")``, the engine before the
+                working set; same answers), to show what the working set buys; not counted as a peer
+                in "vs fastest peer".
   cvxpy         default solver, ``quad_form(t, psd_wrap(Ĉ)) − 2bᵀt + λ‖t‖₁``, a λ Parameter re-solved
                 along the path; timed on --cvxpy-targets targets and extrapolated to all n.
 Peers do not import torch; numba and BLAS use the same cores one after the other.
@@ -233,6 +236,9 @@ def run_case(n, d, mode, kind, data, peers, args, mm):
         elif p == "celer":
             coef = peer_celer(M if cr is not None else C, n, cr is not None, tg, excl, mus, args.peer_tol)
             name = "celer"
+        elif p == "homotopy":
+            coef = solve_path(C, rel, cross=cr, method="homotopy").coef
+            name = "homotopy"
         elif p == "cvxpy":
             coef, Tc, solver = peer_cvxpy(C, B, excl, mus, args.cvxpy_targets)
             el = time.perf_counter() - t
@@ -261,7 +267,7 @@ def fmt_row(row, peers_names):
         if nm + "_s" in row:
             r = row[nm + "_s"] / row["ours_s"]
             s += f" | {nm} {row[nm + '_s']:8.2f}s x{r:7.1f} kkt {row[nm + '_kkt']:.1e}"
-            if nm != "cvxpy":
+            if nm not in ("cvxpy", "homotopy"):
                 fastest = r if fastest is None else min(fastest, r)
     if "cvxpy_note" in row:
         s += f" ({row['cvxpy_note']}, extrapolated)"
@@ -276,8 +282,8 @@ def main(argv=None):
     ap.add_argument("--d", type=int, nargs="+", default=[256, 768, 2048])
     ap.add_argument("--mode", nargs="+", default=["within", "between"], choices=["within", "between"])
     ap.add_argument("--kind", nargs="+", default=["single", "path"], choices=["single", "path"])
-    ap.add_argument("--peers", nargs="*", default=["sklearn", "enet", "celer", "cvxpy"],
-                    help="sklearn (lars_path_gram), enet (sklearn enet_path), celer, cvxpy")
+    ap.add_argument("--peers", nargs="*", default=["homotopy", "sklearn", "enet", "celer", "cvxpy"],
+                    help="sklearn (lars_path_gram), enet (sklearn enet_path), celer, cvxpy, homotopy")
     ap.add_argument("--cvxpy-targets", type=int, default=5)
     ap.add_argument("--peer-tol", type=float, default=1e-8)
     ap.add_argument("--repeat", type=int, default=3,
@@ -287,7 +293,8 @@ def main(argv=None):
 
     import numba
 
-    names = {"sklearn": "sklearn-lars", "enet": "sklearn-enet", "celer": "celer", "cvxpy": "cvxpy"}
+    names = {"sklearn": "sklearn-lars", "enet": "sklearn-enet", "celer": "celer", "cvxpy": "cvxpy",
+             "homotopy": "homotopy"}
     peer_names = [names[p] for p in args.peers]
     print(f"numba threads {numba.get_num_threads()}, cpus {os.cpu_count()}; times are for all n targets;")
     print("'mm' = matmul equivalents (one n x n float64 matmul in this process); xR = peer time / neudep time")

@@ -90,7 +90,7 @@ def main(argv=None) -> None:
     res = analyse(C, lams, eval_source=E, eval_labels=ye, target_chunk=a.chunk, device=a.device, log=progress)
     t_a = time.perf_counter() - t0
     p = res.path
-    print(f"solve (all chunks, certified) {p.seconds:8.1f} s   ({p.solver})", flush=True)
+    print(f"solve (all chunks, certified) {p.seconds:8.1f} s", flush=True)
     print(f"analysis total                {t_a:8.1f} s   peak RSS {peak_gb():6.2f} GB   "
           f"(analysis / solve = {t_a / p.seconds:.2f}×)", flush=True)
     pt = res.per_target
