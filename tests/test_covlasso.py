@@ -239,8 +239,25 @@ def test_working_set_grows_and_finds_the_homotopy_solutions(mode):
         assert kkt.max() <= 1e-9 and np.all(status < 2)
         np.testing.assert_allclose(coef, ref.coef, atol=1e-10 * np.abs(ref.coef).max())
         np.testing.assert_array_equal(nact, ref.n_active)
-    auto = solve_path(C, lams, cross=cross)  # the default engine: the same rows
+
+
+
+@pytest.mark.parametrize("min_n, used", [(6000, 0), (100, 1)])
+def test_auto_takes_the_working_set_from_ws_min_n_up(monkeypatch, min_n, used):
+    """method="auto": the full homotopy below WS_MIN_N sources (faster there), the working set from it
+    up; the same rows either way."""
+    from neudep_assets.lib.covlasso import numba_workingset, solver
+
+    C = _moments(_logits(1500, 300, rank=40, seed=34))
+    ref = solve_path(C, [0.3, 0.05], method="homotopy")
+    calls, orig = [], numba_workingset.solve_many_ws
+    monkeypatch.setattr(numba_workingset, "solve_many_ws", lambda *a: calls.append(1) or orig(*a))
+    monkeypatch.setattr(solver, "WS_MIN_N", min_n)
+    auto = solve_path(C, [0.3, 0.05])
+    assert len(calls) == used
     np.testing.assert_allclose(auto.coef, ref.coef, atol=1e-10 * np.abs(ref.coef).max())
+    np.testing.assert_array_equal(auto.n_active, ref.n_active)
+    assert len(calls) == used and solve_path(C, [0.3], knots=True).knots is not None and len(calls) == used
 
 
 def test_order_subsets_and_duplicates_of_lambdas():
