@@ -76,6 +76,9 @@ def test_auto_picks_by_size_and_rank(moments, monkeypatch):
         spectral(full, None, "lowrank")
     with pytest.raises(ValueError, match="spectral method must be one of"):
         spectral(C, None, "svd")
+    # a remainder that Lanczos cannot bound: no low-rank answer without its slack, the dense one instead
+    monkeypatch.setattr(spectral_mod, "_remainder_extremes", lambda C, L: None)
+    assert spectral(C, None).method == "dense"
 
 
 def test_analysis_rows_are_the_same_with_the_lowrank_split(moments, monkeypatch):

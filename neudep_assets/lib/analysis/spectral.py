@@ -144,10 +144,10 @@ def _pivoted_cholesky(C: np.ndarray, tol: float, max_rank: int) -> np.ndarray | 
     return None
 
 
-def _remainder_extremes(C: np.ndarray, L: np.ndarray) -> tuple[float, float]:
-    """(smallest, largest) eigenvalue of R = C − LLᵀ by Lanczos (ARPACK, both ends at once); a few
-    dozen products with C."""
-    from scipy.sparse.linalg import LinearOperator, eigsh
+def _remainder_extremes(C: np.ndarray, L: np.ndarray) -> tuple[float, float] | None:
+    """(smallest, largest) eigenvalue of R = C − LLᵀ by Lanczos (ARPACK, both ends at once; a few
+    dozen products with C), None if it does not converge."""
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
     n = C.shape[0]
     if n < 3:
@@ -155,7 +155,10 @@ def _remainder_extremes(C: np.ndarray, L: np.ndarray) -> tuple[float, float]:
         return float(w[0]), float(w[-1])
     op = LinearOperator((n, n), matvec=lambda x: C @ x - L @ (L.T @ x), dtype=np.float64)
     v0 = np.random.default_rng(0).standard_normal(n)  # fixed: the same C gives the same numbers
-    w = eigsh(op, k=2, which="BE", v0=v0, tol=1e-3, return_eigenvectors=False)
+    try:
+        w = eigsh(op, k=2, which="BE", v0=v0, tol=1e-3, maxiter=1000, return_eigenvectors=False)
+    except ArpackNoConvergence:
+        return None
     return float(w.min()), float(w.max())
 
 
@@ -176,7 +179,10 @@ def _lowrank(C: np.ndarray, rtol: float, max_rank: int) -> Spectral | None:
     top = max(float(w[-1]), 0.0) if w.size else 0.0
     tau = rtol * top
     keep = w > tau
-    r_min, r_max = _remainder_extremes(C, L)
+    extremes = _remainder_extremes(C, L)
+    if extremes is None:
+        return None  # the remainder could not be bounded: the dense path
+    r_min, r_max = extremes
     # C = LLᵀ + R and C_τ = Q_r Λ_r Q_rᵀ + τP₀ (r ≤ n/8: the null space is never empty), so
     # ‖C_τ − C‖₂ ≤ τ + ‖R‖₂ and λ_min(C) ≥ λ_min(R) (LLᵀ ⪰ 0)
     return Spectral(Qr=Q @ V[:, keep], wr=w[keep], Q0=None, tau=tau,
