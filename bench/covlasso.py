@@ -23,9 +23,10 @@ Peers, all given what neudep is given (C, and cross between models):
                 along the path, tol = --peer-tol.
   celer         ``celer_path`` on a compressed design X (r × n, XᵀX = C from one eigh of the
                 joint moment, included in its time), tol = --peer-tol.
-  homotopy      neudep's own full homotopy (``solve_path(method="homotopy")``, the engine before the
-                working set; same answers), to show what the working set buys; not counted as a peer
-                in "vs fastest peer".
+  homotopy, working_set
+                neudep's two CPU engines forced (``solve_path(method=...)``; "ours" is ``auto``, which
+                picks the full homotopy below 6,000 classes and the working set from there): what each
+                costs at this size; same answers; not counted in "vs fastest peer".
   cvxpy         default solver, ``quad_form(t, psd_wrap(Ĉ)) − 2bᵀt + λ‖t‖₁``, a λ Parameter re-solved
                 along the path; timed on --cvxpy-targets targets and extrapolated to all n.
 Peers do not import torch; numba and BLAS use the same cores one after the other.
@@ -236,9 +237,9 @@ def run_case(n, d, mode, kind, data, peers, args, mm):
         elif p == "celer":
             coef = peer_celer(M if cr is not None else C, n, cr is not None, tg, excl, mus, args.peer_tol)
             name = "celer"
-        elif p == "homotopy":
-            coef = solve_path(C, rel, cross=cr, method="homotopy").coef
-            name = "homotopy"
+        elif p in ("homotopy", "working_set"):
+            coef = solve_path(C, rel, cross=cr, method=p).coef
+            name = p
         elif p == "cvxpy":
             coef, Tc, solver = peer_cvxpy(C, B, excl, mus, args.cvxpy_targets)
             el = time.perf_counter() - t
@@ -267,7 +268,7 @@ def fmt_row(row, peers_names):
         if nm + "_s" in row:
             r = row[nm + "_s"] / row["ours_s"]
             s += f" | {nm} {row[nm + '_s']:8.2f}s x{r:7.1f} kkt {row[nm + '_kkt']:.1e}"
-            if nm not in ("cvxpy", "homotopy"):
+            if nm not in ("cvxpy", "homotopy", "working_set"):
                 fastest = r if fastest is None else min(fastest, r)
     if "cvxpy_note" in row:
         s += f" ({row['cvxpy_note']}, extrapolated)"
@@ -282,8 +283,8 @@ def main(argv=None):
     ap.add_argument("--d", type=int, nargs="+", default=[256, 768, 2048])
     ap.add_argument("--mode", nargs="+", default=["within", "between"], choices=["within", "between"])
     ap.add_argument("--kind", nargs="+", default=["single", "path"], choices=["single", "path"])
-    ap.add_argument("--peers", nargs="*", default=["homotopy", "sklearn", "enet", "celer", "cvxpy"],
-                    help="sklearn (lars_path_gram), enet (sklearn enet_path), celer, cvxpy, homotopy")
+    ap.add_argument("--peers", nargs="*", default=["homotopy", "working_set", "sklearn", "enet", "celer", "cvxpy"],
+                    help="sklearn (lars_path_gram), enet (sklearn enet_path), celer, cvxpy, homotopy, working_set")
     ap.add_argument("--cvxpy-targets", type=int, default=5)
     ap.add_argument("--peer-tol", type=float, default=1e-8)
     ap.add_argument("--repeat", type=int, default=3,
@@ -294,7 +295,7 @@ def main(argv=None):
     import numba
 
     names = {"sklearn": "sklearn-lars", "enet": "sklearn-enet", "celer": "celer", "cvxpy": "cvxpy",
-             "homotopy": "homotopy"}
+             "homotopy": "homotopy", "working_set": "working_set"}
     peer_names = [names[p] for p in args.peers]
     print(f"numba threads {numba.get_num_threads()}, cpus {os.cpu_count()}; times are for all n targets;")
     print("'mm' = matmul equivalents (one n x n float64 matmul in this process); xR = peer time / neudep time")

@@ -214,8 +214,8 @@ def test_fallbacks_polisher_and_restart_reach_the_same_certified_solutions():
 @pytest.mark.parametrize("mode", ["within", "between"])
 def test_working_set_grows_and_finds_the_homotopy_solutions(mode):
     """n = 300 classes of rank 40: the working set starts at 4 sources and must grow (sources outside it
-    violate the optimality conditions) to reach the full homotopy's solutions; a working set capped below
-    what a target needs falls back to the full homotopy (same solutions)."""
+    violate the optimality conditions) to reach the full homotopy's solutions, on the block alone; a
+    working set capped below what a target needs falls back to the full homotopy (same solutions)."""
     import numba
 
     from neudep_assets.lib.covlasso.numba_workingset import solve_many_ws
@@ -231,15 +231,18 @@ def test_working_set_grows_and_finds_the_homotopy_solutions(mode):
     mus = np.ascontiguousarray(0.5 * ref.lambda_abs.T)
     for m0, max_ws in [(4, 4096), (4, 8)]:
         out = (np.empty((4, n, n)), np.empty((4, n), np.int64), np.empty((4, n), np.int64), np.empty((4, n)))
-        info = np.zeros((n, 6), np.int64)
-        solve_many_ws(C, B, excl, mus, 1e-9, m0, max_ws, *out, info, numba.get_num_threads())
+        info, ws_info = np.zeros((n, 6), np.int64), np.full((n, 2), -1, np.int64)
+        solve_many_ws(C, B, excl, mus, 1e-9, m0, max_ws, *out, info, ws_info, numba.get_num_threads())
         coef, nact, status, kkt = out
+        rounds, fell_back = ws_info.T
         if max_ws > 8:
-            assert info[:, 5].max() >= 2  # rounds: the set grew
+            # 286 and 282 of 300 targets solved on blocks grown in 3–4 rounds; the rest need over n/2 sources at 0.01
+            assert fell_back.mean() < 0.1 and rounds[fell_back == 0].min() >= 2
+        else:
+            assert fell_back.sum() > n // 2  # a block of 8 rarely holds a target's solutions down to 0.01
         assert kkt.max() <= 1e-9 and np.all(status < 2)
         np.testing.assert_allclose(coef, ref.coef, atol=1e-10 * np.abs(ref.coef).max())
         np.testing.assert_array_equal(nact, ref.n_active)
-
 
 
 @pytest.mark.parametrize("min_n, used", [(6000, 0), (100, 1)])
@@ -257,7 +260,8 @@ def test_auto_takes_the_working_set_from_ws_min_n_up(monkeypatch, min_n, used):
     assert len(calls) == used
     np.testing.assert_allclose(auto.coef, ref.coef, atol=1e-10 * np.abs(ref.coef).max())
     np.testing.assert_array_equal(auto.n_active, ref.n_active)
-    assert len(calls) == used and solve_path(C, [0.3], knots=True).knots is not None and len(calls) == used
+    solve_path(C, [0.3], knots=True)  # the exact path: always the full homotopy
+    assert len(calls) == used
 
 
 def test_order_subsets_and_duplicates_of_lambdas():

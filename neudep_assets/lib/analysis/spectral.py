@@ -55,8 +55,8 @@ class Spectral:
     wr: np.ndarray  # (r,) their eigenvalues
     Q0: np.ndarray | None  # (n, n − r) eigenvectors at or below the floor; None: implicit, I − QrQrᵀ
     tau: float  # eigenvalue floor (rtol · λ_max)
-    slack: float  # δ = ‖C_τ − C‖₂ = tau − min(λ_min, 0) if anything was floored, else 0
-    min_eig: float
+    slack: float  # δ ≥ ‖C_τ − C‖₂: dense, tau − min(λ_min, 0) if anything was floored, else 0; lowrank, tau + ‖C − LLᵀ‖₂
+    min_eig: float  # dense: λ_min(C); lowrank: a lower bound on it
     method: str = "dense"
 
     @property
@@ -130,18 +130,16 @@ def _pivoted_cholesky(C: np.ndarray, tol: float, max_rank: int) -> np.ndarray | 
     n = C.shape[0]
     d = np.diag(C).astype(np.float64)
     Lt = np.empty((min(max_rank, n), n))  # rows are the columns of L (contiguous)
-    for k in range(Lt.shape[0] + 1):
-        p = int(np.argmax(d)) if n else 0
-        if not n or d[p] <= tol:
+    for k in range(Lt.shape[0]):
+        p = int(np.argmax(d))
+        if d[p] <= tol:
             return Lt[:k].T
-        if k == Lt.shape[0]:
-            return None
         row = C[p] - Lt[:k, p] @ Lt[:k]
         row /= np.sqrt(d[p])
         Lt[k] = row
         d -= row * row
         d[p] = 0.0
-    return None
+    return Lt.T if d.max() <= tol else None
 
 
 def _remainder_extremes(C: np.ndarray, L: np.ndarray) -> tuple[float, float] | None:

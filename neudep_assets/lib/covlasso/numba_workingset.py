@@ -7,8 +7,8 @@ end up active matter, and they are few. So each target is solved on a working se
 (first the m with the largest |b_j|, as the path starts from them), by the same homotopy on the
 gathered block C_WW (m², in cache); the solution at every requested μ is then checked against *all*
 sources with c = b − C t from the full C (O(n·k)). Sources that violate it (|c_j| > μ + tol) join W
-(the worst first, at most as many as W holds: W at most doubles per round) and the block is solved
-again. When no source violates the conditions the solution is the full problem's, certified as the
+(the worst first, at most as many as W holds: W at most doubles per round, and never beyond the cap)
+and the block is solved again. When no source violates the conditions the solution is the full problem's, certified as the
 homotopy's is. A working set that would outgrow ``max_ws`` (or half the classes), and any solution
 the check does not certify, falls back to the plain homotopy on the full C: nothing is left uncertified
 that the homotopy would certify.
@@ -54,9 +54,10 @@ def _full_check(C, b, excl, W, m, cf, mus, tol_abs, c, t, idx, worst, n):
 
 
 @njit(cache=True)
-def working_set_one(C, b, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kkt_out, info):
+def working_set_one(C, b, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kkt_out, info, ws_info):
     """One target at every μ in ``mus`` (descending); outputs as :func:`numba_homotopy._homotopy_one`
-    (coef (L, n), nact, status, kkt_out (L,), info (6,)), info[5] += the rounds beyond the first."""
+    (coef (L, n), nact, status, kkt_out (L,), info (6,)), and ws_info (2,) = [rounds beyond the first,
+    1 if the full homotopy decided]."""
     n = C.shape[0]
     nl = mus.shape[0]
     absb = np.empty(n)
@@ -124,7 +125,8 @@ def working_set_one(C, b, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kk
                 kkt_out[l] = full[l] / mu0
             for i in range(6):
                 info[i] = inf[i]
-            info[5] += rounds
+            ws_info[0] = rounds
+            ws_info[1] = 0
             return
         # W doubles: the violators join, with the sources nearest to violating (|c_j| − μ largest),
         # which the path is likely to need next (adding only the violators costs many more rounds)
@@ -132,8 +134,8 @@ def working_set_one(C, b, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kk
         for p in range(nout):
             vals[p] = -worst[idx[p]]
         sel = np.argsort(vals)
-        add = min(nout, max(m, 32))
-        if m + add > cap:
+        add = min(nout, max(m, 32), cap - m)
+        if add <= 0:
             break
         for p in range(add):
             j = idx[sel[p]]
@@ -143,13 +145,14 @@ def working_set_one(C, b, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kk
         rounds += 1
     _homotopy_one(C, b, excl, mus, tol_rel, 10 * n + 1000, coef, nact, status, kkt_out, info,
                   False, nok, noi, noi, nok, nocnt)
-    info[5] += rounds
+    ws_info[0] = rounds
+    ws_info[1] = 1
 
 
 @njit(cache=True, parallel=True)
-def solve_many_ws(C, B, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kkt, info, nth):
+def solve_many_ws(C, B, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kkt, info, ws_info, nth):
     """All targets by the working-set homotopy, in parallel over targets (interleaved over threads);
-    arguments as :func:`numba_kernel.solve_many`."""
+    arguments as :func:`numba_kernel.solve_many`, plus ws_info (T, 2) of :func:`working_set_one`."""
     T = B.shape[1]
     L = mus.shape[1]
     n = C.shape[0]
@@ -161,13 +164,15 @@ def solve_many_ws(C, B, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kkt,
         st = np.empty(L, np.int64)
         kk = np.empty(L)
         inf = np.zeros(6, np.int64)
+        wsi = np.zeros(2, np.int64)
         for i in range(wkr, T, nth):
             b = np.ascontiguousarray(B[:, i])
             inf[:] = 0
-            working_set_one(C, b, excl[i], mus[i], tol_rel, m0, max_ws, cf, na, st, kk, inf)
+            working_set_one(C, b, excl[i], mus[i], tol_rel, m0, max_ws, cf, na, st, kk, inf, wsi)
             for l in range(L):
                 coef[l, i, :] = cf[l]
                 nact[l, i] = na[l]
                 status[l, i] = st[l]
                 kkt[l, i] = kk[l]
             info[i, :] = inf
+            ws_info[i, :] = wsi

@@ -187,7 +187,9 @@ def _solve_numba(C, B, excl, mus, tol, knots=False, method="homotopy"):
     if not knots and method == "working_set":
         from neudep_assets.lib.covlasso.numba_workingset import solve_many_ws
 
-        solve_many_ws(C, B, excl, mus, float(tol), WS_START, WS_MAX, coef, nact, stat, kkt, info, numba.get_num_threads())
+        ws_info = np.zeros((T, 2), np.int64)  # rounds, fell back (read by the kernel's tests)
+        solve_many_ws(C, B, excl, mus, float(tol), WS_START, WS_MAX, coef, nact, stat, kkt, info, ws_info,
+                      numba.get_num_threads())
         return coef, stat, info[:, 0], None
     if not knots:
         K.solve_many(*args, numba.get_num_threads())
