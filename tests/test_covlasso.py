@@ -44,7 +44,9 @@ def _reference(C, b, keep, lam):
 
 @pytest.fixture(params=["homotopy", "working_set"])
 def method(request, monkeypatch):
-    """Both CPU engines; the working set starts at 2 sources so that it grows even on small problems."""
+    """Both CPU engines; the working set starts at 2 sources so that it grows even on small problems (where
+    many targets still end in its fallback, the full homotopy: the block path itself is checked, with its
+    rounds and fallbacks counted, by test_working_set_grows_and_finds_the_homotopy_solutions)."""
     from neudep_assets.lib.covlasso import solver
 
     monkeypatch.setattr(solver, "WS_START", 2)
