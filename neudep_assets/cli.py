@@ -353,6 +353,15 @@ def cmd_stars(args) -> None:
         print(f"wrote {path}  ({ds.class_names[t]})")
 
 
+def cmd_explore(args) -> None:
+    """Serve the explorer over the store (read-only) until interrupted."""
+    from neudep_assets.explore import serve
+
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"[neudep] warning: the explorer listens on {args.host}: anyone who reaches it can read the store")
+    serve(open_store(), host=args.host, port=args.port)
+
+
 def _fail(message: str):
     raise SystemExit(f"neudep: {message}")
 
@@ -398,10 +407,13 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--target", action="append", help="class name (repeatable); default: the best --top")
             p.add_argument("--top", type=int, default=6)
             p.add_argument("--out", default=str(data_root() / "exports"), help="output folder")
+    p = sub.add_parser("explore", help="a local web app over the store: classes, models, λ, checkpoints (read-only)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     args = parser.parse_args(argv)
     {"demo": cmd_demo, "cluster-demo": cmd_cluster_demo, "summary": cmd_summary, "check": cmd_check,
      "sql": cmd_sql, "export-graph": cmd_export_graph,
-     "stars": cmd_stars}[args.command](args)
+     "stars": cmd_stars, "explore": cmd_explore}[args.command](args)
 
 
 if __name__ == "__main__":
