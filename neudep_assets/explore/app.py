@@ -49,11 +49,11 @@ def make_app(store: ResultStore) -> Starlette:
         q = {"source": a.source_model if a.kind != "within" else "", "gauge": a.gauge, "run": a.run, **extra}
         return urlencode({k: v for k, v in q.items() if v not in ("", None)})
 
-    async def index(request: Request) -> Response:
+    def index(request: Request) -> Response:
         analyses = data.analyses()
         return page(request, "index.html", analyses=analyses.to_dict("records"), models=sorted(set(analyses["model"])))
 
-    async def model_page(request: Request) -> Response:
+    def model_page(request: Request) -> Response:
         model = request.path_params["model"]
         a = pick(request, model)
         li = data.lambda_index(a, lam_of(request))
@@ -71,7 +71,7 @@ def make_app(store: ResultStore) -> Starlette:
                     graph_q=links(a, lam=a.lambdas[li], max_rel_err=max_rel_err, max_sources=max_sources,
                                   page=page_no))
 
-    async def class_page(request: Request) -> Response:
+    def class_page(request: Request) -> Response:
         model, target = request.path_params["model"], request.path_params["target"]
         a = pick(request, model)
         if not target.isdigit():
@@ -85,11 +85,11 @@ def make_app(store: ResultStore) -> Starlette:
                     view=view, q=links(a), gauges=sorted(set(within["gauge"])), source_models=sources,
                     has_path=not data.path(a, int(target)).empty)
 
-    async def class_json(request: Request) -> Response:
+    def class_json(request: Request) -> Response:
         a = pick(request, request.path_params["model"])
         return JSONResponse(data.class_view(a, int(request.path_params["target"]), data.lambda_index(a, lam_of(request))))
 
-    async def graph_json(request: Request) -> Response:
+    def graph_json(request: Request) -> Response:
         a = pick(request, request.path_params["model"])
         qp = request.query_params
         li = data.lambda_index(a, lam_of(request))
@@ -111,7 +111,7 @@ def make_app(store: ResultStore) -> Starlette:
         return JSONResponse({"elements": els, "total_edges": total, "shown_edges": len(edges), "page": page_no,
                              "page_size": GRAPH_EDGE_LIMIT})
 
-    async def search(request: Request) -> Response:
+    def search(request: Request) -> Response:
         qp = request.query_params
         model, text = qp.get("model") or "", (qp.get("q") or "").strip()
         if not model:
@@ -119,7 +119,7 @@ def make_app(store: ResultStore) -> Starlette:
         a = pick(request, model)
         return RedirectResponse(f"/class/{model}/{data.find_class(a, text)}?{links(a)}", 303)
 
-    async def compare(request: Request) -> Response:
+    def compare(request: Request) -> Response:
         qp = request.query_params
         model = qp.get("model") or ""
         ctx = {"models": data.models(), "model": model, "diff": None, "pair": None}
@@ -140,13 +140,13 @@ def make_app(store: ResultStore) -> Starlette:
                 ctx.update(other=other, pair=data.within_vs_between(model, other, lam, gauge).to_dict("records"))
         return page(request, "compare.html", title="compare — neudep explorer", **ctx)
 
-    async def image(request: Request) -> Response:
+    def image(request: Request) -> Response:
         png = images.png(request.path_params["dataset"], int(request.path_params["cls"]))
         if png is None:
             return Response(status_code=404)
         return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
-    async def chart(request: Request) -> Response:
+    def chart(request: Request) -> Response:
         kind, run = request.path_params["kind"], request.path_params["run"]
         rows = data.analyses()
         rows = rows[rows["run"] == run]
@@ -170,13 +170,13 @@ def make_app(store: ResultStore) -> Starlette:
             raise NotFound(f"no chart {kind!r}", ["share", "dist", "path"])
         return Response(png, media_type="image/png")
 
-    async def not_found(request: Request, exc: NotFound) -> Response:
+    def not_found(request: Request, exc: NotFound) -> Response:
         if request.url.path.startswith(("/api/", "/chart/", "/img/")):
             return JSONResponse({"error": exc.what, "known": exc.known}, status_code=404)
         return page(request, "notfound.html", status=404, what=exc.what, known=exc.known,
                     models=_safe(data.models, []))
 
-    async def store_error(request: Request, exc: StoreError) -> Response:
+    def store_error(request: Request, exc: StoreError) -> Response:
         return page(request, "notfound.html", status=503, what=f"the store cannot be read right now: {exc}",
                     known=[], models=[])
 

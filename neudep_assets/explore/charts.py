@@ -11,21 +11,18 @@ _BLUE, _RED, _GREY = "#1f5fa8", "#c0392b", "#7f8c8d"
 
 
 def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return buf.getvalue()
 
 
-def _fig(w: float = 5.2, h: float = 3.0):
-    import matplotlib
+def _fig(w: float = 5.2, h: float = 3.0, cols: int = 1):
+    """A Figure without pyplot (no global state: charts are drawn in the server's worker threads)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(w, h))
+    fig = Figure(figsize=(w, h))
+    axes = fig.subplots(1, cols)
+    return fig, axes
 
 
 def share_chart(share: pd.DataFrame, lambdas: tuple[float, ...]) -> bytes:
@@ -49,12 +46,7 @@ def share_chart(share: pd.DataFrame, lambdas: tuple[float, ...]) -> bytes:
 
 def distribution_chart(per_target: pd.DataFrame, lambda_rel: float) -> bytes:
     """Histograms of the number of sources and of Rel Err over the targets at one λ."""
-    import matplotlib.pyplot as plt
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    fig, (a, b) = plt.subplots(1, 2, figsize=(7.2, 2.8))
+    fig, (a, b) = _fig(7.2, 2.8, cols=2)
     n = per_target["n_sources"].to_numpy()
     a.hist(n, bins=np.arange(0, max(int(n.max(initial=0)), 1) + 2) - 0.5, color=_BLUE)
     a.set_xlabel("sources per target")

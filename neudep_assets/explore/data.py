@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import difflib
 import math
+import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,11 +52,32 @@ class Analysis:
 class ExploreData:
     """Read-only queries behind the explorer's pages."""
 
-    def __init__(self, store: ResultStore):
-        self.store = store
+    def __init__(self, store: ResultStore, ttl: float = 10.0):
+        self.store, self.ttl = store, ttl
+        self._con, self._stamp, self._lock = None, None, threading.Lock()
 
     def q(self, sql: str, **params) -> pd.DataFrame:
-        return self.store.query(sql, params or None)
+        """One of the explorer's own queries (fixed SQL, values bound by DuckDB) on the store's views."""
+        with self._lock:  # one connection (its views use connection-local tables); pages come from worker threads
+            return self._connection().execute(sql, params or None).df()
+
+    def _connection(self):
+        """The store's sandboxed view connection (`ResultStore.connect`), made again when a commit changed
+        what the store holds: building the views lists and checks every committed file, too slow per query."""
+        stamp = self._store_stamp()
+        if self._con is None or stamp != self._stamp:
+            if self._con is not None:
+                self._con.close()
+            self._con, self._stamp = self.store.connect(), stamp
+        return self._con
+
+    def _store_stamp(self):
+        """What changes when a commit lands: the modification times of the store's folders (local roots;
+        a commit renames a file or folder into one of them), or the clock in `ttl` steps (remote roots)."""
+        if self.store.remote:
+            return int(time.monotonic() // self.ttl)
+        folders = [self.store.tables_dir, self.store.analyses_dir, *self.store.tables_dir.glob("*/")]
+        return tuple(sorted((str(f), f.stat().st_mtime_ns) for f in folders if f.is_dir()))
 
     # -- analyses ---------------------------------------------------------------------------
     def analyses(self, model: str | None = None) -> pd.DataFrame:
