@@ -25,8 +25,8 @@ from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.models.checkpoints import CheckpointInfo, obtain_checkpoint
 from neudep_assets.lib.models.finetune import (describe, finetune_checkpoint, logits_and_features,
                                                train_base_checkpoint, training_epoch_seconds, truncated_checkpoint)
-from neudep_assets.lib.specs import TRAIN_DEFAULTS
 from neudep_assets.lib.report.plots import grouped_bars
+from neudep_assets.lib.specs import TRAIN_DEFAULTS
 from neudep_assets.lib.store import ResultStore, load_arrays
 
 # the lib modules each asset's results depend on; their source (transitively) is the code version
@@ -72,10 +72,13 @@ def _skip(what: str, name: str) -> dg.Output[dict]:
 def incremental_heads(context: dg.AssetExecutionContext, config: IncrementalHeadsConfig, neudep: Neudep,
                       dataset: dict, checkpoint: dict, logits: dict) -> dg.Output[dict]:
     """New categories from old logits (paper §3.2, Tables 2 and 4). Per base/new split: a base checkpoint
-    of the base classes; the Θ-head (new logits = Θᵀ f_base(x), only Θ trained), a linear head on the
-    frozen base features, and the model trained on all classes with the same recipe; overall, base-group,
-    new-group and pos & neg accuracy, mean ± std over seeds, time per epoch. Each Θ is stored as a
-    dependency graph (kind `theta_head`)."""
+    of the base classes (retrained, or the model with the new classes' head rows removed: `base_model`
+    says which); the Θ-head (new logits = Θᵀ f_base(x), only Θ trained), a linear head on the frozen
+    base features, and the model trained on all classes with the same recipe; overall, base-group,
+    new-group and pos & neg accuracy, mean ± std over seeds. Time per epoch as the paper compares it
+    (`epoch_s`, `time_ratio`: the base's forward pass over the epoch's images plus the head's updates,
+    against a training epoch of the all-class model) beside the head's updates over cached logits
+    (`epoch_cached_s`, `time_ratio_cached`). Each Θ is stored as a dependency graph (kind `theta_head`)."""
     project, store = neudep.project(), neudep.store()
     inc = project.incremental
     name = context.partition_key
