@@ -166,11 +166,12 @@ def training_epoch_seconds(folder: Path, ds: PreparedDataset, *, num_classes: in
     model = load_checkpoint(Path(folder), expected_num_classes=num_classes).to(device).train()
     opt = create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=weight_decay)
     g = torch.Generator().manual_seed(0)
-    n = int(ds.counts.get("train", 0)) if ds.kind != "glyphs" else len(load_images(ds, "train")[1])
+    images, labels, _ = load_images(ds, "train") if ds.kind == "glyphs" else (None, None, None)
+    n = len(labels) if ds.kind == "glyphs" else int(ds.counts.get("train", 0))
     bs = max(2, min(int(batch_size), n))
     per_epoch = max(1, n // bs)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)  # GPU work is asynchronous
     if ds.kind == "glyphs":
-        images, labels, _ = load_images(ds, "train")
         cfg = model.pretrained_cfg
         mean = torch.tensor(cfg.get("mean", DEFAULT_MEAN), device=device).view(1, -1, 1, 1)
         std = torch.tensor(cfg.get("std", DEFAULT_STD), device=device).view(1, -1, 1, 1)
@@ -194,6 +195,7 @@ def training_epoch_seconds(folder: Path, ds: PreparedDataset, *, num_classes: in
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        sync()
         times.append(time.perf_counter() - t0)
     timed = times[1:] if len(times) > 1 else times  # the first step warms up allocators and kernels
     step = float(np.mean(timed))
