@@ -4,6 +4,7 @@ The regularized fine-tune itself needs the models (``neudep_assets.lib.models.fi
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 import numpy as np
@@ -34,6 +35,15 @@ _STOP = frozenset("LATIN GREEK CYRILLIC ARMENIAN GEORGIAN HEBREW ARABIC COPTIC S
                   "SYMBOL DIGIT MODIFIER WHITE BLACK MEDIUM LARGE SMALL VERY HEAVY LIGHT DOUBLE FULLWIDTH OF THE "
                   "FINAL FORM".split())
 
+# Letters of other scripts drawn like a Latin letter (a small, cheap subset of Unicode's confusables.txt;
+# the shape test below catches the rest): Greek and Cyrillic capitals and small letters, a few Armenian.
+_CONFUSABLES = str.maketrans(dict(zip(
+    "ΑΒΕΖΗΙΚΜΝΟΡΤΥΧϜϹϳοινρυχϲ" "АВЕЅІЈКМНОРСТХУҮԚԜаеоросухѕіјԁһӏԛԝү" "ՕՏօսհոզ",
+    "ABEZHIKMNOPTYXFCjoivpuxc" "ABESIJKMHOPCTXYYQWaeopocyxsijdhlqwy" "OSouhnq")))
+
+SHAPE_THRESHOLD = 0.95  # rendered-shape correlation at or above which two glyphs count as the same shape
+SHAPE_PX = 32           # rendering size of the shape test (the default dataset's image size)
+
 
 def glyph_letter(char: str) -> tuple[str, str, frozenset]:
     """(script, base letter, content words) of a glyph, from its canonical decomposition's first
@@ -47,17 +57,87 @@ def glyph_letter(char: str) -> tuple[str, str, frozenset]:
     return script_of(ord(base)), (words[-1] if words else base), frozenset(words) - _STOP
 
 
-def unrelated_glyphs(a: str, b: str) -> tuple[bool, str]:
-    """Would a human not relate glyphs ``a`` and ``b``? Different scripts, different base letters, and
-    no shared content word in their Unicode names (two squares, or a digit and its superscript, are related)."""
+def skeleton(text: str) -> str:
+    """What is left of ``text`` once form is set aside: compatibility decomposition (NFKD: ℎ → h,
+    ¹ → 1, ﬁ → fi), combining marks dropped (é → e), known look-alikes of other scripts mapped to
+    the Latin letter (Greek Υ → Y, Cyrillic а → a), then casefold (Υ → y)."""
+    s = unicodedata.normalize("NFKD", text)
+    s = "".join(c for c in s if not unicodedata.combining(c)).translate(_CONFUSABLES)
+    return unicodedata.normalize("NFKC", s).casefold()
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape_vectors(char: str) -> np.ndarray:
+    """One row per face that draws ``char``: its rendering (the dataset's own layout, SHAPE_PX px,
+    Gaussian blur σ = 1 px so that a stroke-width difference does not count), mean removed, unit norm."""
+    from scipy.ndimage import gaussian_filter
+
+    from neudep_assets.lib.data.glyph_catalog import FACES, face_mask, rasterize
+
+    rows, mask = [], face_mask(ord(char))
+    for fi, face in enumerate(FACES):
+        if not mask >> fi & 1:
+            continue
+        big = rasterize(face, [ord(char)], 2 * SHAPE_PX)[0].astype(np.float64) / 255.0
+        img = big.reshape(SHAPE_PX, 2, SHAPE_PX, 2).mean(axis=(1, 3))
+        if img.sum() <= 1.0:  # no ink: the face lacks the glyph
+            continue
+        v = gaussian_filter(img, 1.0).ravel()
+        v = v - v.mean()
+        rows.append(v / np.linalg.norm(v))
+    return np.asarray(rows).reshape(len(rows), SHAPE_PX * SHAPE_PX)
+
+
+def shape_similarity(a: str, b: str) -> float:
+    """Largest Pearson correlation between a rendering of glyph ``a`` and one of ``b`` over all pairs
+    of faces (a glyph drawn in one face like the other in another face is the same shape to the
+    model, which sees every face); NaN when either is not a single character or draws in no face."""
+    if len(a) != 1 or len(b) != 1:
+        return float("nan")
+    A, B = _shape_vectors(a), _shape_vectors(b)
+    return float((A @ B.T).max()) if len(A) and len(B) else float("nan")
+
+
+def unrelated_glyphs(a: str, b: str, threshold: float = SHAPE_THRESHOLD) -> tuple[bool, str]:
+    """Would a human not relate glyphs ``a`` and ``b``? Related as soon as one test says so, in this
+    order, and the reason names it: the same skeleton (:func:`skeleton`: NFKD, marks, confusables,
+    casefold), the same script, the same base letter, a shared content word of their Unicode names
+    (two squares, a digit and its superscript), or the same shape (rendered correlation ≥ ``threshold``
+    in some pair of faces: Υ and Y, ℎ and h). Unrelated only when every test fails."""
+    ka, kb = skeleton(a), skeleton(b)
+    if ka == kb:
+        return False, f"name test: the same letter after NFKD, casefold and confusables ({a} → {ka}, {b} → {kb})"
     (sa, la, wa), (sb, lb, wb) = glyph_letter(a), glyph_letter(b)
     if sa == sb:
-        return False, f"same script ({sa})"
+        return False, f"name test: same script ({sa})"
     if la == lb:
-        return False, f"same base letter ({la})"
+        return False, f"name test: same base letter ({la})"
     if wa & wb:
-        return False, f"names share {sorted(wa & wb)}"
-    return True, f"different scripts ({sa} vs {sb}), base letters ({la} vs {lb}) and name words"
+        return False, f"name test: names share {sorted(wa & wb)}"
+    r = shape_similarity(a, b)
+    if r >= threshold:
+        return False, f"shape test: rendered shapes correlate {r:.3f} ≥ {threshold}"
+    shape = "no rendering to compare" if np.isnan(r) else f"rendered correlation {r:.3f} < {threshold}"
+    return True, (f"name and shape tests passed: different scripts ({sa} vs {sb}), letters after NFKD, casefold "
+                  f"and confusables ({ka} vs {kb}), base letters ({la} vs {lb}) and name words; {shape}")
+
+
+_NAME_STOP = frozenset("the and of with for from".split())
+
+
+def unrelated_names(a: str, b: str) -> tuple[bool, str]:
+    """The name test alone, for classes without glyph renders (ImageFolder): related when the names
+    (:func:`skeleton` of each) are equal or share a word of three letters or more (tabby cat ~ tiger cat)."""
+    import re
+
+    ka, kb = skeleton(a), skeleton(b)
+    if ka == kb:
+        return False, f"name test: the same name after NFKD, casefold and confusables ({ka})"
+    words = [set(re.findall(r"[^\W_]{3,}", k)) - _NAME_STOP for k in (ka, kb)]
+    shared = words[0] & words[1]
+    if shared:
+        return False, f"name test: names share {sorted(shared)}"
+    return True, "name test passed (no shared name word); ImageFolder classes have no glyph renders, so no shape test"
 
 
 def choose_pairs(edges: pd.DataFrame, class_labels: list[str], class_names: list[str], dataset_kind: str,
@@ -65,15 +145,16 @@ def choose_pairs(edges: pd.DataFrame, class_labels: list[str], class_names: list
     """The ``n_pairs`` strongest within-model dependencies (largest |coef|; each unordered pair once)
     between classes a human would not relate, with why each was chosen.
 
-    ``edges``: target_class, source_class, coef of one analysis at one λ. Glyphs: different scripts and
-    different base letters (Unicode names and decompositions). Other datasets: timm's ImageNet info
-    holds synsets but no WordNet hierarchy, so the strongest dependencies are taken, and the reason says so.
+    ``edges``: target_class, source_class, coef of one analysis at one λ. Glyphs: :func:`unrelated_glyphs`
+    (name tests and the shape test). Other datasets: :func:`unrelated_names` on the class names (no
+    renders, and timm's ImageNet info holds synsets but no WordNet hierarchy). The reason names the
+    tests passed and up to three stronger pairs passed over, each with the test that related them.
     """
     if edges.empty:
         raise ConfigError("regularization.pairs is empty and the model has no dependency at regularization.lambda_rel "
                           "to choose from; name the pairs in regularization.pairs")
     e = edges.assign(strength=edges["coef"].abs()).sort_values("strength", ascending=False, kind="stable")
-    chosen, seen = [], set()
+    chosen, seen, skipped = [], set(), []
     for row in e.itertuples():
         i, j = int(row.target_class), int(row.source_class)
         key = (min(i, j), max(i, j))
@@ -82,19 +163,23 @@ def choose_pairs(edges: pd.DataFrame, class_labels: list[str], class_names: list
         seen.add(key)
         if dataset_kind == "glyphs":
             ok, why = unrelated_glyphs(class_labels[i], class_labels[j])
-            if not ok:
-                continue
-            reason = f"rank {len(seen)} by |coef| = {row.strength:.3g}; {why}"
         else:
-            reason = (f"rank {len(seen)} by |coef| = {row.strength:.3g}; no WordNet hierarchy in timm's synset info, "
-                      "so the strongest dependency")
+            ok, why = unrelated_names(class_names[i], class_names[j])
+        if not ok:
+            skipped.append(f"{class_labels[i]} ~ {class_labels[j]} ({why})")
+            continue
+        passed = f"; stronger pairs passed over: {'; '.join(skipped[:3])}" if skipped else ""
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         chosen.append({"class_a": i, "class_b": j, "name_a": class_names[i], "name_b": class_names[j],
-                       "coef": float(row.coef), "reason": reason})
+                       "coef": float(row.coef),
+                       "reason": f"rank {len(seen)} by |coef| = {row.strength:.3g}; {why}{passed}{more}"})
+        skipped = []
         if len(chosen) == n_pairs:
             break
     if not chosen:
-        raise ConfigError("regularization: no dependency between unrelated classes at regularization.lambda_rel; "
-                          "name the pairs in regularization.pairs")
+        raise ConfigError("regularization: no dependency between unrelated classes at regularization.lambda_rel "
+                          f"({len(seen)} pairs, all related, e.g. {'; '.join(skipped[:2])}); name the pairs in "
+                          "regularization.pairs")
     return chosen
 
 

@@ -149,6 +149,60 @@ def logits_and_features(folder: Path, ds: PreparedDataset, split: str, *, num_cl
     return lg, (np.concatenate(feats) if feats else np.zeros((0, model.num_features), np.float32)), labels
 
 
+def training_epoch_seconds(folder: Path, ds: PreparedDataset, *, num_classes: int, batch_size: int, lr: float = 1e-3,
+                           weight_decay: float = 0.0, mean_logit_penalty: float = 0.0, steps: int = 8,
+                           device: str = "cpu") -> dict:
+    """Wall time of one training epoch of the checkpoint over the train split (the §3.2 baseline's
+    epoch): forward, cross-entropy (+ the mean-logit penalty), backward and an AdamW step per batch of
+    ``batch_size``, timed over ``steps`` steps after one warm-up step and scaled to the epoch's steps
+    (all of them when the epoch has fewer). Glyphs: the stored train images (no rendering: the heads'
+    side reads stored images too); ImageFolder: the train split decoded through the model's eval
+    transform (as its forward pass reads it). No validation pass. The checkpoint is not changed.
+    Returns ``{"epoch_seconds", "step_seconds", "steps_timed", "steps_per_epoch", "batch_size"}``."""
+    import torch
+    import torch.nn.functional as F
+    from timm.optim import create_optimizer_v2
+
+    model = load_checkpoint(Path(folder), expected_num_classes=num_classes).to(device).train()
+    opt = create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=weight_decay)
+    g = torch.Generator().manual_seed(0)
+    images, labels, _ = load_images(ds, "train") if ds.kind == "glyphs" else (None, None, None)
+    n = len(labels) if ds.kind == "glyphs" else int(ds.counts.get("train", 0))
+    bs = max(2, min(int(batch_size), n))
+    per_epoch = max(1, n // bs)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)  # GPU work is asynchronous
+    if ds.kind == "glyphs":
+        cfg = model.pretrained_cfg
+        mean = torch.tensor(cfg.get("mean", DEFAULT_MEAN), device=device).view(1, -1, 1, 1)
+        std = torch.tensor(cfg.get("std", DEFAULT_STD), device=device).view(1, -1, 1, 1)
+        x_all, y_all = torch.from_numpy(np.ascontiguousarray(images)), torch.as_tensor(labels, dtype=torch.long)
+        if x_all.ndim == 3:
+            x_all = x_all[:, None]
+        perm = torch.randperm(len(y_all), generator=g)
+        batches = (((x_all[idx].to(device).float() / 255.0 - mean) / std, y_all[idx].to(device))
+                   for idx in (perm[s * bs:(s + 1) * bs] for s in range(per_epoch)))
+    else:
+        batches = _batches(model, ds, g, epochs=1, batch_size=bs, device=device)
+    todo, times = min(per_epoch, int(steps) + 1), []
+    it = iter(batches)
+    for _ in range(todo):
+        t0 = time.perf_counter()
+        xb, yb = next(it)
+        out = model(xb)
+        loss = F.cross_entropy(out, yb)
+        if mean_logit_penalty:
+            loss = loss + mean_logit_penalty * out.mean(dim=1).square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    timed = times[1:] if len(times) > 1 else times  # the first step warms up allocators and kernels
+    step = float(np.mean(timed))
+    return {"epoch_seconds": step * per_epoch, "step_seconds": step, "steps_timed": len(timed),
+            "steps_per_epoch": per_epoch, "batch_size": bs}
+
+
 # ------------------------------------------------------------------------------------------ §3.3
 def pair_penalty(logits, pairs: Sequence[tuple[int, int]], gauge: str = "raw"):
     """Σ over pairs (i, j) of |mean over the batch of f_i·f_j| (torch, differentiable). ``centered``:
