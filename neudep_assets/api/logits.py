@@ -116,11 +116,11 @@ def model_logits(checkpoint_or_timm_name, images, *, batch_size: int | None = No
     try:
         if isinstance(imgs, Path):
             b = model_batch_size(model, batch_size, *cfg["input_size"][1:])
-            out, labels, ids, names = imagefolder_logits(model, imgs, batch_size=b, device=dev, progress=step)
+            out, labels, ids, names = imagefolder_logits(model, imgs, batch_size=b, device=dev, on_batch=step)
             return ModelLogits(out, labels, names, ids)
         b = model_batch_size(model, batch_size, *imgs.shape[-2:])
         return ModelLogits(compute_logits(model, imgs, mean=cfg["mean"], std=cfg["std"], batch_size=b, device=dev,
-                                          progress=step))
+                                          on_batch=step))
     finally:
         if bar is not None:
             bar.close()

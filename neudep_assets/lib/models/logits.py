@@ -109,13 +109,13 @@ def compute_logits(
     batch_size: int = 512,
     device: str = "cpu",
     log: Callable[[str], Any] | None = None,
-    progress: Callable[[int, int], Any] | None = None,
+    on_batch: Callable[[int, int], Any] | None = None,
 ) -> np.ndarray:
     """Raw logits (N, n_classes) float32 of ``model`` on ``images``.
 
     ``images``: uint8 (N,S,S) or (N,C,S,S) (float arrays are taken as already in [0, 1]). A grey image
     is repeated over the channels of an RGB model; a model with a fixed input size gets the images
-    resized (bilinear) to it. Batched, under ``torch.no_grad``, model in eval mode. ``progress`` is
+    resized (bilinear) to it. Batched, under ``torch.no_grad``, model in eval mode. ``on_batch`` is
     called with (images done, images) after each batch.
     """
     import torch
@@ -137,7 +137,7 @@ def compute_logits(
         raise ValueError(f"mean/std have {mean_t.shape[1]}/{std_t.shape[1]} values for {in_chans} channels")
     model.eval()
     model.to(device)
-    bar = _Progress(log, n, "logits")
+    progress = _Progress(log, n, "logits")
     out: list[np.ndarray] = []
     with torch.no_grad():
         for s in range(0, n, max(1, int(batch_size))):
@@ -149,9 +149,9 @@ def compute_logits(
                 xb = F.interpolate(xb, size=size, mode="bilinear", align_corners=False, antialias=True)
             xb = (xb - mean_t) / std_t
             out.append(model(xb).float().cpu().numpy())
-            bar.update(min(n, s + batch_size))
-            if progress is not None:
-                progress(min(n, s + batch_size), n)
+            progress.update(min(n, s + batch_size))
+            if on_batch is not None:
+                on_batch(min(n, s + batch_size), n)
     if not out:
         return np.zeros((0, num_classes_of(model)), dtype=np.float32)
     return np.concatenate(out).astype(np.float32, copy=False)
@@ -165,13 +165,13 @@ def imagefolder_logits(
     device: str = "cpu",
     num_workers: int = 0,
     log: Callable[[str], Any] | None = None,
-    progress: Callable[[int, int], Any] | None = None,
+    on_batch: Callable[[int, int], Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """Logits on an ImageFolder tree (``root/<class>/<image>``) with timm's eval transform for ``model``.
 
     Returns ``(logits float32 (N, n), labels int64 (N,), sample_ids, class_names)``: ``labels`` index
     ``class_names`` (the sorted folder names, as torchvision's ImageFolder orders them) and
-    ``sample_ids`` are the image paths relative to ``root``. ``progress``: as in :func:`compute_logits`.
+    ``sample_ids`` are the image paths relative to ``root``. ``on_batch``: as in :func:`compute_logits`.
     """
     import torch
     from PIL import Image
@@ -215,16 +215,16 @@ def imagefolder_logits(
                                      pin_memory=str(device).startswith("cuda"))
     model.eval()
     model.to(device)
-    bar = _Progress(log, len(ds), f"logits {root.name}")
+    progress = _Progress(log, len(ds), f"logits {root.name}")
     out: list[np.ndarray] = []
     done = 0
     with torch.no_grad():
         for xb, _yb in dl:
             out.append(model(xb.to(device)).float().cpu().numpy())
             done += xb.shape[0]
-            bar.update(done)
-            if progress is not None:
-                progress(done, len(ds))
+            progress.update(done)
+            if on_batch is not None:
+                on_batch(done, len(ds))
     labels = np.asarray([t for _p, t in ds.samples], dtype=np.int64)
     sample_ids = [Path(p).relative_to(root).as_posix() for p, _t in ds.samples]
     return np.concatenate(out).astype(np.float32, copy=False), labels, sample_ids, list(ds.classes)
