@@ -391,3 +391,15 @@ def test_model_logits_offline_hub_name_gives_the_libs_error(monkeypatch):
         model_logits("resnet10t.c3_in1k", np.zeros((1, 3, 8, 8), np.uint8), device="cpu")
     with pytest.raises(CheckpointError, match="does not exist"):
         model_logits(Path("no/such/folder"), np.zeros((1, 3, 8, 8), np.uint8), device="cpu")
+
+
+@pytest.mark.parametrize("module", ["dependencies", "result", "store", "logits"])
+def test_docstring_examples_run(module, tmp_path, monkeypatch):
+    """The numpydoc Examples of the public API are doctests, and they pass."""
+    import doctest
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    mod = importlib.import_module(f"neudep_assets.api.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0

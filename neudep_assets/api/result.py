@@ -116,7 +116,7 @@ class Dependencies:
         >>> from neudep_assets import find_dependencies
         >>> f = np.random.default_rng(1).normal(size=(500, 4))
         >>> f[:, 3] = f[:, 0] + f[:, 1]
-        >>> find_dependencies(f, lambdas=[0.1], exact_path=True).at(0.05).query("target == 3")["source"].tolist()
+        >>> find_dependencies(f, lambdas=[0.1], exact_path=True).at(0.3).query("target == 3")["source"].tolist()
         [0, 1]
         """
         li = self._lambda_index(lambda_rel)
