@@ -13,6 +13,7 @@ import pandas as pd
 from neudep_assets.defs.model_assets import moments
 from neudep_assets.defs.partitions import models_partitions
 from neudep_assets.lib.analysis.moments import psd_report
+from neudep_assets.lib.analysis.store_rows import uncertified  # noqa: F401 (one certificate: the API's too)
 from neudep_assets.lib.store import load_arrays
 
 CERTIFIED = "certified"
@@ -22,14 +23,6 @@ def certificate_spec(asset: str) -> dg.AssetCheckSpec:
     return dg.AssetCheckSpec(CERTIFIED, asset=asset, blocking=True, description=(
         "Every CovLasso solution (target × λ) has a relative KKT violation within the analysis's own tol; "
         "an analysis that fails is not written."))
-
-
-def uncertified(per_target: pd.DataFrame, tol: float, lambdas, class_names, worst: int = 5) -> tuple[int, list[str]]:
-    """How many solutions have a relative KKT above tol (NaN counts), and the worst ones, named."""
-    bad = per_target[~(per_target["kkt"].to_numpy(dtype=float) <= tol)]
-    top = bad.sort_values("kkt", ascending=False, na_position="first").head(worst)
-    return len(bad), [f"{class_names[int(r.target_class)]!r} (class {int(r.target_class)}) at "
-                      f"λ={lambdas[int(r.lambda_index)]:g}: KKT {r.kkt:.2e}" for r in top.itertuples()]
 
 
 def certificate(per_target: pd.DataFrame, tol: float, lambdas, class_names) -> dg.AssetCheckResult:

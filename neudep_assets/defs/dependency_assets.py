@@ -3,7 +3,6 @@
 import dataclasses
 import time
 from collections.abc import Mapping
-from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -21,18 +20,15 @@ from neudep_assets.lib.analysis import analyse, best_targets, summarize
 from neudep_assets.lib.analysis.dependencies import (analyse_chunk, chunk_from_arrays, chunk_to_arrays, merge_chunks,
                                                      step_ranges, target_ranges)
 from neudep_assets.lib.report import fig3_png
-from neudep_assets.lib.config import DependencyConfig, stable_hash, stable_json
+from neudep_assets.lib.config import DependencyConfig, stable_hash
 from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.report import star_pictures
 from neudep_assets.lib.analysis.moments import LogitsError, check_aligned, second_moment
-from neudep_assets.lib.analysis.offsets import apply_gauge, gauge_moment, offset_direction_share_of, other_gauge
-from neudep_assets.lib.code_version import code_version
-from neudep_assets.lib.store import TABLES, ResultStore, load_arrays, save_arrays
-
-DEPENDENCIES_SCIENCE = ("neudep_assets.lib.analysis.dependencies", "neudep_assets.lib.analysis.moments",
-                        "neudep_assets.lib.analysis.offsets")
-DEPENDENCIES_CODE_VERSION = code_version(*DEPENDENCIES_SCIENCE)
-SOLVER = "neudep.covlasso homotopy"
+from neudep_assets.lib.analysis.offsets import apply_gauge, gauge_moment, other_gauge
+from neudep_assets.lib.analysis.store_rows import (DEPENDENCIES_CODE_VERSION, DEPENDENCIES_SCIENCE,  # noqa: F401
+                                                   commit_rows, identity, run_rows as _run_rows,
+                                                   with_offset_share as _with_offset_share)
+from neudep_assets.lib.store import ResultStore, load_arrays, save_arrays
 
 
 class DependenciesConfig(dg.Config):
@@ -55,12 +51,6 @@ def _effective(project_dep: DependencyConfig, override: DependenciesConfig) -> D
     return eff
 
 
-def identity(eff: DependencyConfig) -> dict:
-    """What an analysis's result depends on: not how its targets were chunked or spread over steps (the
-    rows are the same)."""
-    return {k: v for k, v in asdict(eff).items() if k not in ("target_chunk", "chunk_steps")}
-
-
 def _solver_device(neudep: Neudep) -> str | None:
     """The configured device for the CovLasso: CUDA runs the batched torch homotopy; cpu and mps (no
     float64) the numba one. A device that does not exist is an error here, before any work."""
@@ -76,12 +66,6 @@ def _crosscheck(eff: DependencyConfig) -> DependencyConfig | None:
                                logit_gauge=other_gauge(eff.logit_gauge), gauge_crosscheck=False)
 
 
-def _with_offset_share(res, C_source) -> None:
-    """Add `offset_dir_share` to per_target; `C_source`: the source logits' moment in the analysis's gauge."""
-    res.per_target["offset_dir_share"] = offset_direction_share_of(
-        C_source, res.path, res.path.targets, res.per_target["lambda_index"], res.per_target["target_class"])
-
-
 def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], run_id: str, *,
                    eff: DependencyConfig, class_names,
                    extra: Mapping[str, pd.DataFrame] | None = None,
@@ -91,12 +75,7 @@ def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], 
     uncertified analysis is not written."""
     check = certificate(res.per_target, eff.tol, eff.lambdas, class_names)
     if check.passed:
-        tables = {"dependencies": res.edges, "dependency_metrics": res.per_target, "class_diagnostics": res.per_class,
-                  **getattr(res, "path_tables", {}), **(extra or {})}  # a Θ-head (§3.2) has no path
-        keyed = {t for t in tables if t in TABLES and "dependency_run_id" in TABLES[t].names}
-        tables = {t: df.assign(dependency_run_id=run_key) if t in keyed else df for t, df in tables.items()}
-        store.commit_analysis(run_key, {**tables, "dependency_runs": run_rows}, run_id=run_id,
-                              code_version=code_version)
+        commit_rows(store, run_key, res, run_rows, run_id=run_id, code_version=code_version, extra=extra)
     return check
 
 
@@ -111,19 +90,6 @@ def _stored_certificate(store: ResultStore, run_key: str, class_names) -> dg.Ass
     runs = store.read("dependency_runs", run_key).sort_values("lambda_index")
     return certificate(store.read("dependency_metrics", run_key), float(runs["tol"].max()),
                        runs["lambda_value"].tolist(), class_names)
-
-
-def _run_rows(run_key: str, kind: str, eff: DependencyConfig, res, *, model: str, sha: str, source_model: str,
-              source_sha: str, dataset_id: str, moments_id: str) -> list[dict]:
-    max_kkt = res.path.kkt.max(axis=1)
-    return [{"dependency_run_id": run_key, "kind": kind, "lambda_index": li,
-             "lambda_rel": lam if eff.lambda_mode == "relative" else None, "lambda_value": lam,
-             "lambda_mode": eff.lambda_mode, "model": model, "checkpoint_sha256": sha, "source_model": source_model,
-             "source_checkpoint_sha256": source_sha, "dataset_id": dataset_id, "fit_split": eff.fit_split,
-             "eval_split": eff.eval_split, "moments_id": moments_id, "solver": SOLVER, "tol": eff.tol,
-             "max_kkt": float(max_kkt[li]), "n_targets": int(res.path.kkt.shape[1]), "config_json": stable_json(eff),
-             "logit_gauge": eff.logit_gauge}
-            for li, lam in enumerate(eff.lambdas)]
 
 
 def _reference_lambda(eff: DependencyConfig) -> int:

@@ -109,12 +109,14 @@ def compute_logits(
     batch_size: int = 512,
     device: str = "cpu",
     log: Callable[[str], Any] | None = None,
+    on_batch: Callable[[int, int], Any] | None = None,
 ) -> np.ndarray:
     """Raw logits (N, n_classes) float32 of ``model`` on ``images``.
 
     ``images``: uint8 (N,S,S) or (N,C,S,S) (float arrays are taken as already in [0, 1]). A grey image
     is repeated over the channels of an RGB model; a model with a fixed input size gets the images
-    resized (bilinear) to it. Batched, under ``torch.no_grad``, model in eval mode.
+    resized (bilinear) to it. Batched, under ``torch.no_grad``, model in eval mode. ``on_batch`` is
+    called with (images done, images) after each batch.
     """
     import torch
     import torch.nn.functional as F
@@ -148,6 +150,8 @@ def compute_logits(
             xb = (xb - mean_t) / std_t
             out.append(model(xb).float().cpu().numpy())
             progress.update(min(n, s + batch_size))
+            if on_batch is not None:
+                on_batch(min(n, s + batch_size), n)
     if not out:
         return np.zeros((0, num_classes_of(model)), dtype=np.float32)
     return np.concatenate(out).astype(np.float32, copy=False)
@@ -161,12 +165,13 @@ def imagefolder_logits(
     device: str = "cpu",
     num_workers: int = 0,
     log: Callable[[str], Any] | None = None,
+    on_batch: Callable[[int, int], Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """Logits on an ImageFolder tree (``root/<class>/<image>``) with timm's eval transform for ``model``.
 
     Returns ``(logits float32 (N, n), labels int64 (N,), sample_ids, class_names)``: ``labels`` index
     ``class_names`` (the sorted folder names, as torchvision's ImageFolder orders them) and
-    ``sample_ids`` are the image paths relative to ``root``.
+    ``sample_ids`` are the image paths relative to ``root``. ``on_batch``: as in :func:`compute_logits`.
     """
     import torch
     from PIL import Image
@@ -218,6 +223,8 @@ def imagefolder_logits(
             out.append(model(xb.to(device)).float().cpu().numpy())
             done += xb.shape[0]
             progress.update(done)
+            if on_batch is not None:
+                on_batch(done, len(ds))
     labels = np.asarray([t for _p, t in ds.samples], dtype=np.int64)
     sample_ids = [Path(p).relative_to(root).as_posix() for p, _t in ds.samples]
     return np.concatenate(out).astype(np.float32, copy=False), labels, sample_ids, list(ds.classes)

@@ -47,7 +47,7 @@ def _check_arch(arch: str) -> None:
 
 def create_model(
     spec: ModelSpec,
-    num_classes: int,
+    num_classes: int | None,
     in_chans: int,
     *,
     mean: Sequence[float] | None = None,
@@ -55,7 +55,7 @@ def create_model(
     img_size: int | None = None,
 ):
     """Build the model of ``spec``: untrained (seeded by ``spec.train['seed']``) or hub-pretrained
-    (with its own head, which must have ``num_classes`` classes: CheckpointError naming both counts).
+    (with its own head, which must have ``num_classes`` classes, unless None: CheckpointError naming both counts).
 
     A ``checkpoint`` spec is loaded with ``checkpoint_io.load_checkpoint`` instead. ``mean``/``std`` (the
     normalization the model is trained with) and ``img_size`` are written into the model's
@@ -85,7 +85,7 @@ def create_model(
             raise ValueError(f"cannot build {spec.arch!r} with model_args {spec.model_args!r}: {e}") from e
         except Exception as e:  # download / hub failures come in many types
             raise _offline_error(spec.arch, e) from e
-        if num_classes_of(model) != int(num_classes):
+        if num_classes is not None and num_classes_of(model) != int(num_classes):
             raise CheckpointError(
                 f"hub model {spec.arch!r} (model {spec.name!r}) has {num_classes_of(model)} classes but the dataset "
                 f"has {int(num_classes)} classes; its head is used as trained (a new head would be untrained): "
