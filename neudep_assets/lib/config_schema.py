@@ -9,19 +9,16 @@ classes (`scripts/config_doc.py`), and a test holds the two together.
 
 from __future__ import annotations
 
-import difflib
 import re
-import types
-import typing
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from neudep_assets.lib.config_errors import ConfigError, check, plain_lists
 from neudep_assets.lib.cron import cron_problem
+from neudep_assets.lib.glyph_list import glyph_count
 
-
-class ConfigError(ValueError):
-    """A malformed project config; the message names the file and the key."""
+__all__ = ["ConfigError", "check", "plain_lists"]  # re-exported: the schema's users need them
 
 
 SPLITS = ("train", "val", "ood")
@@ -62,8 +59,6 @@ class GlyphSchema(_Schema):
 
     @model_validator(mode="after")
     def _fits_the_class_list(self):
-        from neudep_assets.lib.specs import glyph_count  # specs builds on this schema
-
         n = glyph_count()
         if self.n_classes + self.n_ood_classes > n:
             raise ValueError(f"n_classes + n_ood_classes = {self.n_classes + self.n_ood_classes} exceeds the {n} "
@@ -307,118 +302,3 @@ def split_problem(n_classes: int, setting: str) -> tuple[int, int]:
         raise ValueError(f"incremental.splits: split {setting!r} of {n_classes} classes leaves "
                          f"{'no new' if n_new < 1 else 'no base'} class; use more classes or another split")
     return n_classes - n_new, n_new
-
-
-# ------------------------------------------------------------------------------------------- errors
-
-
-def plain_lists(obj):
-    """Tuples as lists, recursively (the schema's lists are strict)."""
-    if isinstance(obj, dict):
-        return {k: plain_lists(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain_lists(v) for v in obj]
-    return obj
-
-
-def check(schema: type[_Schema], raw: Any, where: str, prefix: str = "") -> _Schema:
-    """``schema`` validated on ``raw``; ConfigError with one line ``where: key.path: problem`` per bad value."""
-    try:
-        return schema.model_validate(raw)
-    except ValidationError as exc:
-        lines = [f"{where}: {_problem(schema, e, prefix)}" for e in exc.errors(include_url=False)]
-        raise ConfigError("\n".join(dict.fromkeys(lines))) from None
-
-
-def _key(loc: tuple, prefix: str) -> str:
-    out = prefix
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _problem(schema, err: dict, prefix: str) -> str:
-    loc = tuple(p for p in err["loc"] if not _is_tag(p))
-    kind, ctx, got = err["type"], err.get("ctx") or {}, err.get("input")
-    key = _key(loc, prefix)
-    if kind == "extra_forbidden":
-        known = fields_at(schema, loc[:-1])
-        near = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        return f"{key}: unknown key{hint} (known: {', '.join(known)})"
-    if kind in ("value_error", "assertion_error"):
-        msg = str(ctx.get("error", err["msg"]))
-        head = re.match(r"[A-Za-z_]\w*", msg)
-        if msg.startswith("["):  # an item of the list at loc
-            return f"{key}{msg}"
-        if ":" in msg and head and head.group() in fields_at(schema, loc):  # the message names a key below loc
-            return f"{key}.{msg}" if key else msg
-        return f"{key}: {msg}" if key else msg
-    text = {
-        "greater_than_equal": lambda: f"must be ≥ {ctx.get('ge')}",
-        "greater_than": lambda: f"must be > {ctx.get('gt')}",
-        "less_than_equal": lambda: f"must be ≤ {ctx.get('le')}",
-        "less_than": lambda: f"must be < {ctx.get('lt')}",
-        "finite_number": lambda: "must be a finite number (no NaN or inf)",
-        "int_type": lambda: "must be an integer",
-        "float_type": lambda: "must be a number" + (" (YAML reads 1e-9 as text: write 1.0e-9)"
-                                                    if isinstance(got, str) and re.fullmatch(r"[-+]?[\d.]+e[-+]?\d+", got)
-                                                    else ""),
-        "bool_type": lambda: "must be true or false",
-        "string_type": lambda: "must be a string",
-        "list_type": lambda: "must be a list",
-        "dict_type": lambda: "must be a mapping",
-        "model_type": lambda: "must be a mapping",
-        "literal_error": lambda: f"must be one of {ctx.get('expected')}",
-        "too_short": lambda: f"must have at least {ctx.get('min_length')} item(s)",
-        "too_long": lambda: f"must have at most {ctx.get('max_length')} item(s)",
-        "string_too_short": lambda: "must not be empty",
-        "string_too_long": lambda: f"must be at most {ctx.get('max_length')} characters",
-        "string_pattern_mismatch": lambda: "must be a single folder name: letters, digits, '_', '.', '-', not "
-                                           "starting with '.' (no '/', no '..')",
-        "missing": lambda: "is required",
-    }.get(kind, lambda: err["msg"])()
-    return f"{key or '(top level)'}: {text}" + ("" if kind == "missing" else f" (got {_short(got)})")
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _is_tag(part) -> bool:
-    # pydantic adds union/function tags to a loc ('list[str]', 'function-after[...]', ...)
-    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none"))
-
-
-def _unwrap(ann):
-    """The schema class or the item type inside Optional / list / dict / Annotated."""
-    while True:
-        origin = typing.get_origin(ann)
-        if origin is Annotated:
-            ann = typing.get_args(ann)[0]
-        elif origin in (Union, types.UnionType):
-            args = [a for a in typing.get_args(ann) if a is not type(None)]
-            ann = next((a for a in args if typing.get_origin(a) is list or _is_schema(a)), args[0])
-        else:
-            return ann
-
-
-def _is_schema(ann) -> bool:
-    return isinstance(ann, type) and issubclass(ann, _Schema)
-
-
-def fields_at(schema, loc: tuple) -> list[str]:
-    """The keys allowed at ``loc`` (a path of keys and list indices) of ``schema``."""
-    ann = schema
-    for part in loc:
-        ann = _unwrap(ann)
-        if isinstance(part, int):
-            args = typing.get_args(ann)
-            ann = args[0] if args else ann
-        elif _is_schema(ann) and part in ann.model_fields:
-            ann = ann.model_fields[part].annotation
-        else:
-            return []
-    ann = _unwrap(ann)
-    return list(ann.model_fields) if _is_schema(ann) else []

@@ -4,19 +4,16 @@ glyph dataset. No torch here: validating a config never loads the science."""
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 from neudep_assets.lib.config_schema import AUGMENTS, NAME_PATTERN, GlyphSchema, TrainSchema, check, plain_lists
+from neudep_assets.lib.glyph_list import GLYPH_CLASSES_FILE, shipped_glyph_list
 
-#: The shipped glyph class list (code points and the faces each renders in), made offline by
-#: scripts/make_glyph_classes.py.
-GLYPH_CLASSES_FILE = Path(__file__).resolve().parent / "data" / "glyph_classes.json"
+__all__ = ["AUGMENTS", "GLYPH_CLASSES_FILE", "TRAIN_DEFAULTS", "GlyphConfig", "ModelSpec", "plain", "resolve_train_config",
+           "shipped_glyph_list", "validate_train_config"]
 
 _SPEC_KEYS = ("name", "arch", "model_args", "checkpoint", "pretrained", "train", "logits_batch_size")
 _NAME_RE = re.compile(NAME_PATTERN)
@@ -199,20 +196,3 @@ class GlyphConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-
-
-@functools.lru_cache(maxsize=1)
-def shipped_glyph_list() -> bytes:
-    """The raw bytes of the shipped glyph class list (also hashed into the dataset id)."""
-    try:
-        return GLYPH_CLASSES_FILE.read_bytes()
-    except OSError as e:
-        raise FileNotFoundError(f"glyph class list {GLYPH_CLASSES_FILE} is missing; run "
-                                f"scripts/make_glyph_classes.py") from e
-
-
-def glyph_count() -> int:
-    """The number of characters in the shipped glyph class list."""
-    return len(json.loads(shipped_glyph_list())["classes"])
