@@ -84,7 +84,7 @@ BAD = [
     pytest.param(tiny("seeds: 2", "seeds: 0", USES), r"incremental\.seeds: must be ≥ 1", id="incremental.seeds-0"),
     pytest.param(tiny("splits: [\"90/10\", all_but_one]", "splits: [\"80/20\"]", USES), r"incremental\.splits\[0\]: "
                  "must be one of", id="incremental-split"),
-    pytest.param(tiny("max_steps: 3", "max_steps: 3\n  pairs: [[a, a]]", USES), r"regularization\.pairs\[0\]: names the "
+    pytest.param(tiny("max_steps: 3", "max_steps: 3\n  pairs: [[a, a]]", USES), r"regularization\.pairs\[0\] names the "
                  "same class twice", id="pair-same-class"),
     pytest.param(tiny("lambda_rel: 0.02", "lambda_rel: 0.3", USES), r"regularization\.lambda_rel = 0\.3 is not on",
                  id="lambda_rel-off-grid"),
@@ -155,3 +155,59 @@ def test_store_location_reads_with_the_same_limits(tmp_path, monkeypatch):
     path.write_text(BOMB + "store: elsewhere\n")
     with pytest.raises(ConfigError, match="expands to more than"):
         store_location(tmp_path, path)
+
+
+CRONS = ["0 4 * * 1", "*/15 * * * *", "0 0 1 1 *", "5 4 * * sun", "0 22 * * 1-5", "0 0,12 1 */2 *", "@daily",
+         "0 4 * * 7", "0 0 1-31/2 jan-jun mon-fri", "0 25 * * *", "60 * * * *", "* * * *", "* * * * * *", "every monday",
+         "0 4 * * 8", "0 0 30 2 *", "0 0 0 * *", "0 0 * 13 *", "5-1 * * * *", "*/0 * * * *", "0 4 * * funday", ""]
+
+
+@pytest.mark.parametrize("cron", CRONS)
+def test_cron_check_agrees_with_dagster(cron):
+    """lib may not import Dagster: its own cron check says yes exactly where Dagster's does."""
+    from dagster._utils.schedules import is_valid_cron_string
+
+    from neudep_assets.lib.cron import cron_problem
+
+    assert (cron_problem(cron) is None) == is_valid_cron_string(cron), cron_problem(cron)
+
+
+@pytest.mark.parametrize("override, culprit", [
+    ({"tol": float("nan")}, r"run config: dependencies\.tol: must be a finite number"),
+    ({"tol": 1e-300}, r"dependencies\.tol: must be ≥ 1e-15"),
+    ({"lambdas": [0.1, 0.5]}, r"dependencies\.lambdas: must be decreasing"),
+    ({"lambdas": [0.5, float("inf")]}, r"dependencies\.lambdas\[1\]: must be a finite number"),
+    ({"target_chunk": 0}, r"dependencies\.target_chunk: must be ≥ 1"),
+])
+def test_launchpad_override_is_refused_by_the_same_schema(override, culprit):
+    from neudep_assets.defs.dependency_assets import DependenciesConfig, _effective
+    from neudep_assets.lib.config import DependencyConfig
+
+    with pytest.raises(ConfigError, match=culprit):
+        _effective(DependencyConfig(), DependenciesConfig(**override))
+
+
+def test_launchpad_uses_overrides_go_through_the_schema():
+    """What the incremental / regularization assets validate after applying their Launchpad overrides."""
+    import dataclasses
+
+    from neudep_assets.lib.config import IncrementalConfig, RegularizationConfig
+
+    with pytest.raises(ConfigError, match=r"run config: incremental\.l1: must be a finite number"):
+        dataclasses.replace(IncrementalConfig(), l1=float("nan")).validate("run config")
+    with pytest.raises(ConfigError, match=r"run config: incremental\.seeds: must be ≥ 1"):
+        dataclasses.replace(IncrementalConfig(), seeds=-2).validate("run config")
+    with pytest.raises(ConfigError, match=r"run config: regularization\.alpha: must be a finite number"):
+        dataclasses.replace(RegularizationConfig(), alpha=float("nan")).validate("run config")
+
+
+def test_neudep_demo_refuses_a_bad_config_before_writing_anything(tmp_path, monkeypatch):
+    from neudep_assets.cli import run_pipeline
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    data, path = tmp_path / "data", tmp_path / "neudep.yaml"
+    data.mkdir()
+    path.write_text(tiny("val_per_class: 4", "val_per_class: 0"))
+    with pytest.raises(ConfigError, match=r"dataset\.glyphs\.val_per_class: must be ≥ 1 \(got 0\)"):
+        run_pipeline(path, data, log=lambda *_: None)
+    assert os.listdir(data) == [] and sorted(os.listdir(tmp_path)) == ["data", "neudep.yaml"]

@@ -61,10 +61,10 @@ def _problem(schema, err: dict, prefix: str) -> str:
             return f"{key}.{msg}" if key else msg
         return f"{key}: {msg}" if key else msg
     text = {
-        "greater_than_equal": lambda: f"must be ≥ {ctx.get('ge')}",
-        "greater_than": lambda: f"must be > {ctx.get('gt')}",
-        "less_than_equal": lambda: f"must be ≤ {ctx.get('le')}",
-        "less_than": lambda: f"must be < {ctx.get('lt')}",
+        "greater_than_equal": lambda: f"must be ≥ {_num(ctx.get('ge'))}",
+        "greater_than": lambda: f"must be > {_num(ctx.get('gt'))}",
+        "less_than_equal": lambda: f"must be ≤ {_num(ctx.get('le'))}",
+        "less_than": lambda: f"must be < {_num(ctx.get('lt'))}",
         "finite_number": lambda: "must be a finite number (no NaN or inf)",
         "int_type": lambda: "must be an integer",
         "float_type": lambda: "must be a number" + (" (YAML reads 1e-9 as text: write 1.0e-9)"
@@ -85,6 +85,10 @@ def _problem(schema, err: dict, prefix: str) -> str:
         "missing": lambda: "is required",
     }.get(kind, lambda: err["msg"])()
     return f"{key or '(top level)'}: {text}" + ("" if kind == "missing" else f" (got {_short(got)})")
+
+
+def _num(x) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
 
 
 def _options(expected: str) -> str:

@@ -205,7 +205,7 @@ class RegularizationSchema(_Schema):
     def _distinct(cls, pairs):
         for k, (a, b) in enumerate(pairs):
             if a == b:
-                raise ValueError(f"[{k}]: names the same class twice: {a!r}")
+                raise ValueError(f"[{k}] names the same class twice: {a!r}")
         return pairs
 
 

@@ -39,9 +39,8 @@ def cron_problem(text) -> str | None:
                 return f"{name} {part!r}: {exc}"
             if step is not None and int(step) < 1:
                 return f"{name} {part!r}: step must be ≥ 1"
-            if first > last:
-                return f"{name} {part!r}: range {first}-{last} runs backwards"
-            seen.update(range(first, last + 1, int(step or 1)))
+            span = range(first, last + 1) if first <= last else [*range(first, hi + 1), *range(lo, last + 1)]  # wraps
+            seen.update(span[::int(step or 1)])
         values.append(seen)
     if values[3] == {2} and values[2] and min(values[2]) >= 30:
         return "February has no day 30 or 31"
