@@ -211,3 +211,24 @@ def test_neudep_demo_refuses_a_bad_config_before_writing_anything(tmp_path, monk
     with pytest.raises(ConfigError, match=r"dataset\.glyphs\.val_per_class: must be ≥ 1 \(got 0\)"):
         run_pipeline(path, data, log=lambda *_: None)
     assert os.listdir(data) == [] and sorted(os.listdir(tmp_path)) == ["data", "neudep.yaml"]
+
+
+def test_the_code_location_loads_and_a_run_stops_at_the_config_naming_the_key(tmp_path):
+    """The Dagster definitions still load (the UI shows the error), and a run refuses before any work."""
+    import dagster as dg
+
+    from neudep_assets.definitions import build_defs
+    from neudep_assets.defs.dataset_assets import dataset
+    from neudep_assets.defs.resources import Neudep
+
+    data, path = tmp_path / "data", tmp_path / "neudep.yaml"
+    data.mkdir()
+    path.write_text(tiny("kind: glyphs", "kind: imagefolder\n  name: ../../escape\n  splits: {train: t, val: v}"))
+    assert build_defs(str(path), str(data)) is not None
+    res = dg.materialize([dataset], resources={"neudep": Neudep(config_path=str(path), data_root=str(data))},
+                         raise_on_error=False)
+    assert not res.success
+    failure = next(e for e in res.all_events if e.is_step_failure).step_failure_data.error.cause
+    assert failure.cls_name == "ConfigError"
+    assert "dataset.name: must be a single folder name" in failure.message and str(path) in failure.message
+    assert os.listdir(data) == []
