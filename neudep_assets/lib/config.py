@@ -196,7 +196,8 @@ def _store_value(value, where: Path) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: store: must be a local path or an fsspec URL (s3://bucket/prefix…), got {value!r}")
+        raise ConfigError(f"{where}: store: must be a local path or an fsspec URL (s3://bucket/prefix…), "
+                          f"got {value!r}")
     return value if "://" in value else str((where.parent / value).resolve())
 
 
@@ -248,9 +249,11 @@ def load_config(path: str | Path | None = None) -> ProjectConfig:
     if watch is not None:
         watch = tuple(str((where.parent / w).resolve()) for w in ([watch] if isinstance(watch, str) else watch))
     return ProjectConfig(path=where, dataset=dataset, models=tuple(models), dependencies=DependencyConfig(**dep),
-                         device=raw.get("device", "auto"), incremental=_uses_section(raw, "incremental", IncrementalConfig),
+                         device=raw.get("device", "auto"),
+                         incremental=_uses_section(raw, "incremental", IncrementalConfig),
                          regularization=_uses_section(raw, "regularization", RegularizationConfig), watch=watch,
-                         schedule=raw.get("schedule", DEFAULT_SCHEDULE), executor=ExecutorConfig(**(raw.get("executor") or {})),
+                         schedule=raw.get("schedule", DEFAULT_SCHEDULE),
+                         executor=ExecutorConfig(**(raw.get("executor") or {})),
                          store=_store_value(raw.get("store"), where))
 
 

@@ -96,8 +96,8 @@ def reference() -> str:
     parts = []
     for path, schema in sections():
         title = f"`{path}`" if path else "top level"
-        parts.append(f"### {title}\n\n{(schema.__doc__ or '').strip()}\n\n| key | type and bounds | default | meaning |\n"
-                     "|---|---|---|---|")
+        parts.append(f"### {title}\n\n{(schema.__doc__ or '').strip()}\n\n"
+                     "| key | type and bounds | default | meaning |\n|---|---|---|---|")
         for name, field in schema.model_fields.items():
             desc = (field.description or "").replace("|", "\\|")
             parts.append(f"| `{name}` | {_field_type(field)} | {_default(field)} | {desc} |")

@@ -67,8 +67,7 @@ def _problem(schema, err: dict, prefix: str) -> str:
         "less_than": lambda: f"must be < {_num(ctx.get('lt'))}",
         "finite_number": lambda: "must be a finite number (no NaN or inf)",
         "int_type": lambda: "must be an integer",
-        "float_type": lambda: "must be a number" + (" (YAML reads 1e-9 as text: write 1.0e-9)"
-                                                    if isinstance(got, str) and re.fullmatch(r"[-+]?[\d.]+e[-+]?\d+", got)
+        "float_type": lambda: "must be a number" + (" (YAML reads 1e-9 as text: write 1.0e-9)" if _exp_text(got)
                                                     else ""),
         "bool_type": lambda: "must be true or false",
         "string_type": lambda: "must be a string",
@@ -85,6 +84,11 @@ def _problem(schema, err: dict, prefix: str) -> str:
         "missing": lambda: "is required",
     }.get(kind, lambda: err["msg"])()
     return f"{key or '(top level)'}: {text}" + ("" if kind == "missing" else f" (got {_short(got)})")
+
+
+def _exp_text(value) -> bool:
+    """A number YAML 1.1 read as text (an exponent without a dot)."""
+    return isinstance(value, str) and re.fullmatch(r"[-+]?[\d.]+e[-+]?\d+", value) is not None
 
 
 def _num(x) -> str:

@@ -129,7 +129,8 @@ class DependencySchema(_Schema):
                        description="the λ grid, decreasing; relative mode: fractions of each target's λ_max in "
                                    "(0, 1]")] = [0.5, 0.2, 0.1, 0.05, 0.02]
     lambda_mode: Annotated[Literal["relative", "absolute"],
-                           Field(description="relative: λ = fraction · λ_max; absolute: the paper's λ")] = "relative"
+                           Field(description="relative: λ = fraction · λ_max; absolute: the paper's λ")] = \
+        "relative"
     fit_split: Annotated[Literal[SPLITS], Field(description="C = E[f fᵀ] from this split")] = "train"
     eval_split: Annotated[Literal[SPLITS], Field(description="Table-1 metrics on this split")] = "val"
     tol: Annotated[float, Field(ge=1e-15, le=1e-2, description="CovLasso tolerance (relative KKT)")] = 1e-9

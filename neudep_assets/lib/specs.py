@@ -12,8 +12,8 @@ from typing import Any, Mapping
 from neudep_assets.lib.config_schema import AUGMENTS, NAME_PATTERN, GlyphSchema, TrainSchema, check, plain_lists
 from neudep_assets.lib.glyph_list import GLYPH_CLASSES_FILE, shipped_glyph_list
 
-__all__ = ["AUGMENTS", "GLYPH_CLASSES_FILE", "TRAIN_DEFAULTS", "GlyphConfig", "ModelSpec", "plain", "resolve_train_config",
-           "shipped_glyph_list", "validate_train_config"]
+__all__ = ["AUGMENTS", "GLYPH_CLASSES_FILE", "TRAIN_DEFAULTS", "GlyphConfig", "ModelSpec", "plain",
+           "resolve_train_config", "shipped_glyph_list", "validate_train_config"]
 
 _SPEC_KEYS = ("name", "arch", "model_args", "checkpoint", "pretrained", "train", "logits_batch_size")
 _NAME_RE = re.compile(NAME_PATTERN)
