@@ -2,6 +2,7 @@
 the key path, and nothing is written (the load runs with an empty data root, which stays empty)."""
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -232,3 +233,11 @@ def test_the_code_location_loads_and_a_run_stops_at_the_config_naming_the_key(tm
     assert failure.cls_name == "ConfigError"
     assert "dataset.name: must be a single folder name" in failure.message and str(path) in failure.message
     assert os.listdir(data) == []
+
+
+@pytest.mark.parametrize("key", ["int", "str", "none", "list[str]"])
+def test_an_unknown_key_named_like_a_type_is_still_named(tmp_path, key):
+    path = tmp_path / "neudep.yaml"
+    path.write_text(TINY + f"'{key}': 1\n")
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}: {re.escape(key)}: unknown key"):
+        load_config(path)

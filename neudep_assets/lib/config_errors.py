@@ -17,7 +17,6 @@ class ConfigError(ValueError):
     """A malformed project config; the message names the file and the key."""
 
 
-
 def plain_lists(obj):
     """Tuples as lists, recursively (the schema's lists are strict)."""
     if isinstance(obj, dict):
@@ -44,14 +43,15 @@ def _key(loc: tuple, prefix: str) -> str:
 
 
 def _problem(schema, err: dict, prefix: str) -> str:
-    loc = tuple(p for p in err["loc"] if not _is_tag(p))
     kind, ctx, got = err["type"], err.get("ctx") or {}, err.get("input")
-    key = _key(loc, prefix)
-    if kind == "extra_forbidden":
-        known = fields_at(schema, loc[:-1])
-        near = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+    if kind == "extra_forbidden":  # the last part is the user's key, whatever it is called
+        parent = tuple(p for p in err["loc"][:-1] if not _is_tag(p))
+        known = fields_at(schema, parent)
+        near = difflib.get_close_matches(str(err["loc"][-1]), known, n=1, cutoff=0.6)
         hint = f"; did you mean {near[0]!r}?" if near else ""
-        return f"{key}: unknown key{hint} (known: {', '.join(known)})"
+        return f"{_key(parent + (err['loc'][-1],), prefix)}: unknown key{hint} (known: {', '.join(known)})"
+    loc = tuple(p for p in err["loc"] if not _is_tag(p))
+    key = _key(loc, prefix)
     if kind in ("value_error", "assertion_error"):
         msg = str(ctx.get("error", err["msg"]))
         head = re.match(r"[A-Za-z_]\w*", msg)
