@@ -100,6 +100,8 @@ BAD = [
     pytest.param(TINY + "store: ''\n", r"store: must not be empty", id="store-empty"),
     pytest.param(tiny("star_plots: 1", "star_plots: 1\n  star_plots: 2"), r"key 'star_plots' given twice",
                  id="duplicate-key"),
+    pytest.param(TINY + "watch: 3\n", r"watch: must be a string \(got 3\)\n.*watch: must be a list \(got 3\)",
+                 id="watch-int"),
     pytest.param("a: &a [*a]\n", r"recursive alias|not valid YAML", id="recursive-alias"),
 ]
 

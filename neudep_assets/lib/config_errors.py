@@ -106,8 +106,9 @@ def _short(value) -> str:
 
 
 def _is_tag(part) -> bool:
-    # pydantic adds union/function tags to a loc ('list[str]', 'function-after[...]', ...)
-    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool", "none"))
+    # pydantic adds union/function tags to a loc ('list[str]', 'constrained-str', 'function-after[...]', ...)
+    return isinstance(part, str) and ("[" in part or part.startswith("constrained-")
+                                      or part in ("str", "int", "float", "bool", "none"))
 
 
 def _unwrap(ann):
