@@ -19,14 +19,14 @@ def test_shipped_config_loads():
 @pytest.mark.parametrize("text, culprit", [
     ("models: [", "not valid YAML"),
     ("datasett: {}\nmodels: [{name: a, arch: resnet18}]", "datasett"),
-    ("models: []", "'models'"),
+    ("models: []", "models: a non-empty list"),
     ("models: [{name: a, arch: resnet18, colour: red}]", "models\\[0\\]"),
     ("models: [{name: a, arch: resnet18}, {name: a, arch: resnet18}]", "unique"),
     ("models: [{name: a, arch: resnet18}]\ndependencies: {lambdas: [0.1, -1]}", "dependencies.lambdas"),
     ("models: [{name: a, arch: resnet18}]\ndependencies: {lambda_mode: odd}", "lambda_mode"),
     ("models: [{name: a, arch: resnet18}]\ndataset: {kind: zip}", "dataset.kind"),
     ("models: [{name: a, arch: resnet18}]\ndataset: {glyphs: {n_clases: 3}}", "n_clases"),
-    ("models: [{name: 'a b', arch: resnet18}]", "invalid name"),
+    ("models: [{name: 'a b', arch: resnet18}]", r"models\[0\]\.name: must be a single folder name"),
 ])
 def test_malformed_config_names_file_and_key(tmp_path, text, culprit):
     path = tmp_path / "bad.yaml"

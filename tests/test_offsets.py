@@ -57,7 +57,7 @@ def test_unknown_gauge_is_refused_naming_the_allowed_values(tmp_path):
             check_gauge(bad)
         with pytest.raises(ValueError, match="raw, centered"):
             apply_gauge(np.zeros((2, 3)), bad)
-    with pytest.raises(ConfigError, match=r"logit_gauge must be one of raw, centered, got 'centred'"):
+    with pytest.raises(ConfigError, match=r"logit_gauge: must be one of raw, centered \(got 'centred'\)"):
         DependencyConfig(logit_gauge="centred").validate("x.yaml")
     cfg = tmp_path / "c.yaml"
     cfg.write_text("dataset: {kind: glyphs, glyphs: {n_classes: 12}}\nmodels: [{name: m, arch: resnet10t}]\n"

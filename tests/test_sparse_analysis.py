@@ -114,7 +114,7 @@ def test_refit_is_least_squares_on_the_support(case):
 def test_bad_dependency_config_names_the_key(kw, culprit):
     with pytest.raises(ConfigError, match=culprit):
         DependencyConfig(**kw).validate("neudep.yaml")
-    DependencyConfig(lambdas=(0.0, 2.0), lambda_mode="absolute").validate("ok")  # absolute λ: any ≥ 0
+    DependencyConfig(lambdas=(2.0, 0.0), lambda_mode="absolute").validate("ok")  # absolute λ: any ≥ 0
 
 
 def test_analyse_refuses_a_bad_chunk_before_solving(case):

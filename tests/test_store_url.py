@@ -137,7 +137,7 @@ def test_store_location_env_then_config_then_data_root(tmp_path, monkeypatch):
     cfg.write_text(TINY.read_text())
     assert store_location(tmp_path / "data", cfg) == (str(tmp_path / "data"), "the data root (NEUDEP_DATA)")
     cfg.write_text(TINY.read_text() + "store: 3\n")
-    with pytest.raises(ConfigError, match="store must be"):
+    with pytest.raises(ConfigError, match="store: must be"):
         load_config(cfg)
 
 

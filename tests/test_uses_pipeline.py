@@ -191,11 +191,11 @@ def test_bad_pair_is_refused_before_any_training_and_writes_nothing(tiny, tmp_pa
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"regularization.alpha": -0.5}, r"regularization: alpha must be a number ≥ 0, got -0.5"),
+    ({"regularization.alpha": -0.5}, r"regularization.alpha: must be ≥ 0 \(got -0.5\)"),
     ({"regularization.pairs": [["a", "a"]]}, r"regularization.pairs\[0\] names the same class twice"),
     ({"incremental.splits": ["95/5"], "dataset.glyphs.n_classes": 9}, r"incremental.splits: split '95/5' of 9 classes "
                                                                        "leaves no new class"),
-    ({"incremental.splits": ["80/20"]}, r"incremental.splits: unknown split '80/20'"),
+    ({"incremental.splits": ["80/20"]}, r"incremental.splits\[0\]: must be one of 90/10, 95/5, all_but_one \(got '80/20'\)"),
     ({"regularization.lambda_rel": 0.3}, r"regularization.lambda_rel = 0.3 is not on dependencies.lambdas"),
 ])
 def test_bad_config_is_refused_naming_the_key(tmp_path, change, message):

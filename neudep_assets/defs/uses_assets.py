@@ -5,6 +5,7 @@ each as a `models` partition of its own, so `checkpoint` → `logits` → `momen
 it like on any model; `regularization_report[parent]` then reads the children's results back from the
 store (Table 3)."""
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -86,6 +87,7 @@ def incremental_heads(context: dg.AssetExecutionContext, config: IncrementalHead
         return _skip("incremental", name)
     seeds = config.seeds or inc.seeds
     l1 = inc.l1 if config.l1 < 0 else config.l1
+    dataclasses.replace(inc, seeds=seeds, l1=l1).validate("run config")  # NaN, inf, negative seeds: refused
     ds, info, spec = PreparedDataset.from_json(dataset), CheckpointInfo(**checkpoint), project.model(name)
     train_labels = load_arrays(logits["splits"]["train"]["path"])["labels"]
     splits = [choose_split(ds.n_classes, s, inc.split_seed, train_labels) for s in inc.splits]  # refuse before training
@@ -235,7 +237,7 @@ def regularized_checkpoints(context: dg.AssetExecutionContext, config: Regulariz
 
     project, store = neudep.project(), neudep.store()
     reg = project.regularization
-    reg = dataclasses.replace(reg, **({"alpha": config.alpha} if config.alpha >= 0 else {}),
+    reg = dataclasses.replace(reg, **({"alpha": config.alpha} if not config.alpha < 0 else {}),
                               **({"max_steps": config.max_steps} if config.max_steps >= 0 else {}))
     reg.validate("run config")
     name = context.partition_key

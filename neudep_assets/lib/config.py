@@ -1,5 +1,8 @@
 """The project config (`neudep.yaml`) and the data root, with errors that name the file and key.
 
+The keys, their types and bounds live in one place, `config_schema`; this module reads the file
+(`config_yaml`: size and alias limits), validates it against the schema, and returns the frozen
+dataclasses the pipeline uses (their fields are the schema's; their hashes are content addresses).
 `NEUDEP_CONFIG` picks another config file, `NEUDEP_DATA` another data root, so that several
 experiments stay apart. `NEUDEP_STORE` (or the config's `store:`) puts the result store elsewhere.
 """
@@ -13,20 +16,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from neudep_assets.lib.config_schema import (BASE_OPTIONS, EXECUTORS, INCREMENTAL_SPLITS, LOGIT_GAUGES, SPLITS,
+                                             ConfigError, DependencySchema, IncrementalSchema, ProjectSchema,
+                                             RegularizationSchema, check, plain_lists, split_problem)
+from neudep_assets.lib.config_yaml import load_yaml
 from neudep_assets.lib.specs import GlyphConfig, ModelSpec
+
+__all__ = ["BASE_OPTIONS", "EXECUTORS", "INCREMENTAL_SPLITS", "LOGIT_GAUGES", "SPLITS", "ConfigError", "DatasetConfig",
+           "DependencyConfig", "ExecutorConfig", "IncrementalConfig", "ProjectConfig", "RegularizationConfig",
+           "config_path", "data_root", "load_config", "split_sizes", "stable_hash", "stable_json", "store_location"]
 
 DEFAULT_CONFIG = "neudep.yaml"
 DEFAULT_LAMBDAS = (0.5, 0.2, 0.1, 0.05, 0.02)
 DEFAULT_WATCH = "checkpoints/incoming"  # under the data root
 DEFAULT_SCHEDULE = "0 4 * * 1"  # weekly: Monday 04:00 UTC
-EXECUTORS = ("in_process", "multiprocess", "dask")
-SPLITS = ("train", "val", "ood")
-
-
-class ConfigError(ValueError):
-    """A malformed project config; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,6 @@ class DatasetConfig:
     glyphs: GlyphConfig = field(default_factory=GlyphConfig)
     name: str = ""
     splits: dict[str, str] = field(default_factory=dict)  # imagefolder: split -> folder
-
-
-#: values of ``dependencies.logit_gauge``; the first (the paper's raw logits) is the default
-LOGIT_GAUGES = ("raw", "centered")
 
 
 @dataclass(frozen=True)
@@ -58,65 +57,27 @@ class DependencyConfig:
     # raw: the paper's logits (Remark 1); centered: each sample's logits minus their mean over the classes
     logit_gauge: str = "raw"
     gauge_crosscheck: bool = True  # also analyse the other gauge, within-model, at the λ closest to 0.1
-    store_path: bool = False  # keep each target's exact path (knots, λ_max → smallest λ) in the store: big (README)
+    store_path: bool = False  # keep each target's exact path (knots, λ_max → smallest λ) in the store: big
 
     def validate(self, where: str) -> None:
-        if self.logit_gauge not in LOGIT_GAUGES:
-            raise ConfigError(f"{where}: dependencies.logit_gauge must be one of {', '.join(LOGIT_GAUGES)}, "
-                              f"got {self.logit_gauge!r}")
-        if not isinstance(self.store_path, bool):
-            raise ConfigError(f"{where}: dependencies.store_path must be true or false, got {self.store_path!r}")
-        if not isinstance(self.gauge_crosscheck, bool):
-            raise ConfigError(f"{where}: dependencies.gauge_crosscheck must be true or false, "
-                              f"got {self.gauge_crosscheck!r}")
-        if self.lambda_mode not in ("relative", "absolute"):
-            raise ConfigError(f"{where}: dependencies.lambda_mode must be 'relative' or 'absolute', got {self.lambda_mode!r}")
-        lams = list(self.lambdas)
-        if not lams or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x >= 0 or x == float("inf")
-                           for x in lams):
-            raise ConfigError(f"{where}: dependencies.lambdas must be a non-empty list of finite numbers ≥ 0, got {lams!r}")
-        if len(set(lams)) != len(lams):
-            dup = sorted({x for x in lams if lams.count(x) > 1})
-            raise ConfigError(f"{where}: dependencies.lambdas has duplicates {dup}: each λ once")
-        if self.lambda_mode == "relative" and any(not 0 < x <= 1 for x in lams):
-            bad = [x for x in lams if not 0 < x <= 1]
-            raise ConfigError(f"{where}: dependencies.lambdas are fractions of λ_max in relative mode and must lie in "
-                              f"(0, 1], got {bad}")
-        tc = self.target_chunk
-        if tc is not None and (isinstance(tc, bool) or not isinstance(tc, int) or tc < 1):
-            raise ConfigError(f"{where}: dependencies.target_chunk must be a positive integer (targets per chunk), "
-                              f"got {tc!r}")
-        cs = self.chunk_steps
-        if isinstance(cs, bool) or not isinstance(cs, int) or cs < 1:
-            raise ConfigError(f"{where}: dependencies.chunk_steps must be a positive integer (steps per analysis), "
-                              f"got {cs!r}")
-        for key in ("fit_split", "eval_split"):
-            if getattr(self, key) not in SPLITS:
-                raise ConfigError(f"{where}: dependencies.{key} must be one of {SPLITS}, got {getattr(self, key)!r}")
-        if not (isinstance(self.tol, (int, float)) and 0 < self.tol < 1e-2):
-            raise ConfigError(f"{where}: dependencies.tol must be a small positive number, got {self.tol!r}")
-
-
-#: base/new splits of §3.2: the new share of the classes (``all_but_one``: exactly one new class)
-INCREMENTAL_SPLITS = {"90/10": 0.10, "95/5": 0.05, "all_but_one": None}
-BASE_OPTIONS = ("auto", "retrain", "truncate")
+        """ConfigError naming ``where`` and the key unless every value is within the schema's bounds
+        (a Launchpad override is checked this way)."""
+        check(DependencySchema, plain_lists(asdict(self)), where, prefix="dependencies")
 
 
 def split_sizes(n_classes: int, setting: str, where: str = "") -> tuple[int, int]:
     """(base, new) class counts of a §3.2 split setting; refused naming `incremental.splits` when a side is empty."""
-    frac = INCREMENTAL_SPLITS[setting]
-    n_new = 1 if frac is None else int(round(frac * n_classes))
-    if n_new < 1 or n_new >= n_classes:
-        raise ConfigError(f"{where + ': ' if where else ''}incremental.splits: split {setting!r} of {n_classes} classes "
-                          f"leaves {'no new' if n_new < 1 else 'no base'} class; use more classes or another split")
-    return n_classes - n_new, n_new
+    try:
+        return split_problem(n_classes, setting)
+    except ValueError as exc:
+        raise ConfigError(f"{where + ': ' if where else ''}{exc}") from None
 
 
-def _check_number(where: str, key: str, value, *, lo: float, lo_open: bool = False, integer: bool = False) -> None:
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or value < lo or (lo_open and value == lo):
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{where}: {key} must be {kind} {'>' if lo_open else '≥'} {lo:g}, got {value!r}")
+def _known_models(where: str, section: str, models, model_names) -> None:
+    for m in models:
+        if model_names and m not in model_names:
+            raise ConfigError(f"{where}: {section}.models: no model named {m!r} under 'models' "
+                              f"(known: {', '.join(model_names)})")
 
 
 @dataclass(frozen=True)
@@ -142,23 +103,9 @@ class IncrementalConfig:
     l1: float = 0.0
 
     def validate(self, where: str, model_names: tuple[str, ...] = ()) -> None:
-        w = f"{where}: incremental"
-        for m in self.models:
-            if model_names and m not in model_names:
-                raise ConfigError(f"{w}.models: no model named {m!r} under 'models' (known: {', '.join(model_names)})")
-        if not self.splits:
-            raise ConfigError(f"{w}.splits must name at least one of {sorted(INCREMENTAL_SPLITS)}")
-        for s in self.splits:
-            if s not in INCREMENTAL_SPLITS:
-                raise ConfigError(f"{w}.splits: unknown split {s!r} (known: {sorted(INCREMENTAL_SPLITS)})")
-        if self.base not in BASE_OPTIONS:
-            raise ConfigError(f"{w}.base must be one of {BASE_OPTIONS}, got {self.base!r}")
-        _check_number(w, "split_seed", self.split_seed, lo=0, integer=True)
-        _check_number(w, "base_epochs", self.base_epochs, lo=0, integer=True)
-        for key in ("seeds", "epochs", "batch_size"):
-            _check_number(w, key, getattr(self, key), lo=1, integer=True)
-        _check_number(w, "lr", self.lr, lo=0, lo_open=True)
-        _check_number(w, "l1", self.l1, lo=0)
+        """ConfigError naming ``where`` and the key unless every value is within the schema's bounds."""
+        check(IncrementalSchema, plain_lists(asdict(self)), where, prefix="incremental")
+        _known_models(where, "incremental", self.models, model_names)
 
 
 @dataclass(frozen=True)
@@ -184,26 +131,12 @@ class RegularizationConfig:
     batch_size: int = 128
 
     def validate(self, where: str, model_names: tuple[str, ...] = (), lambdas: tuple[float, ...] = ()) -> None:
-        w = f"{where}: regularization"
-        for m in self.models:
-            if model_names and m not in model_names:
-                raise ConfigError(f"{w}.models: no model named {m!r} under 'models' (known: {', '.join(model_names)})")
-        for k, pair in enumerate(self.pairs):
-            if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(c, str) and c for c in pair)):
-                raise ConfigError(f"{w}.pairs[{k}] must be two class names, got {pair!r}")
-            if pair[0] == pair[1]:
-                raise ConfigError(f"{w}.pairs[{k}] names the same class twice: {pair[0]!r}")
-        _check_number(w, "alpha", self.alpha, lo=0)
-        _check_number(w, "lambda_rel", self.lambda_rel, lo=0, lo_open=True)
+        """ConfigError naming ``where`` and the key unless every value is within the schema's bounds."""
+        check(RegularizationSchema, plain_lists(asdict(self)), where, prefix="regularization")
+        _known_models(where, "regularization", self.models, model_names)
         if lambdas and not any(abs(self.lambda_rel - x) < 1e-12 for x in lambdas):
-            raise ConfigError(f"{w}.lambda_rel = {self.lambda_rel} is not on dependencies.lambdas {list(lambdas)}: "
-                              "the coefficients are read from the analyses at that λ")
-        if self.logit_gauge not in LOGIT_GAUGES:
-            raise ConfigError(f"{w}.logit_gauge must be one of {LOGIT_GAUGES}, got {self.logit_gauge!r}")
-        for key in ("n_pairs", "seeds", "epochs", "batch_size"):
-            _check_number(w, key, getattr(self, key), lo=1, integer=True)
-        _check_number(w, "max_steps", self.max_steps, lo=0, integer=True)
-        _check_number(w, "lr", self.lr, lo=0, lo_open=True)
+            raise ConfigError(f"{where}: regularization.lambda_rel = {self.lambda_rel} is not on dependencies.lambdas "
+                              f"{list(lambdas)}: the coefficients are read from the analyses at that λ")
 
     def children(self, parent: str) -> list[tuple[str, str, int]]:
         """(child model name, role, seed) of each fine-tune of ``parent``: control and regularized per seed."""
@@ -263,7 +196,8 @@ def _store_value(value, where: Path) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: store must be a local path or an fsspec URL (s3://bucket/prefix…), got {value!r}")
+        raise ConfigError(f"{where}: store: must be a local path or an fsspec URL (s3://bucket/prefix…), "
+                          f"got {value!r}")
     return value if "://" in value else str((where.parent / value).resolve())
 
 
@@ -276,140 +210,58 @@ def store_location(root: str | Path | None = None, config: str | Path | None = N
         return env, "NEUDEP_STORE"
     path = Path(config).resolve() if config else config_path()
     if path.is_file():
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raw = load_yaml(path)
         value = _store_value(raw.get("store"), path) if isinstance(raw, dict) else None
         if value:
             return value, f"{path}: store"
     return str(Path(root).resolve() if root else data_root()), "the data root (NEUDEP_DATA)"
 
 
-def _section(raw: dict, key: str, where: Path, allowed: set[str]) -> dict:
-    value = raw.get(key) or {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: '{key}' must be a mapping, got {type(value).__name__}")
-    unknown = set(value) - allowed
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} under '{key}' (allowed: {sorted(allowed)})")
-    return value
-
-
 def load_config(path: str | Path | None = None) -> ProjectConfig:
-    """Read and validate the project config; every error names the file and the offending key."""
+    """Read and validate the project config (config_schema: every key, type and bound); every error names
+    the file and the key path, and comes before any work."""
     where = Path(path).resolve() if path else config_path()
     if not where.is_file():
         raise ConfigError(f"config file not found: {where} (set NEUDEP_CONFIG or create neudep.yaml)")
-    try:
-        raw = yaml.safe_load(where.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+    raw = load_yaml(where)
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: top level must be a mapping with keys dataset, models, dependencies")
-    unknown = set(raw) - {"dataset", "models", "dependencies", "device", "incremental", "regularization", "watch",
-                          "schedule", "executor", "store"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown top-level key(s) {sorted(unknown)}")
-
-    ds = _section(raw, "dataset", where, {"kind", "glyphs", "name", "splits"})
+    check(ProjectSchema, raw, str(where))
+    ds = raw.get("dataset") or {}
     kind = ds.get("kind", "glyphs")
-    if kind not in ("glyphs", "imagefolder"):
-        raise ConfigError(f"{where}: dataset.kind must be 'glyphs' or 'imagefolder', got {kind!r}")
-    try:
-        glyphs = GlyphConfig.from_dict(ds.get("glyphs") or {})
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: dataset.glyphs: {exc}") from exc
-    splits = {}
-    if kind == "imagefolder":
-        splits = ds.get("splits") or {}
-        if not isinstance(splits, dict) or not {"train", "val"} <= set(splits) or set(splits) - set(SPLITS):
-            raise ConfigError(f"{where}: dataset.splits must map train, val (and optionally ood) to folders, got {splits!r}")
-        splits = {k: str((where.parent / v).resolve()) for k, v in splits.items()}
-        if not ds.get("name"):
-            raise ConfigError(f"{where}: dataset.name is required for kind 'imagefolder'")
-    dataset = DatasetConfig(kind=kind, glyphs=glyphs, name=str(ds.get("name") or ""), splits=splits)
-
-    raw_models = raw.get("models")
-    if raw_models is None and "watch" in raw:
-        raw_models = []  # the watched checkpoint folders are the models
-    if not isinstance(raw_models, list) or not (raw_models or "watch" in raw):
-        raise ConfigError(f"{where}: 'models' must be a non-empty list of model entries (or give 'watch' folders)")
+    splits = {k: str((where.parent / v).resolve()) for k, v in (ds.get("splits") or {}).items()} \
+        if kind == "imagefolder" else {}
+    dataset = DatasetConfig(kind=kind, glyphs=GlyphConfig(**(ds.get("glyphs") or {})), name=str(ds.get("name") or ""),
+                            splits=splits)
     models = []
-    for i, entry in enumerate(raw_models):
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: models[{i}] must be a mapping, got {entry!r}")
+    for i, entry in enumerate(raw.get("models") or []):
         entry = dict(entry)
         if entry.get("checkpoint"):
             entry["checkpoint"] = str((where.parent / entry["checkpoint"]).resolve())
         try:
-            spec = ModelSpec.from_dict(entry)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}: models[{i}]: {exc}") from exc
-        if kind == "imagefolder" and not (spec.checkpoint or spec.pretrained):
-            raise ConfigError(f"{where}: models[{i}] ({spec.name}): training from scratch needs the glyph dataset; "
-                              "give 'checkpoint' or 'pretrained: true' for an imagefolder dataset")
-        models.append(spec)
-    names = [m.name for m in models]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}: model names must be unique, got {names}")
-
-    dep = _section(raw, "dependencies", where, set(DependencyConfig.__dataclass_fields__))
+            models.append(ModelSpec.from_dict(entry))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: models[{i}]: {exc}") from None
+    dep = dict(raw.get("dependencies") or {})
     if "lambdas" in dep:
-        if not isinstance(dep["lambdas"], list):
-            raise ConfigError(f"{where}: dependencies.lambdas must be a list, got {dep['lambdas']!r}")
-        dep = {**dep, "lambdas": tuple(dep["lambdas"])}
-    dependencies = DependencyConfig(**dep)
-    dependencies.validate(str(where))
-    device = str(raw.get("device", "auto"))
-    if device not in ("auto", "cpu", "cuda", "mps"):
-        raise ConfigError(f"{where}: device must be auto, cpu, cuda or mps, got {device!r}")
+        dep["lambdas"] = tuple(dep["lambdas"])
     watch = raw.get("watch")
     if watch is not None:
-        if isinstance(watch, str):
-            watch = [watch]
-        if not isinstance(watch, list) or not all(isinstance(w, str) and w for w in watch):
-            raise ConfigError(f"{where}: watch must be a list of folders, got {watch!r}")
-        watch = tuple(str((where.parent / w).resolve()) for w in watch)
-    schedule = raw.get("schedule", DEFAULT_SCHEDULE)
-    if not isinstance(schedule, str) or len(schedule.split()) != 5:
-        raise ConfigError(f"{where}: schedule must be a 5-field cron string, got {schedule!r}")
-    ex = _section(raw, "executor", where, set(ExecutorConfig.__dataclass_fields__))
-    executor = ExecutorConfig(**ex)
-    if executor.kind not in EXECUTORS:
-        raise ConfigError(f"{where}: executor.kind must be one of {EXECUTORS}, got {executor.kind!r}")
-    if isinstance(executor.n_workers, bool) or not isinstance(executor.n_workers, int) or executor.n_workers < 1:
-        raise ConfigError(f"{where}: executor.n_workers must be an integer ≥ 1, got {executor.n_workers!r}")
-    incremental = _uses_section(raw, "incremental", IncrementalConfig, where)
-    incremental.validate(str(where), tuple(names))
-    if incremental.models and kind == "glyphs":
-        for setting in incremental.splits:
-            split_sizes(glyphs.n_classes, setting, str(where))
-    regularization = _uses_section(raw, "regularization", RegularizationConfig, where)
-    regularization.validate(str(where), tuple(names), tuple(dependencies.lambdas))
-    taken = set(names)
-    for parent in regularization.models:
-        for child, _, _ in regularization.children(parent):
-            if child in taken:
-                raise ConfigError(f"{where}: model name {child!r} is taken by a fine-tune of {parent!r} "
-                                  "(regularization.models); rename the model")
-    return ProjectConfig(path=where, dataset=dataset, models=tuple(models), dependencies=dependencies, device=device,
-                         incremental=incremental, regularization=regularization, watch=watch, schedule=schedule,
-                         executor=executor, store=_store_value(raw.get("store"), where))
+        watch = tuple(str((where.parent / w).resolve()) for w in ([watch] if isinstance(watch, str) else watch))
+    return ProjectConfig(path=where, dataset=dataset, models=tuple(models), dependencies=DependencyConfig(**dep),
+                         device=raw.get("device", "auto"),
+                         incremental=_uses_section(raw, "incremental", IncrementalConfig),
+                         regularization=_uses_section(raw, "regularization", RegularizationConfig), watch=watch,
+                         schedule=raw.get("schedule", DEFAULT_SCHEDULE),
+                         executor=ExecutorConfig(**(raw.get("executor") or {})),
+                         store=_store_value(raw.get("store"), where))
 
 
-
-def _uses_section(raw: dict, key: str, cls, where: Path):
-    """An `incremental:` / `regularization:` section: known keys only, lists as tuples."""
-    sec = _section(raw, key, where, set(cls.__dataclass_fields__))
-    out = {}
-    for k, v in sec.items():
-        if k in ("models", "splits", "pairs"):
-            if not isinstance(v, list):
-                raise ConfigError(f"{where}: {key}.{k} must be a list, got {v!r}")
-            v = tuple(tuple(x) if isinstance(x, list) else x for x in v)
-        out[k] = v
-    return cls(**out)
+def _uses_section(raw: dict, key: str, cls):
+    """An `incremental:` / `regularization:` section (validated), lists as tuples."""
+    sec = raw.get(key) or {}
+    return cls(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                  for k, v in sec.items()})
 
 
 def stable_json(obj: Any) -> str:

@@ -4,85 +4,31 @@ glyph dataset. No torch here: validating a config never loads the science."""
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
-#: The shipped glyph class list (code points and the faces each renders in), made offline by
-#: scripts/make_glyph_classes.py.
-GLYPH_CLASSES_FILE = Path(__file__).resolve().parent / "data" / "glyph_classes.json"
+from neudep_assets.lib.config_schema import AUGMENTS, NAME_PATTERN, GlyphSchema, TrainSchema, check, plain_lists
+from neudep_assets.lib.glyph_list import GLYPH_CLASSES_FILE, shipped_glyph_list
+
+__all__ = ["AUGMENTS", "GLYPH_CLASSES_FILE", "TRAIN_DEFAULTS", "GlyphConfig", "ModelSpec", "plain",
+           "resolve_train_config", "shipped_glyph_list", "validate_train_config"]
 
 _SPEC_KEYS = ("name", "arch", "model_args", "checkpoint", "pretrained", "train", "logits_batch_size")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_NAME_RE = re.compile(NAME_PATTERN)
 # keys the dataset decides; a spec must not set them
 _RESERVED_MODEL_ARGS = ("num_classes", "in_chans", "pretrained", "pretrained_cfg", "checkpoint_path")
 
 
-# every key a spec's ``train:`` block may hold, with its default
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "epochs": 10,
-    "lr": 2e-3,
-    "batch_size": 128,
-    "weight_decay": 0.05,
-    "seed": 0,
-    "label_smoothing": 0.1,
-    "warmup_epochs": 1.0,
-    "min_lr_ratio": 0.0,
-    "grad_clip": None,
-    "augment": "none",
-    "eval_every": 1,
-    "fresh_samples": True,
-    "mean_logit_penalty": 0.0,
-}
-AUGMENTS = ("none", "shift")
-
-_INT_KEYS = ("epochs", "batch_size", "seed", "eval_every")
-_FLOAT_KEYS = ("lr", "weight_decay", "label_smoothing", "warmup_epochs", "min_lr_ratio", "grad_clip",
-               "mean_logit_penalty")
+# every key a spec's ``train:`` block may hold, with its default (types and bounds: config_schema.TrainSchema)
+TRAIN_DEFAULTS: dict[str, Any] = {k: f.default for k, f in TrainSchema.model_fields.items()}
 
 
 def validate_train_config(train: Mapping[str, Any], *, where: str = "train") -> dict:
-    """Check a ``train:`` block (unknown keys, types, ranges); returns it as a plain dict."""
-    out: dict[str, Any] = {}
-    unknown = sorted(str(k) for k in train if k not in TRAIN_DEFAULTS)
-    if unknown:
-        raise ValueError(
-            f"{where}: unknown train setting(s) {', '.join(map(repr, unknown))}; "
-            f"allowed: {', '.join(TRAIN_DEFAULTS)}"
-        )
-    for k, v in train.items():
-        if k in _INT_KEYS:
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"{where}: train.{k} must be an integer, got {v!r}")
-            v = int(v)
-            if k != "seed" and v < 1:
-                raise ValueError(f"{where}: train.{k} must be >= 1, got {v}")
-        elif k in _FLOAT_KEYS:
-            if v is None and k == "grad_clip":
-                out[k] = None
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"{where}: train.{k} must be a number, got {v!r}")
-            v = float(v)
-            if not math.isfinite(v) or v < 0 or (k in ("lr", "grad_clip") and v == 0):
-                raise ValueError(f"{where}: train.{k} out of range: {v}")
-            if k in ("label_smoothing", "min_lr_ratio") and v >= 1:
-                raise ValueError(f"{where}: train.{k} must be < 1, got {v}")
-        elif k == "fresh_samples":
-            if not isinstance(v, bool):
-                raise ValueError(f"{where}: train.fresh_samples must be true or false, got {v!r}")
-        elif k == "augment":
-            if v is None:
-                v = "none"
-            if v not in AUGMENTS:
-                raise ValueError(f"{where}: train.augment must be one of {AUGMENTS}, got {v!r}")
-        out[k] = v
-    return out
+    """Check a ``train:`` block against the schema (unknown keys, types, ranges); returns it as a plain dict."""
+    valid = check(TrainSchema, plain_lists(dict(train)), where, prefix="train").model_dump()
+    return {k: ("none" if k == "augment" and valid[k] is None else valid[k]) for k in train}  # the order kept: hashed
 
 
 def resolve_train_config(train: Mapping[str, Any] | None) -> dict:
@@ -170,6 +116,11 @@ class ModelSpec:
             )
         if checkpoint is None and arch is None:
             raise ValueError(f"model spec {name!r}: needs 'arch' (timm architecture) or 'checkpoint' (folder)")
+        if arch is not None and "/" in arch and not arch.lower().startswith(("hf-hub:", "hf_hub:", "local-dir:")):
+            raise ValueError(
+                f"model spec {name!r}: arch {arch!r} looks like a Hugging Face repo id; write 'hf-hub:{arch}' "
+                "(timm refuses a repo id without its source)"
+            )
         if arch is not None and arch.startswith("local-dir:"):
             raise ValueError(
                 f"model spec {name!r}: arch {arch!r} is a local folder; use 'checkpoint: {arch[10:]}' instead"
@@ -232,22 +183,7 @@ class GlyphConfig:
     seed: int = 0
 
     def __post_init__(self):
-        _MIN = {"n_classes": 1, "n_ood_classes": 0, "image_size": 8, "train_per_class": 0,
-                "val_per_class": 0, "ood_per_class": 0, "seed": 0}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"GlyphConfig.{f.name} must be an int, got {v!r}")
-            if v < _MIN[f.name]:
-                raise ValueError(f"GlyphConfig.{f.name} must be >= {_MIN[f.name]}, got {v!r}")
-            object.__setattr__(self, f.name, int(v))
-        if self.image_size > 256:
-            raise ValueError(f"GlyphConfig.image_size must be <= 256, got {self.image_size}")
-        n_avail = len(json.loads(shipped_glyph_list())["classes"])
-        if self.n_classes + self.n_ood_classes > n_avail:
-            raise ValueError(
-                f"GlyphConfig: n_classes + n_ood_classes = {self.n_classes + self.n_ood_classes} "
-                f"exceeds the {n_avail} characters in {GLYPH_CLASSES_FILE.name}")
+        check(GlyphSchema, dataclasses.asdict(self), "GlyphConfig")
 
     @classmethod
     def from_dict(cls, d: dict) -> "GlyphConfig":
@@ -255,23 +191,8 @@ class GlyphConfig:
             d = {}
         if not isinstance(d, dict):
             raise ValueError(f"glyph config must be a mapping, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        for k in d:
-            if k not in known:
-                raise ValueError(f"unknown glyph config key {k!r} (known: {sorted(known)})")
+        check(GlyphSchema, d, "glyph config")
         return cls(**d)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-
-
-@functools.lru_cache(maxsize=1)
-def shipped_glyph_list() -> bytes:
-    """The raw bytes of the shipped glyph class list (also hashed into the dataset id)."""
-    try:
-        return GLYPH_CLASSES_FILE.read_bytes()
-    except OSError as e:
-        raise FileNotFoundError(f"glyph class list {GLYPH_CLASSES_FILE} is missing; run "
-                                f"scripts/make_glyph_classes.py") from e

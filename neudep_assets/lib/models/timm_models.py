@@ -72,6 +72,7 @@ def create_model(
     _check_arch(spec.arch)
     kwargs = timm_kwargs(spec.model_args)
     if spec.pretrained:
+        _check_hub_head(spec, int(num_classes))  # from the weights themselves, before building anything
         # hub weights keep their own input size unless model_args resize the model, and their own head:
         # timm would silently put a fresh, untrained head on a model asked for another class count
         overlay = _pretrained_cfg_overlay(in_chans, mean, std, kwargs.get("img_size"), from_scratch=False)
@@ -84,6 +85,9 @@ def create_model(
                 raise _offline_error(spec.arch, e) from e
             raise ValueError(f"cannot build {spec.arch!r} with model_args {spec.model_args!r}: {e}") from e
         except Exception as e:  # download / hub failures come in many types
+            if "size mismatch" in str(e):
+                raise CheckpointError(f"hub weights of {spec.arch!r} (model {spec.name!r}) do not fit the model its "
+                                      f"config describes: {str(e)[:600]}") from e
             raise _offline_error(spec.arch, e) from e
         if num_classes is not None and num_classes_of(model) != int(num_classes):
             raise CheckpointError(
@@ -116,6 +120,101 @@ def create_model(
                 f"cannot build timm architecture {spec.arch!r} with model_args {spec.model_args!r}: {e}"
             ) from e
     return model
+
+
+def _check_hub_head(spec: ModelSpec, num_classes: int) -> None:
+    """Refuse hub weights whose trained head does not have the dataset's ``num_classes`` rows, whatever the
+    model is called (``resnet10t``, ``resnet10t.c3_in1k``, ``hf-hub:owner/repo``) and wherever its weights
+    lie (the Hugging Face cache, a file named by the pretrained config): the head's rows are read from the
+    weights file, and a config.json whose class count disagrees with them is refused (timm would build
+    the config's head and, on a count that differs from the request, start it untrained)."""
+    found = hub_head_rows(spec.arch)
+    if found is None:
+        return  # weights of a kind not read here (a URL not cached as a file): the built model is checked
+    rows, n_cfg, where = found
+    if n_cfg is not None and n_cfg != rows:
+        raise CheckpointError(
+            f"hub model {spec.arch!r} (model {spec.name!r}): its config says {n_cfg} classes but the weights' head "
+            f"({where}) has {rows}; timm would put an untrained {n_cfg}-class head on it. Fix the config.json of "
+            "that model (num_classes) or use a checkpoint folder")
+    if rows != num_classes:
+        raise CheckpointError(
+            f"hub model {spec.arch!r} (model {spec.name!r}) has {rows} classes but the dataset has {num_classes} "
+            "classes; its head is used as trained (a new head would be untrained): use a dataset of its classes, "
+            "or a checkpoint trained on this dataset")
+
+
+def hub_head_rows(arch: str) -> tuple[int, int | None, str] | None:
+    """(rows of the trained classifier in the weights, the class count the model's config claims, the weights
+    file) of hub model ``arch``, resolved as timm resolves it; None when the weights are not a readable file."""
+    from timm.models import get_pretrained_cfg, parse_model_name
+    from timm.models._builder import _resolve_pretrained_source
+    from timm.models._hub import load_model_config_from_hf, load_model_config_from_path
+
+    source, model_id = parse_model_name(arch)
+    try:
+        if source == "hf-hub":
+            cfg = load_model_config_from_hf(model_id)[0]
+        elif source == "local-dir":
+            cfg = load_model_config_from_path(model_id)[0]
+        else:
+            pc = get_pretrained_cfg(model_id)
+            cfg = pc.to_dict() if pc is not None else {}
+    except Exception as e:  # download / hub failures come in many types
+        raise _offline_error(arch, e) from e
+    classifier = cfg.get("classifier")
+    if not cfg or not classifier:
+        return None
+    classifier = classifier if isinstance(classifier, str) else classifier[0]
+    load_from, loc = _resolve_pretrained_source(cfg)
+    try:
+        path = _weights_file(load_from, loc)
+    except Exception as e:
+        raise _offline_error(arch, e) from e
+    if path is None:
+        return None
+    rows = _tensor_rows(path, classifier + ".weight")
+    if rows is None:
+        return None
+    n_cfg = cfg.get("num_classes")
+    return rows - int(cfg.get("label_offset") or 0), (int(n_cfg) if n_cfg is not None else None), str(path)
+
+
+def _weights_file(load_from: str, loc):
+    """The local file of the weights timm would load (downloaded into the Hugging Face cache if needed)."""
+    from pathlib import Path
+
+    if load_from == "hf-hub":
+        from timm.models._hub import download_from_hf
+
+        repo, filename = loc if isinstance(loc, (list, tuple)) else (loc, "pytorch_model.bin")
+        names = [filename] if filename.endswith(".safetensors") else ["model.safetensors", filename]
+        for k, name in enumerate(names):
+            try:
+                return Path(download_from_hf(repo, name))
+            except Exception:
+                if k == len(names) - 1:
+                    raise
+    if load_from == "local-dir":
+        folder = Path(loc)
+        return next((folder / n for n in ("model.safetensors", "pytorch_model.bin") if (folder / n).is_file()), None)
+    if load_from == "file":
+        return Path(loc)
+    return None
+
+
+def _tensor_rows(path, key: str) -> int | None:
+    """The first dimension of tensor ``key`` in a weights file (safetensors: from its header only)."""
+    if str(path).endswith(".safetensors"):
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return f.get_slice(key).get_shape()[0] if key in f.keys() else None
+    import torch
+
+    sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    sd = sd.get("state_dict", sd) if isinstance(sd, dict) else {}
+    return int(sd[key].shape[0]) if key in sd else None
 
 
 def _pretrained_cfg_overlay(in_chans, mean, std, img_size, *, from_scratch: bool) -> dict:
