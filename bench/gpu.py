@@ -15,7 +15,7 @@ the process's peak so far):
 1. logits (:func:`compute_logits`) of the default CNN (``neudep.yaml``'s ``cnn``, 32 px, 1000 classes) and of
    a 224-px EfficientNet-B0 (random weights): images/s on each device, max |difference| on the same images.
 2. one training epoch (:func:`train_classifier`, the default CNN's recipe) on the device: images/s, and the
-   epoch's loss beside the CPU's for the same seed and batches (on the first ``--train-ref`` images).
+   epoch's loss beside the CPU's for the same seed and batches (on the first 2,048 images).
 3. the CovLasso at the default's size (n = 1,000, d = 256, 40k samples, the 5-λ grid): the batched torch
    homotopy on the device against the numba kernel: supports, max coefficient difference, worst KKT and
    time of each, and how many targets the torch path handed back to numba.
@@ -24,10 +24,22 @@ the process's peak so far):
    C, chunks (solve), merge, wall time; a sample of targets re-solved by numba on the CPU for agreement.
 5. the same at n = 5,000 on the full λ grid.
 
-Time: parts 4 and 5 stop starting target chunks when the run's budget (``--budget-s``, 450 s) nears its
-end; the row then says how many targets were solved and extrapolates the rest (no merge). Out of GPU
-memory in a part: the row says so, the memory is freed and the script goes on. Exit status: 0 when every
-row ran and agreed, 1 otherwise, 2 on bad arguments (``--device cuda`` without CUDA).
+Time: the run keeps to a budget (``--budget-s``, 420 s from its start, warm-up included). Parts 4 and 5 share
+what parts 1-3 leave (half each), each in a child process that sizes its target chunks to its share (a first
+chunk of 256 targets, then what fits at the measured rate, stopping with a quarter of the share left for the
+merge and the numba check) and is killed 10 s past it. A part that runs out of time says how many targets
+it solved and extrapolates the rest (no merge); ``--parts scale-21k --budget-s 560`` gives part 4 a call of
+its own. Out of GPU memory in a part: the row says so, the memory is freed and the script goes on.
+Exit status: 0 when every row ran and agreed (or ran out of memory or time), 1 when one failed, disagreed
+or was killed, 2 on bad arguments (``--device cuda`` without CUDA).
+
+Estimate (one H200, 16 CPU cores; from this project's 2-core measurements, nothing measured on a GPU yet):
+warm-up ≤ 1.5 min (numba compiles its kernels once per machine: 72 s on the 2-core machine), parts 1-3
+≈ 1 min, parts 4 and 5 the rest of the 420 s: the whole script ≤ 7.5 min (420 s + 2 × 10 s at worst).
+Whether part 4 finishes is doubtful: its torch homotopy multiplies a (batch × n) direction by C at every
+lockstep breakpoint (≈ 800+ per batch of 440 targets: the largest breakpoint count in a batch, 763 at
+n = 5,000 measured with numba), ≈ 2e16 fp64 flops over the 21,841 targets, ≥ 6 min at an H200's fp64
+rate before the batched Cholesky factorizations (padded to the batch's largest active set, up to ≈ 700).
 """
 
 from __future__ import annotations
@@ -215,13 +227,13 @@ def part_logits(which, dev, S):
         size=f"{m['arch']} {m['size']} px, {m['n_classes']} classes, batch {batch}",
         device=f"{n_dev / t_dev:,.0f} img/s ({n_dev} img, {t_dev:.2f} s)",
         cpu=f"{n_ref / t_cpu:,.0f} img/s ({n_ref} img, {t_cpu:.2f} s)",
-        agreement=f"max|Δ| {diff:.2e} (rel {rel:.1e}), same top-1 {top1:.1%} of {k}",
+        agreement=f"‖Δ‖∞ {diff:.2e} (rel {rel:.1e}), same top-1 {top1:.1%} of {k}",
         ok=bool(rel <= 1e-2), gpu_peak=gpu_peak_gb(dev),
         figures=dict(dev_img_s=n_dev / t_dev, cpu_img_s=n_ref / t_cpu, max_abs_diff=diff, rel_diff=rel, top1=top1),
     )
 
 
-def _train_once(dev, x, y, xv, yv, m, n_classes):
+def _train_once(dev, x, y, xv, yv, m):
     from neudep_assets.lib.models.training import train_classifier
 
     model, _ = default_cnn()
@@ -240,17 +252,17 @@ def part_training(dev, S):
     y = np.random.default_rng(2).integers(0, n_classes, len(x))
     xv, yv = x[:S["val"]], y[:S["val"]]
     reset_peak(dev)
-    ips, loss_dev, secs = _train_once(dev, x[:N], y[:N], xv, yv, m, n_classes)
+    ips, loss_dev, secs = _train_once(dev, x[:N], y[:N], xv, yv, m)
     if n_ref != N:  # the same seed and batches on both devices, on the first n_ref images
-        _, loss_dev, _ = _train_once(dev, x[:n_ref], y[:n_ref], xv, yv, m, n_classes)
-    ips_cpu, loss_cpu, secs_cpu = _train_once("cpu", x[:n_ref], y[:n_ref], xv, yv, m, n_classes)
+        _, loss_dev, _ = _train_once(dev, x[:n_ref], y[:n_ref], xv, yv, m)
+    ips_cpu, loss_cpu, secs_cpu = _train_once("cpu", x[:n_ref], y[:n_ref], xv, yv, m)
     d = abs(loss_dev - loss_cpu)
     b = m["train"]["batch_size"]
     return dict(
         size=f"{m['arch']} {m['size']} px, 1 epoch, batch {b}, lr {m['train']['lr']:g}",
         device=f"{ips:,.0f} img/s ({N} img, {secs:.1f} s); loss {loss_dev:.5f} on the first {n_ref}",
         cpu=f"{ips_cpu:,.0f} img/s ({n_ref} img, {secs_cpu:.1f} s); loss {loss_cpu:.5f}",
-        agreement=f"|Δ loss| {d:.1e} (rel {d / abs(loss_cpu):.1e}), same seed and batches",
+        agreement=f"Δ loss {d:.1e} (rel {d / abs(loss_cpu):.1e}), same seed and batches",
         ok=bool(d <= 1e-2 * abs(loss_cpu)), gpu_peak=gpu_peak_gb(dev),
         figures=dict(dev_img_s=ips, cpu_img_s=ips_cpu, loss_dev=loss_dev, loss_cpu=loss_cpu, loss_diff=d),
     )
@@ -298,7 +310,7 @@ def compare(a, b, pos_a=None):
     kkt_b = float(b.kkt.max())
     cert = bool(np.all(a.kkt[:, pos_a] <= a.tol) and np.all(b.kkt <= b.tol))
     ok = cert and same >= 0.99 * L * T and worst <= 1e-6 * max(scale, 1.0)
-    text = (f"same support {same}/{L * T}, max|Δcoef| {worst:.1e}, worst KKT {kkt_a:.1e} (dev) / {kkt_b:.1e} "
+    text = (f"same support {same}/{L * T}, ‖Δcoef‖∞ {worst:.1e}, worst KKT {kkt_a:.1e} (dev) / {kkt_b:.1e} "
             f"(numba){'' if cert else ', NOT all certified'}")
     return text, ok, dict(same_support=same, solutions=L * T, max_coef_diff=worst, kkt_dev=kkt_a, kkt_numba=kkt_b)
 
@@ -541,8 +553,8 @@ def setup_device(a, ap):
     except ValueError as e:
         print(f"bench/gpu.py: {e}; run with --cpu-only for the CPU smoke run", file=sys.stderr)
         sys.exit(2)
-    if dev == "cpu":
-        ap.error("--device cpu measures nothing against the CPU; use --cpu-only")
+    if not dev.startswith("cuda"):
+        ap.error(f"--device {dev}: the script measures the CUDA path (cuda, cuda:N); --cpu-only for the CPU")
     return dev, dev
 
 
@@ -590,13 +602,13 @@ def main(argv=None) -> int:
         rows.append(run_row("2 training", lambda d: part_training(d, S), dev))
     if "covlasso" in a.parts:
         rows.append(run_row("3 CovLasso", lambda d: part_covlasso(d, S), lasso_dev))
-    # parts 4 and 5 share what is left of the budget (part 4 60% of it when both run), each in a child
+    # parts 4 and 5 share what is left of the budget (half each when both run), each in a child
     # process that sizes its chunks to its share and is killed if it overruns it
     child_argv = ["--cpu-only"] if a.cpu_only else (["--quick"] if a.quick else []) + ["--device", dev]
     todo = [p for p in ("scale-21k", "scale-5k") if p in a.parts]
     for k, part in enumerate(todo):
         left = max(t0 + budget - time.perf_counter(), 30.0)
-        seconds = 0.6 * left if len(todo) - k == 2 else 0.95 * left
+        seconds = 0.5 * left if len(todo) - k == 2 else 0.95 * left
         say(f"{scale[part][0]} in a child process, {seconds:.0f} s allotted …")
         rows.append(run_child(scale[part][0], part, child_argv, seconds))
         say(f"{scale[part][0]}: {rows[-1]['status']} in {rows[-1]['seconds']:.1f} s")
@@ -611,7 +623,7 @@ def main(argv=None) -> int:
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"machine": info, "rows": rows}, f, indent=1, default=float)
-    bad = [r["part"] for r in rows if r["status"] in ("FAILED", "DISAGREES", "TIMEOUT")]
+    bad = [r["part"] for r in rows if r["status"] in ("FAILED", "DISAGREES", "TIMEOUT")]  # OOM, partial: measured
     return 1 if bad or loaded else 0
 
 
