@@ -147,6 +147,10 @@ def is_oom(e: BaseException) -> bool:
     return isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(e).lower()
 
 
+def secs(x: float) -> str:
+    return f"{x:.1f}" if x < 10 else f"{x:,.0f}"
+
+
 def say(line: str) -> None:
     print(f"  {time.strftime('%H:%M:%S')}  {line}", file=sys.stderr, flush=True)
 
@@ -423,14 +427,14 @@ def part_scale(dev, P, deadline, reference):
     wall = time.perf_counter() - t_row
     certified = float(np.mean(path.kkt <= path.tol))
     if solved == n:
-        dev_text = (f"C {t_c:.0f} s, chunks {t_chunk:.0f} s (solve {t_solve:.0f} s), merge {t_merge:.0f} s "
-                    f"(rank {rank}, {method}), wall {wall:.0f} s; {path.sparse.nnz:,} nonzeros, certified "
+        dev_text = (f"C {secs(t_c)} s, chunks {secs(t_chunk)} s (solve {secs(t_solve)} s), merge {secs(t_merge)} s "
+                    f"(rank {rank}, {method}), wall {secs(wall)} s; {path.sparse.nnz:,} nonzeros, certified "
                     f"{certified:.4f}, worst KKT {path.kkt.max():.1e}")
     else:
         est = t_chunk * n / max(solved, 1)
-        dev_text = (f"PARTIAL (time budget): {solved} of {n} targets in {t_chunk:.0f} s (solve {t_solve:.0f} s) → "
-                    f"≈ {est:.0f} s for all; C {t_c:.0f} s, no merge, wall {wall:.0f} s; certified {certified:.4f}")
-    cpu_text = (f"numba on {sample.size} of those targets: {cpu.seconds:.1f} s → ≈ {cpu.seconds * n / sample.size:.0f} s "
+        dev_text = (f"PARTIAL (time budget): {solved} of {n} targets in {secs(t_chunk)} s (solve {secs(t_solve)} s) → "
+                    f"≈ {secs(est)} s for all; C {secs(t_c)} s, no merge, wall {secs(wall)} s; certified {certified:.4f}")
+    cpu_text = (f"numba on {sample.size} of those targets: {secs(cpu.seconds)} s → ≈ {secs(cpu.seconds * n / sample.size)} s "
                 f"for all ({os.cpu_count()} cores)")
     if reference:
         cpu_text += f"; reference {reference}"

@@ -119,3 +119,13 @@ def test_lib_files_without_universal_pathlib_serves_local_paths_and_names_the_pa
     r = subprocess.run([sys.executable, "-c", code], env=_bare_env(tmp_path), capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_scale_part_out_of_time_solves_its_first_chunk_and_extrapolates():
+    gpu = _load()
+    P = dict(gpu.SIZES["tiny"]["s21"], chunk=128, probe=100)
+    row = gpu.part_scale("torch:cpu", P, deadline=0.0, reference=None)  # the deadline long past
+    f = row["figures"]
+    assert row["partial"] and f["solved"] == 100 and f["merge_s"] is None
+    assert row["device"].startswith("PARTIAL (time budget): 100 of 300 targets") and "for all" in row["device"]
+    assert f["same_support"] == f["solutions"] == 40 and f["certified"] == 1.0 and row["ok"]
