@@ -37,9 +37,10 @@ Estimate (one H200, 16 CPU cores; from this project's 2-core measurements, nothi
 warm-up ≤ 1.5 min (numba compiles its kernels once per machine: 72 s on the 2-core machine), parts 1-3
 ≈ 1 min, parts 4 and 5 the rest of the 420 s: the whole script ≤ 7.5 min (420 s + 2 × 10 s at worst).
 Whether part 4 finishes is doubtful: its torch homotopy multiplies a (batch × n) direction by C at every
-lockstep breakpoint (≈ 800+ per batch of 440 targets: the largest breakpoint count in a batch, 763 at
-n = 5,000 measured with numba), ≈ 2e16 fp64 flops over the 21,841 targets, ≥ 6 min at an H200's fp64
-rate before the batched Cholesky factorizations (padded to the batch's largest active set, up to ≈ 700).
+lockstep step, and a batch takes as many steps as its slowest target has breakpoints (763 among 440 random
+targets at n = 5,000, measured with numba): ≈ 1.6e16 fp64 flops over the 21,841 targets if n = 21,841 is
+alike, ≥ 4 min at an H200's fp64 peak (67 TFLOPS), before the batched Cholesky factorizations (padded to
+the batch's largest active set, up to ≈ 600-700) and the CPU's share (certificates, Table-1 metrics).
 """
 
 from __future__ import annotations
