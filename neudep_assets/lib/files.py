@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import numpy as np
-from upath import UPath
+try:
+    from upath import UPath
+except ImportError:  # the compute stack alone (bench/gpu.py on a bare GPU machine): local paths only
+    class UPath:  # noqa: D101 - a stand-in nothing is an instance of
+        def __new__(cls, url):
+            raise ModuleNotFoundError(f"{url!r} is a URL: paths other than local ones need universal_pathlib "
+                                      "(pip install universal_pathlib)")
 
 #: protocols fsspec serves from the local file system: such a URL is a plain local path here
 LOCAL_PROTOCOLS = ("", "file", "local")
