@@ -64,8 +64,16 @@ def one_read_only_statement(con, sql: str):
 
 
 def run_query(con, sql: str, params: dict[str, Any] | list[Any] | None):
+    import duckdb
+
     statement = one_read_only_statement(con, sql)
-    return con.execute(statement.query, params).df() if params else con.sql(statement.query).df()
+    try:
+        return con.execute(statement.query, params).df() if params else con.sql(statement.query).df()
+    except duckdb.Error as exc:
+        if "checksum" not in str(exc).lower():
+            raise
+        raise StoreError(f"{exc}: a committed file changed after its commit (never served); `neudep check` "
+                         f"names it, `neudep check --quarantine` sets its analysis aside") from exc
 
 
 def catalog_base(files: Mapping[str, list[Path]], schemas: Mapping[str, pa.Schema], sql_str) -> dict[str, str]:
