@@ -29,7 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from neudep_assets.lib.files import StoreError, _fsync_dir, atomic_write, is_remote, load_arrays, put_whole, save_arrays
+from neudep_assets.lib.files import (StoreError, _fsync_dir, atomic_write, is_remote, load_arrays, put_whole, save_arrays,
+                                    write_folder)
 from neudep_assets.lib.store_manifest import (MARKER, SIDECAR, Listed, analysis_manifest, describe, file_problem,
                                               local_committed, parquet_bytes, read_analysis, read_sidecar,
                                               remote_committed, sidecar_manifest, strays)
@@ -167,8 +168,8 @@ class ResultStore:
                         run_id: str, code_version: str) -> Path:
         """Commit the rows of several tables as one analysis: all land together or none does.
 
-        Local root: the files and their manifest `_COMMITTED.json` are written (and fsynced) in a
-        staging folder that is renamed to `store/analyses/<key>/` in one step. Remote root: each file
+        Local root: the files and their manifest `_COMMITTED.json` are written (and fsynced, in
+        parallel) in a staging folder that is renamed to `store/analyses/<key>/` in one step. Remote root: each file
         is one put under `store/analyses/<key>/`, then the manifest is put last; readers see the
         analysis only once it is there. A key already committed is kept (keys are content
         addresses); another writer of the same key waits for this one."""
@@ -192,12 +193,10 @@ class ResultStore:
         stage = self.staging_dir / f"{key}.{uuid.uuid4().hex}"
         stage.mkdir(parents=True)
         try:
-            files = {}
-            for table, tbl in frames.items():
-                data = parquet_bytes(tbl)
-                files[table] = describe(data, tbl.num_rows)
-                atomic_write(stage / f"{table}.parquet", lambda fh, d=data: fh.write(d))
-            atomic_write(stage / MARKER, lambda fh: fh.write(analysis_manifest(key, files)))
+            blobs = {f"{t}.parquet": parquet_bytes(tbl) for t, tbl in frames.items()}
+            blobs[MARKER] = analysis_manifest(key, {t: describe(blobs[f"{t}.parquet"], tbl.num_rows)
+                                                    for t, tbl in frames.items()})
+            write_folder(stage, blobs)
             self.analyses_dir.mkdir(parents=True, exist_ok=True)
             os.rename(stage, final)
         except BaseException:
