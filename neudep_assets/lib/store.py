@@ -142,7 +142,6 @@ class ResultStore:
                 put_whole(side, lambda fh: fh.write(sidecar_manifest(table, key, versions + [new])))
             put_whole(path, lambda fh: fh.write(data))
             put_whole(side, lambda fh: fh.write(sidecar_manifest(table, key, [new])))
-        self._refresh_catalog()
         return path
 
     def read(self, table: str, key: str) -> pd.DataFrame:
@@ -358,7 +357,9 @@ class ResultStore:
         return write_catalog(self.catalog_path, sql, version, str(self.root))
 
     def _refresh_catalog(self) -> None:
-        """After a commit: the user catalog, where there is one, lists the new files (never fails a run)."""
+        """After an analysis's commit: the user catalog, where there is one, lists the new files (and
+        single-key files written since); never fails a run. `neudep sql`/`summary` and the
+        comparisons asset also bring it up to date."""
         import duckdb
 
         if not self.remote and self.catalog_path.exists():

@@ -59,7 +59,7 @@ def one_read_only_statement(con, sql: str):
                          + (": run them one at a time" if statements else ""))
     kind = statements[0].type.name
     if kind not in READ_ONLY:
-        raise StoreError(f"the store is read-only here: {kind} refused (SELECT or EXPLAIN only)")
+        raise StoreError(f"the store is read-only here: {kind} refused (SELECT, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE only)")
     return statements[0]
 
 
