@@ -294,3 +294,15 @@ def test_catalog_lists_files_not_globs(tmp_path):
     assert "*" not in re.sub(r"SELECT \*|\* FROM|count\(\*\)|\*\)", "", sql.split("latest_dependency_runs")[0])
     assert str(store.analysis_dir("a2") / "dependencies.parquet") in sql
     assert TABLES.keys() <= {v for v in re.findall(r"CREATE VIEW (\w+)", sql)}
+
+
+def test_the_integrity_bench_runs_at_a_small_size(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_store_integrity", Path(__file__).resolve().parents[1]
+                                                  / "bench" / "store_integrity.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.main(["--classes", "30", "--lambdas", "3", "--sources", "4", "--analyses", "1"])
+    out = capsys.readouterr().out
+    assert "1 analyses of 30 targets" in out and re.search(r"neudep check: [\d.]+ s .* ok", out)

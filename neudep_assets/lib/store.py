@@ -79,9 +79,8 @@ class ResultStore:
             return
         own = [self.tables_dir, self.analyses_dir, self.staging_dir, self.quarantine_dir, self.artifacts_dir,
                self.locks_dir, *(self.tables_dir / t for t in TABLES)]
-        for folder in own:
-            base = self.root if folder == self.locks_dir else self.url
-            if folder.is_symlink() or (folder.exists() and Path(os.path.realpath(folder)) != base / folder.relative_to(base)):
+        for folder in own:  # the roots are resolved: a link anywhere below them changes the real path
+            if folder.is_symlink() or (folder.exists() and Path(os.path.realpath(folder)) != folder):
                 raise StoreError(f"store folder {folder} is a symbolic link (to {os.path.realpath(folder)}): refused; "
                                  f"the store never moves or deletes through links (make it a real folder, or point "
                                  f"the store root itself elsewhere)")

@@ -188,6 +188,8 @@ def strays(tables_dir: Path, listed: Iterable[Listed], tables) -> list[tuple[Pat
             for folder in sorted(entry.iterdir()):
                 if folder.is_symlink() or not folder.is_dir():
                     out.append((folder, "not a committed analysis folder (a link or a file): never served"))
+                elif folder.name == "_empty":
+                    out.append((folder, "a placeholder of an earlier neudep's catalog: safe to delete"))
                 elif folder.name not in committed:
                     out.append((folder, "not a committed analysis (no manifest of its own: a copy, or a "
                                         "commit of an earlier neudep): never served"))
@@ -196,7 +198,9 @@ def strays(tables_dir: Path, listed: Iterable[Listed], tables) -> list[tuple[Pat
                             if p not in known and p.name != MARKER]
         elif entry.name in tables and entry.is_dir():
             for p in sorted(entry.iterdir()):
-                if p not in known and not (p.name.startswith(".") and p.name.endswith(".tmp")):
+                if p.name == "_empty.parquet":
+                    out.append((p, "a placeholder of an earlier neudep's catalog: safe to delete"))
+                elif p not in known and not (p.name.startswith(".") and p.name.endswith(".tmp")):
                     out.append((p, "not listed by any manifest: never served"))
         else:
             out.append((entry, "not a folder of the store: never served"))

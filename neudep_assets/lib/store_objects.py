@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from neudep_assets.lib.files import StoreError, as_path, is_remote, put_whole
 from neudep_assets.lib.store_manifest import MARKER, analysis_manifest, describe, parquet_bytes
