@@ -58,7 +58,16 @@ def test_no_statement_writes_a_committed_file(new_store, tmp_path):
                 f"COPY (SELECT 42 AS x) TO '{tmp_path / 'x.csv'}'"):
         with pytest.raises((duckdb.Error, StoreError), match="disabled by configuration|read-only"):
             store.query(sql)
+        with store.connect() as con:  # the sandbox alone, without the statement filter, refuses it too
+            with pytest.raises(duckdb.Error, match="disabled by configuration"):
+                con.execute(sql)
+    with store.connect() as con:
+        for sql in ("EXPORT DATABASE '{}'".format(tmp_path / "dump"), f"ATTACH '{tmp_path / 'db.duckdb'}'",
+                    "SET enable_external_access = true"):
+            with pytest.raises(duckdb.Error, match="disabled|locked"):
+                con.execute(sql)
     assert target.read_bytes() == before and not list(tmp_path.glob("*.parquet")) + list(tmp_path.glob("*.csv"))
+    assert not (tmp_path / "dump").exists() and not (tmp_path / "db.duckdb").exists()
     assert not store.check() and counts(store) == FULL
 
 

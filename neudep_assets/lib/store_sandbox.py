@@ -10,6 +10,7 @@ CRC, so no path a query names is ever opened by DuckDB."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -58,6 +59,10 @@ def one_read_only_statement(con, sql: str):
         raise StoreError(f"one SQL statement per call, got {len(statements)}"
                          + (": run them one at a time" if statements else ""))
     kind = statements[0].type.name
+    if kind == "EXPLAIN":  # what it explains (EXPLAIN ANALYZE runs it) must be a query too
+        inner = con.extract_statements(re.sub(r"(?is)^(\s|--[^\n]*\n|/\*.*?\*/)*explain(\s+analy[sz]e)?", "",
+                                              statements[0].query, count=1))
+        kind = inner[0].type.name if len(inner) == 1 else "EXPLAIN"
     if kind not in READ_ONLY:
         raise StoreError(f"the store is read-only here: {kind} refused (SELECT, EXPLAIN, DESCRIBE, SHOW, SUMMARIZE only)")
     return statements[0]
