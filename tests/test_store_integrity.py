@@ -144,8 +144,7 @@ def test_stray_files_and_foreign_schemas_are_never_served(new_store, tmp_path):
         warnings.simplefilter("error")
         assert len(store.query("SELECT * FROM classes")) == 3
     assert not store.has("classes", "copy") and not store.has("classes", "dropped")
-    if not store.remote:
-        assert {p.name for p, _ in store.strays()} == {"dropped.parquet", "copy.parquet", f"copy{SIDECAR}"}
+    assert {p.name for p, _ in store.strays()} == {"dropped.parquet", "copy.parquet", f"copy{SIDECAR}"}
     committed = store.table_file("classes", "d")
     committed.write_bytes((tmp_path / "f.parquet").read_bytes())
     assert [(p, why) for p, why in store.check() if "classes" in str(p)][0][0] == committed
@@ -315,3 +314,12 @@ def test_the_integrity_bench_runs_at_a_small_size(capsys):
     mod.main(["--classes", "30", "--lambdas", "3", "--sources", "4", "--analyses", "1"])
     out = capsys.readouterr().out
     assert "1 analyses of 30 targets" in out and re.search(r"neudep check: [\d.]+ s .* ok", out)
+
+
+def test_a_copied_analysis_on_an_object_store_is_named_not_served(tmp_path):
+    store = ResultStore(tmp_path / "data", f"memory://neudep-test-{uuid.uuid4().hex}/s")
+    store.commit_analysis("a1", analysis_tables("a1"), run_id="r", code_version="v")
+    for p in store.analysis_dir("a1").iterdir():
+        (store.analyses_dir / "a1.bak" / p.name).write_bytes(p.read_bytes())
+    assert counts(store) == FULL and not store.has_analysis("a1.bak")
+    assert [(p.name, "copy" in why) for p, why in store.strays()] == [("a1.bak", True)]

@@ -33,7 +33,7 @@ from neudep_assets.lib.files import (StoreError, _fsync_dir, atomic_write, is_re
                                     write_folder)
 from neudep_assets.lib.store_manifest import (MARKER, SIDECAR, Listed, analysis_manifest, describe, file_problem,
                                               local_committed, parquet_bytes, read_analysis, read_sidecar,
-                                              remote_committed, sidecar_manifest, strays)
+                                              remote_committed, remote_strays, sidecar_manifest, strays)
 from neudep_assets.lib.store_objects import (StoreWarning, catalog_sql, check_key as _check_key, commit_with_marker,
                                              file_lock, move_remote, open_location, sql_str, verify_location,
                                              write_catalog)
@@ -269,8 +269,9 @@ class ResultStore:
 
     def strays(self) -> list[tuple[Path, str]]:
         """What lies under store/ that no manifest lists (copied folders, foreign files, links):
-        never served. Local roots (a remote root lists only what its manifests name)."""
-        return [] if self.remote else strays(self.tables_dir, self._committed(), TABLES)
+        never served."""
+        listed = self._committed()
+        return remote_strays(self.tables_dir, listed) if self.remote else strays(self.tables_dir, listed, TABLES)
 
     def _served(self, *, warn: bool = True) -> dict[str, list[Path]]:
         """The files views read, per table: those the manifests list, less any that fail the cheap

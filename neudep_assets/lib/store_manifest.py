@@ -205,3 +205,24 @@ def strays(tables_dir: Path, listed: Iterable[Listed], tables) -> list[tuple[Pat
         else:
             out.append((entry, "not a folder of the store: never served"))
     return out
+
+
+def remote_strays(tables_dir: Path, listed: Iterable[Listed]) -> list[tuple[Path, str]]:
+    """`strays` on an fsspec root, from one recursive listing: analysis folders without a manifest of
+    their own (copies, or writers that died before their manifest: the next commit of the key puts
+    them again) once each, and files no manifest lists."""
+    fs, base = tables_dir.fs, tables_dir.path.rstrip("/")
+    known = {f.path.path for f in listed} | {f.path.with_name(f"{f.key}{SIDECAR}").path for f in listed
+                                             if f.analysis is None}
+    committed = {f.analysis for f in listed if f.analysis}
+    out: dict[str, tuple[Path, str]] = {}
+    for path in sorted(fs.find(base)):
+        rel = path[len(base) + 1:].split("/")
+        if rel[0] == ".quarantine" or rel[-1].startswith(".probe-") or path in known:
+            continue
+        if rel[0] == "analyses" and len(rel) > 2 and rel[1] not in committed:
+            out.setdefault(rel[1], (tables_dir / "analyses" / rel[1], "not a committed analysis (no manifest of "
+                                    "its own: a copy, or a writer that died first): never served"))
+        elif not (rel[0] == "analyses" and len(rel) == 3 and rel[2] == MARKER):
+            out[path] = (tables_dir.joinpath(*rel), "not listed by any manifest: never served")
+    return list(out.values())
