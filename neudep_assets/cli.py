@@ -261,12 +261,10 @@ def cmd_sql(args) -> None:
         query = path.read_text()
     else:
         query = args.query
-    params = {}
-    for item in args.param or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"neudep sql: --param wants NAME=VALUE, got {item!r}")
-        params[key] = _coerce(value)
+    try:
+        params = dict(_param(item) for item in args.param or [])
+    except ValueError as exc:
+        raise SystemExit(f"neudep sql: {exc}") from None
     import duckdb
 
     from neudep_assets.lib.store import StoreError
@@ -278,17 +276,59 @@ def cmd_sql(args) -> None:
     print(_fmt(df) if df is not None else "ok")
 
 
+PARAM_TYPES = {"str": str, "int": int, "float": float, "bool": None}
+PARAM_HELP = ("bind $NAME in the query (repeatable). NAME=VALUE binds the string VALUE as typed (--param "
+              "old=025 stays '025'); NAME:TYPE=VALUE binds another type, TYPE one of str, int, float, bool "
+              "(true/false), e.g. --param max_err:float=0.2 --param n:int=3. DuckDB casts a string where the "
+              "query compares it with a number, so --param lam=0.1 works in `abs(lambda_rel - $lam)`")
+
+
+def _param(item: str) -> tuple[str, object]:
+    """`--param NAME=VALUE` (a string, as typed) or `NAME:TYPE=VALUE` (TYPE: str, int, float, bool)."""
+    spec, sep, value = item.partition("=")
+    name, colon, kind = spec.partition(":")
+    if not sep or not name.isidentifier():
+        raise ValueError(f"--param wants NAME=VALUE or NAME:TYPE=VALUE, got {item!r}")
+    if not colon:
+        return name, value
+    if kind not in PARAM_TYPES:
+        raise ValueError(f"--param {item!r}: unknown type {kind!r} (one of {', '.join(PARAM_TYPES)})")
+    if kind == "bool":
+        if value.lower() not in ("true", "false"):
+            raise ValueError(f"--param {item!r}: a bool is true or false")
+        return name, value.lower() == "true"
+    try:
+        return name, PARAM_TYPES[kind](value)
+    except ValueError:
+        raise ValueError(f"--param {item!r}: {value!r} is not {kind}") from None
+
+
 def cmd_check(args) -> None:
-    """List damaged store files (zero-length, truncated); exit 1 if there is any."""
-    store = open_store()
-    bad = store.check()
+    """Verify every committed file against its manifest and schema (sha256, rows, footer) and list
+    what no manifest lists; exit 1 if anything was found."""
+    from neudep_assets.lib.store import StoreError
+
+    try:
+        store = open_store()
+        t0 = time.perf_counter()
+        bad, stray = store.check(), store.strays()
+    except StoreError as exc:
+        raise SystemExit(f"neudep check: {exc}") from None
     for path, why in bad:
         print(f"damaged: {path} ({why})")
+    for path, why in stray:
+        print(f"not served: {path} ({why})")
     if args.quarantine and bad:
-        for dest in store.quarantine():
-            print(f"moved aside: {dest}")
-    print(f"{len(bad)} damaged store file(s) under {store.tables_dir}" if bad else f"store ok: {store.tables_dir}")
-    if bad:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # each move is printed
+            for dest in store.quarantine():
+                print(f"moved aside: {dest}")
+    print(f"{len(bad)} damaged file(s), {len(stray)} unlisted file(s) or folder(s) under {store.tables_dir}"
+          if bad or stray else f"store ok: {store.tables_dir} ({time.perf_counter() - t0:.1f}s: every committed file's "
+                                f"sha256, rows, Parquet footer and schema)")
+    if bad or stray:
         raise SystemExit(1)
 
 
@@ -366,15 +406,6 @@ def _fail(message: str):
     raise SystemExit(f"neudep: {message}")
 
 
-def _coerce(value: str):
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="neudep", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -386,12 +417,16 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("cluster-demo", help="run the config on a Dask cluster (2 local workers) and compare the store "
                                             "with a default run (under NEUDEP_DATA/cluster-demo)")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler (default: start one on 127.0.0.1)")
-    p = sub.add_parser("check", help="list damaged store files (zero-length, truncated); exit 1 if any")
-    p.add_argument("--quarantine", action="store_true", help="move them (their whole analysis) to store/.quarantine/")
-    p = sub.add_parser("sql", help="run a SQL query on the result store (read-only)")
+    p = sub.add_parser("check", help="verify every committed store file against its manifest (sha256, rows, Parquet "
+                                     "footer, schema) and list files no manifest lists; exit 1 if any")
+    p.add_argument("--quarantine", action="store_true",
+                   help="move damaged files (their whole analysis) to store/.quarantine/ (unlisted files are "
+                        "never served and are left where they are)")
+    p = sub.add_parser("sql", help="run one SQL query on the result store, in a sandbox that reads the committed "
+                                   "files and nothing else (no file written, no other file read)")
     p.add_argument("query", nargs="?", help="SQL text; $name placeholders take --param name=value")
     p.add_argument("--file", help="read the query from a file, e.g. sql/queries/lineage.sql")
-    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="bind $NAME in the query")
+    p.add_argument("--param", action="append", metavar="NAME[:TYPE]=VALUE", help=PARAM_HELP)
     for name, help_ in (("export-graph", "write the dependency graph at one λ as GraphML or node-link JSON"),
                         ("stars", "write star pictures (paper Fig. 2) of the best or of named targets as PNG")):
         p = sub.add_parser(name, help=help_)

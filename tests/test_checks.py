@@ -48,7 +48,7 @@ def test_write_results_commits_every_table_of_a_certified_analysis_and_nothing_e
         check = _write_results(store, key, res, t["dependency_runs"], "run", eff=eff, class_names=NAMES, extra=extra)
         assert check.passed == (key == "good")
     assert not store.has_analysis("bad") and store.has_analysis("good")
-    assert sorted(p.name for p in store.analysis_dir("good").iterdir()) == [
+    assert sorted(p.name for p in store.analysis_dir("good").iterdir()) == ["_COMMITTED.json",
         "class_diagnostics.parquet", "comparisons.parquet", "dependencies.parquet", "dependency_metrics.parquet",
         "dependency_runs.parquet"]
     assert store.query("SELECT DISTINCT dependency_run_id FROM dependency_summary")["dependency_run_id"].tolist() == [

@@ -44,7 +44,7 @@ def test_query_binds_parameters_instead_of_pasting(new_store):
 def test_catalog_is_read_only_for_queries(new_store):
     store = new_store()
     for sql in ("CREATE TABLE t AS SELECT 1", "SELECT 1; COPY (SELECT 1) TO 'x.csv'", "DROP VIEW classes"):
-        with pytest.raises(StoreError, match="read-only"):
+        with pytest.raises(StoreError, match="read-only|one SQL statement per call"):
             store.query(sql)
     assert not any(p.name == "x.csv" for p in store.url.rglob("*"))
 

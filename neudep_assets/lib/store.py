@@ -2,17 +2,17 @@
 
 Layout under the store root (the data root, or any fsspec URL: config `store:` / NEUDEP_STORE)::
 
-    store/<table>/<key>.parquet        one file per content-addressed key, written whole (local: temp
-                                       name renamed into place; elsewhere: one put)
-    store/analyses/<key>/<table>.parquet  one committed analysis: local, written under store/.staging/
-                                       and renamed in one step; remote, one put per table, then the
-                                       marker _COMMITTED.json last (see store_objects)
+    store/<table>/<key>.parquet        one file per content-addressed key, written whole, and its
+    store/<table>/<key>.manifest.json  manifest (bytes, rows, sha256), see store_manifest
+    store/analyses/<key>/              one committed analysis: its <table>.parquet files and manifest
+                                       _COMMITTED.json (local: written under store/.staging/ and
+                                       renamed in one step; remote: one put per file, manifest last)
     artifacts/<kind>/<key>.npz         arrays (logits, moments), same whole write; artifacts/plots/
 
 On the local data root whatever the store root: store/.locks/ (fcntl, one writer per key: per
-machine on a remote root) and neudep.duckdb (views for users; local store roots only). Every view
-reads committed files only. Runs and `query` never open `neudep.duckdb` (views built in memory, a
-remote root's fsspec file system registered in DuckDB): a user holding it never blocks a run."""
+machine on a remote root) and neudep.duckdb (views for users; local store roots only). Views read
+exactly the files the manifests list; queries run in a sandbox without file access (store_sandbox).
+Runs and `query` never open `neudep.duckdb`: a user holding it never blocks a run. docs/store.md."""
 
 from __future__ import annotations
 
@@ -29,87 +29,23 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from neudep_assets.lib.files import StoreError, _fsync_dir, atomic_write, is_remote, load_arrays, put_whole, save_arrays
-from neudep_assets.lib.store_objects import (MARKER, StoreWarning, catalog_sql, check_key as _check_key,
-                                             commit_with_marker, file_lock, marker_tables, open_location, parquet_problem, remote_committed, sql_str, verify_location,
+from neudep_assets.lib.files import (StoreError, _fsync_dir, atomic_write, is_remote, load_arrays, put_whole, save_arrays,
+                                    write_folder)
+from neudep_assets.lib.store_manifest import (MARKER, SIDECAR, Listed, analysis_manifest, describe, file_problem,
+                                              local_committed, parquet_bytes, read_analysis, read_sidecar,
+                                              remote_committed, remote_strays, sidecar_manifest, strays)
+from neudep_assets.lib.store_objects import (StoreWarning, catalog_sql, check_key as _check_key, commit_with_marker,
+                                             file_lock, move_remote, open_location, sql_str, verify_location,
                                              write_catalog)
+from neudep_assets.lib.store_sandbox import catalog_base, run_query, sandbox_connection
+from neudep_assets.lib.store_tables import TABLES
 
-__all__ = ["TABLES", "ResultStore", "StoreError", "StoreWarning", "atomic_write", "load_arrays", "put_whole",
+__all__ = ["MARKER", "TABLES", "ResultStore", "StoreError", "StoreWarning", "atomic_write", "load_arrays", "put_whole",
            "save_arrays"]
 
-SCHEMA_VERSION = 6  # part of the catalog version (with sql/schema.sql and the root); 3: logit gauge, logit_stats;
-#                    4: §3.2 / §3.3 tables; 5: views checkpoints_current, dependencies_current; 6: path tables
+SCHEMA_VERSION = 7  # part of the catalog version (with sql/schema.sql, the root and the files); 3: logit gauge,
+#   logit_stats; 4: §3.2 / §3.3 tables; 5: checkpoints_current, dependencies_current; 6: path tables; 7: manifests
 SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
-
-_S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
-_KNOT = [("dependency_run_id", _S), ("target_class", _I), ("knot", _I)]  # a knot of a target's exact path
-_PROVENANCE = [("dagster_run_id", _S), ("code_version", _S), ("written_at", pa.timestamp("us", tz="UTC"))]
-
-TABLES: dict[str, pa.Schema] = {
-    name: pa.schema(cols + _PROVENANCE)
-    for name, cols in {
-        "datasets": [("dataset_id", _S), ("kind", _S), ("n_classes", _I), ("n_train", _I), ("n_val", _I),
-                     ("n_ood", _I), ("params_json", _S)],
-        "classes": [("dataset_id", _S), ("class_index", _I), ("name", _S), ("label", _S)],
-        "checkpoints": [("checkpoint_sha256", _S), ("model", _S), ("arch", _S), ("origin", _S), ("source", _S),
-                        ("parent_sha256", _S), ("path", _S), ("dataset_id", _S), ("num_classes", _I),
-                        ("num_features", _I), ("n_params", _I), ("train_val_acc", _F), ("train_seconds", _F),
-                        ("config_json", _S)],
-        "logit_sets": [("logit_set_id", _S), ("checkpoint_sha256", _S), ("model", _S), ("dataset_id", _S),
-                       ("split", _S), ("n_samples", _I), ("n_classes", _I), ("logits_sha256", _S),
-                       ("samples_sha256", _S), ("accuracy", _F), ("path", _S)],
-        "moments": [("moments_id", _S), ("kind", _S), ("model", _S), ("checkpoint_sha256", _S),
-                    ("target_model", _S), ("target_checkpoint_sha256", _S), ("dataset_id", _S), ("split", _S),
-                    ("n_samples", _I), ("n_classes", _I), ("rank", _I), ("min_eig", _F), ("max_eig", _F),
-                    ("path", _S)],
-        "dependency_runs": [("dependency_run_id", _S), ("kind", _S), ("lambda_index", _I), ("lambda_rel", _F),
-                            ("lambda_value", _F), ("lambda_mode", _S), ("model", _S), ("checkpoint_sha256", _S),
-                            ("source_model", _S), ("source_checkpoint_sha256", _S), ("dataset_id", _S),
-                            ("fit_split", _S), ("eval_split", _S), ("moments_id", _S), ("solver", _S),
-                            ("tol", _F), ("max_kkt", _F), ("n_targets", _I), ("config_json", _S),
-                            ("logit_gauge", _S)],
-        "dependencies": [("dependency_run_id", _S), ("lambda_index", _I), ("target_class", _I),
-                         ("source_class", _I), ("coef", _F)],
-        "dependency_metrics": [("dependency_run_id", _S), ("lambda_index", _I), ("target_class", _I),
-                               ("lambda_abs", _F), ("lambda_max", _F), ("kkt", _F), ("n_sources", _I),
-                               ("abs_err", _F), ("rel_err", _F), ("acc", _F), ("orig_acc", _F), ("pos_acc", _F),
-                               ("orig_pos_acc", _F), ("n_pos", _I), ("fit_err", _F), ("n_candidates", _I),
-                               ("n_nonzero", _I), ("thm3_screened", _I),
-                               ("thm3_violations", _I), ("conj1_screened", _I), ("conj1_violations", _I),
-                               ("abs_err_refit", _F), ("rel_err_refit", _F), ("acc_refit", _F),
-                               ("pos_acc_refit", _F), ("fit_err_refit", _F), ("fit_rel_err", _F),
-                               ("offset_dir_share", _F)],
-        "dependency_path_knots": _KNOT + [("lambda_abs", _F), ("lambda_rel", _F), ("n_sources", _I), ("fit_err", _F),
-                                          ("fit_rel_err", _F), ("seg_curv", _F), ("exact", _B)],  # lib/covlasso/path.py
-        "dependency_path": _KNOT + [("source_class", _I), ("coef", _F)],
-        "class_diagnostics": [("dependency_run_id", _S), ("target_class", _I), ("err0", _F), ("rel_err0", _F),
-                              ("rank", _I), ("eq5_violations", _I), ("eq5_max_violation", _F)],
-        "comparisons": [("comparison_id", _S), ("kind", _S), ("model", _S), ("source_model", _S),
-                        ("lambda_rel", _F), ("metric", _S), ("value", _F), ("detail", _S), ("logit_gauge", _S)],
-        "logit_stats": [("logit_set_id", _S), ("checkpoint_sha256", _S), ("model", _S), ("dataset_id", _S),
-                        ("split", _S), ("n_samples", _I), ("n_classes", _I), ("mean_logit_mean", _F),
-                        ("mean_logit_std", _F), ("within_sample_std", _F), ("offset_share", _F),
-                        ("top_logit_mean", _F), ("top_minus_mean", _F)],
-        "incremental_results": [("result_id", _S), ("model", _S), ("checkpoint_sha256", _S), ("dataset_id", _S),
-                                ("setting", _S), ("split_seed", _I), ("seed", _I), ("method", _S), ("base_origin", _S),
-                                ("base_checkpoint_sha256", _S), ("baseline_checkpoint_sha256", _S), ("n_base", _I),
-                                ("n_new", _I), ("l1", _F), ("overall_acc", _F), ("base_acc", _F), ("new_acc", _F),
-                                ("pos_neg_acc", _F), ("epoch_seconds", _F), ("baseline_epoch_seconds", _F),
-                                ("time_ratio", _F), ("dependency_run_id", _S), ("config_json", _S),
-                                ("epoch_seconds_cached", _F), ("time_ratio_cached", _F)],
-        "derived_models": [("model", _S), ("parent_model", _S), ("parent_sha256", _S), ("role", _S), ("alpha", _F),
-                           ("seed", _I), ("pairs_json", _S), ("checkpoint_sha256", _S), ("path", _S),
-                           ("config_json", _S)],
-        "regularization_pairs": [("model", _S), ("parent_sha256", _S), ("pair_index", _I), ("class_a", _I),
-                                 ("class_b", _I), ("name_a", _S), ("name_b", _S), ("coef", _F), ("reason", _S),
-                                 ("logit_gauge", _S), ("lambda_rel", _F), ("dependency_run_id", _S)],
-        "regularization_results": [("result_id", _S), ("parent_model", _S), ("parent_sha256", _S), ("model", _S),
-                                   ("role", _S), ("seed", _I), ("alpha", _F), ("checkpoint_sha256", _S),
-                                   ("accuracy", _F), ("ood_aupr", _F), ("lambda_rel", _F), ("logit_gauge", _S),
-                                   ("dependency_run_id", _S)],
-    }.items()
-}
-
 
 class ResultStore:
     """Content-addressed Parquet tables, committed analyses and array artifacts under one store root.
@@ -117,7 +53,8 @@ class ResultStore:
     ``root`` is the local data root (locks, catalog); ``url`` the store root, any fsspec URL (default:
     ``root``). A local root gives `Path` locations, a remote one `UPath` (same operators). ``origin``
     names where the URL came from (a config key, an env var) in errors. An unknown protocol, or one
-    whose package is missing, fails here; `verify` checks that the root is reachable."""
+    whose package is missing, fails here, as does a local store whose own folders are symbolic
+    links; `verify` checks that a remote root is reachable."""
 
     def __init__(self, root: str | os.PathLike, url: str | os.PathLike | None = None, *,
                  origin: str = "the store root"):
@@ -128,10 +65,25 @@ class ResultStore:
         self.tables_dir = self.url / "store"
         self.analyses_dir = self.tables_dir / "analyses"
         self.staging_dir = self.tables_dir / ".staging"  # local roots only
+        self.quarantine_dir = self.tables_dir / ".quarantine"
         self.locks_dir = self.root / "store" / ".locks"  # always on the local data root (fcntl)
         self.artifacts_dir = self.url / "artifacts"
         self.catalog_path = self.root / "neudep.duckdb"
         self._held: set[str] = set()  # writer locks this object holds (a nested `lock` re-enters)
+        self._guard()
+
+    def _guard(self) -> None:
+        """Refuse a local store whose own folders are symbolic links (its sweeps and quarantine move
+        and delete there): a StoreError naming the folder, before any work."""
+        if self.remote:
+            return
+        own = [self.tables_dir, self.analyses_dir, self.staging_dir, self.quarantine_dir, self.artifacts_dir,
+               self.locks_dir, *(self.tables_dir / t for t in TABLES)]
+        for folder in own:  # the roots are resolved: a link anywhere below them changes the real path
+            if folder.is_symlink() or (folder.exists() and Path(os.path.realpath(folder)) != folder):
+                raise StoreError(f"store folder {folder} is a symbolic link (to {os.path.realpath(folder)}): refused; "
+                                 f"the store never moves or deletes through links (make it a real folder, or point "
+                                 f"the store root itself elsewhere)")
 
     def verify(self, *, write: bool = False) -> None:
         """Reach a remote store root (``write``: put and remove a probe) or fail with a StoreError
@@ -146,91 +98,103 @@ class ResultStore:
     def analysis_dir(self, key: str) -> Path:
         return self.analyses_dir / _check_key(key)
 
-    def _files(self, table: str, key: str) -> list[Path]:
-        return [self.analysis_dir(key) / f"{table}.parquet", self.table_file(table, key)]
-
     def has(self, table: str, key: str) -> bool:
-        """Rows of `table` for `key` are committed (alone, or as part of the analysis `key`)."""
-        return self._committed_file(table, key)[0] is not None
+        """Rows of `table` for `key` are committed (alone, or in the analysis `key`) and pass the
+        cheap checks against their manifest (size, Parquet footer, rows, schema)."""
+        listed = self._listed(table, key)
+        return listed is not None and file_problem(listed, TABLES[table]) is None
 
-    def _committed_file(self, table: str, key: str) -> tuple[Path | None, int | None]:
-        """The committed file of `table` for `key`, and the size its analysis's marker says (remote)."""
-        in_analysis, alone = self._files(table, key)
-        if not self.remote and in_analysis.is_file():
-            return in_analysis, None
-        if self.remote and table in (tables := self._manifest(key) or {}):
-            return in_analysis, tables[table]
-        return (alone if alone.is_file() else None), None
+    def _analysis_files(self, key: str) -> list[Listed] | None:
+        """What analysis `key`'s manifest lists; None when it is not committed (no manifest of its own)."""
+        folder = self.analysis_dir(key)
+        if not self.remote and folder.is_symlink():
+            return None
+        try:
+            return read_analysis((folder / MARKER).read_bytes(), folder, TABLES)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+
+    def _listed(self, table: str, key: str) -> Listed | None:
+        for f in self._analysis_files(key) or []:
+            if f.table == table:
+                return f
+        side = self.table_file(table, key).with_name(f"{key}{SIDECAR}")
+        try:
+            return read_sidecar(side.read_bytes(), side, TABLES) if self.remote or not side.is_symlink() else None
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     def write(self, table: str, key: str, rows: pd.DataFrame | Iterable[dict[str, Any]], *,
               run_id: str, code_version: str) -> Path:
-        """Write all rows of one key as one Parquet file (replacing an earlier file of that key)."""
+        """Write all rows of one key as one Parquet file (replacing an earlier file of that key) and
+        its manifest: while a committed file is replaced its manifest accepts old and new content."""
         tbl = _arrow(table, rows, run_id, code_version)
+        data = parquet_bytes(tbl)
+        new = describe(data, tbl.num_rows)
         path = self.table_file(table, key)
+        side = path.with_name(f"{key}{SIDECAR}")
         with self.lock(f"{table}/{key}"):
             self.sweep(held=f"{table}/{key}")
-            put_whole(path, lambda fh: pq.write_table(tbl, fh))
+            old = self._listed(table, key)
+            if old is not None and old.analysis is None and file_problem(old, TABLES[table]) is None:
+                versions = [dict(zip(("bytes", "rows", "sha256"), v)) for v in old.versions]
+                put_whole(side, lambda fh: fh.write(sidecar_manifest(table, key, versions + [new])))
+            put_whole(path, lambda fh: fh.write(data))
+            put_whole(side, lambda fh: fh.write(sidecar_manifest(table, key, [new])))
         return path
 
     def read(self, table: str, key: str) -> pd.DataFrame:
-        path, expected = self._committed_file(table, key)
-        if path is None:
-            raise StoreError(f"no {table} rows for key {key!r} ({self._files(table, key)[-1]})")
-        if expected is not None and (why := parquet_problem(path, expected)):
-            raise StoreError(f"store file damaged: {path} ({why})")
+        listed = self._listed(table, key)
+        if listed is None:
+            raise StoreError(f"no {table} rows for key {key!r} ({self.table_file(table, key)})")
+        if why := file_problem(listed, TABLES[table]):
+            raise StoreError(f"store file damaged: {listed.path} ({why})")
         try:
-            with path.open("rb") as fh:
-                return pq.read_table(fh).to_pandas()
+            with listed.path.open("rb") as fh:
+                return pq.read_table(fh, page_checksum_verification=True).to_pandas()
         except (OSError, pa.ArrowException) as exc:
-            raise StoreError(f"store file unreadable (zero-length or truncated?): {path}: {exc}") from exc
+            raise StoreError(f"store file unreadable (a page fails its checksum?): {listed.path}: {exc}") from exc
 
     # -- analyses: several tables, one commit ----------------------------------------------
     def has_analysis(self, key: str) -> bool:
-        """Analysis `key` is committed (local: its folder exists; remote: its marker, with every listed
-        file present at its size), and none of its files is damaged."""
-        folder = self.analysis_dir(key)
-        if not self.remote:
-            return folder.is_dir() and not any(parquet_problem(p) for p in folder.glob("*.parquet"))
-        tables = self._manifest(key)
-        return tables is not None and not any(parquet_problem(folder / f"{t}.parquet", n) for t, n in tables.items())
-
-    def _manifest(self, key: str) -> dict[str, int] | None:
-        """Remote roots: the tables (name -> size in bytes) that analysis `key`'s marker lists, or None
-        when it has no (readable) marker, i.e. is not committed."""
-        try:
-            return marker_tables((self.analysis_dir(key) / MARKER).read_bytes())
-        except FileNotFoundError:
-            return None
+        """Analysis `key` is committed (its manifest there, naming it) and every file it lists passes
+        the cheap checks (size, Parquet footer, rows, schema)."""
+        files = self._analysis_files(key)
+        return bool(files) and not any(file_problem(f, TABLES[f.table]) for f in files)
 
     def commit_analysis(self, key: str, tables: Mapping[str, pd.DataFrame | Iterable[dict[str, Any]]], *,
                         run_id: str, code_version: str) -> Path:
         """Commit the rows of several tables as one analysis: all land together or none does.
 
-        Local root: the files are written (and fsynced) in a staging folder that is renamed to
-        `store/analyses/<key>/` in one step. Remote root: each file is one put under
-        `store/analyses/<key>/`, then the marker `_COMMITTED.json` (tables and sizes) is put last;
-        readers see the analysis only once the marker is there. A key already committed is kept
-        (keys are content addresses); another writer of the same key waits for this one."""
+        Local root: the files and their manifest `_COMMITTED.json` are written (and fsynced, in
+        parallel) in a staging folder that is renamed to `store/analyses/<key>/` in one step. Remote root: each file
+        is one put under `store/analyses/<key>/`, then the manifest is put last; readers see the
+        analysis only once it is there. A key already committed is kept (keys are content
+        addresses); another writer of the same key waits for this one."""
         frames = {t: _arrow(t, rows, run_id, code_version) for t, rows in tables.items()}
         with self.lock(f"analyses/{key}"):
-            return self._commit(key, frames)
+            final = self._commit(key, frames)
+        self._refresh_catalog()
+        return final
 
     def _commit(self, key: str, frames: Mapping[str, pa.Table]) -> Path:
         final = self.analysis_dir(key)
         if self.has_analysis(key):
             return final
-        if final.is_dir() if not self.remote else (final / MARKER).is_file():  # committed once, damaged since
-            self.quarantine()
         if not frames:
             raise StoreError(f"analysis {key!r}: no tables to commit")
         if self.remote:
-            return commit_with_marker(final, frames)
+            return commit_with_marker(final, key, frames)
+        if final.exists() or final.is_symlink():  # committed once and damaged since, or not ours: set aside
+            self._move_aside(final, f"analyses/{key}", "in the way of a new commit")
         self.sweep(held=f"analyses/{key}")
         stage = self.staging_dir / f"{key}.{uuid.uuid4().hex}"
         stage.mkdir(parents=True)
         try:
-            for table, tbl in frames.items():
-                atomic_write(stage / f"{table}.parquet", lambda fh, t=tbl: pq.write_table(t, fh))
+            blobs = {f"{t}.parquet": parquet_bytes(tbl) for t, tbl in frames.items()}
+            blobs[MARKER] = analysis_manifest(key, {t: describe(blobs[f"{t}.parquet"], tbl.num_rows)
+                                                    for t, tbl in frames.items()})
+            write_folder(stage, blobs)
             self.analyses_dir.mkdir(parents=True, exist_ok=True)
             os.rename(stage, final)
         except BaseException:
@@ -257,24 +221,24 @@ class ResultStore:
                 self._held.discard(name)
 
     def sweep(self, held: str | None = None) -> list[Path]:
-        """Remove what killed writers left (staging folders, `*.tmp` files) of keys no one writes now
-        (or of `held`, the lock the caller holds). Remote roots leave no such files (a put is whole;
-        an analysis without its marker is overwritten by the next commit of its key): nothing to do."""
+        """Remove what killed writers left (staging folders, `.*.tmp` files) of keys no one writes now
+        (or of `held`, the lock the caller holds), never following a link (a link is removed, not
+        its target). Remote roots leave no such files (a put is whole; objects without a manifest
+        are overwritten by the next commit of their key): nothing to do."""
         if self.remote:
             return []
+        self._guard()
         leftovers: list[tuple[Path, str]] = []
         if self.staging_dir.is_dir():
             leftovers += [(p, f"analyses/{p.name.rsplit('.', 1)[0]}") for p in self.staging_dir.iterdir()]
-        if self.tables_dir.is_dir():
-            for tdir in self.tables_dir.iterdir():
-                if tdir.name in TABLES and tdir.is_dir():
-                    leftovers += [(p, f"{tdir.name}/{p.name[1:].rsplit('.parquet.', 1)[0]}")
-                                  for p in tdir.glob(".*.parquet.*.tmp")]
+        for table in TABLES:
+            if (self.tables_dir / table).is_dir():
+                leftovers += [(p, f"{table}/{_tmp_key(p.name)}") for p in (self.tables_dir / table).glob(".*.tmp")]
         removed = []
         for path, name in leftovers:
             with contextlib.nullcontext(True) if name == held else self.lock(name, wait=False) as free:
                 if free:
-                    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+                    _remove(path)
                     removed.append(path)
         return removed
 
@@ -288,121 +252,121 @@ class ResultStore:
         put_whole(path, lambda fh: fh.write(png))
         return path
 
-    # -- reading: views over committed files ------------------------------------------------
+    # -- reading: what the manifests list -------------------------------------------------
+    def _committed(self) -> list[Listed]:
+        """Every file the store's manifests list. Remote: two globs and two batched reads."""
+        return remote_committed(self.tables_dir, TABLES) if self.remote else local_committed(self.tables_dir, TABLES)
+
     def table_paths(self, table: str) -> list[Path]:
         """Every committed file of `table` (single keys and analyses), bad ones included."""
-        return [p for p, _ in self._committed()[table]]
+        return [f.path for f in self._committed() if f.table == _check_table(table)]
 
-    def _committed(self) -> dict[str, list[tuple[Path, int | None]]]:
-        """Every committed file of every table, with the size its analysis's marker gives it (remote
-        roots; else None). Remote: one listing per table folder, one of store/analyses/, and one read
-        of all markers (`fs.cat` of a list: concurrent on async back ends such as s3fs)."""
-        if not self.remote:
-            return {t: [(p, None) for p in sorted((self.tables_dir / t).glob("*.parquet"))
-                        + sorted(self.analyses_dir.glob(f"*/{t}.parquet"))] for t in TABLES}
-        return remote_committed(self.tables_dir, self.analyses_dir, TABLES)
+    def check(self, *, full: bool = True) -> list[tuple[Path, str]]:
+        """Committed files that are not what their manifest lists: (path, why naming the analysis).
+        `full` (default): every byte's sha256 too; else the cheap checks (size, footer, rows, schema)."""
+        return [(f.path, f"analysis {f.analysis}: {why}" if f.analysis else f"table {f.table}, key {f.key}: {why}")
+                for f in self._committed() if (why := file_problem(f, TABLES[f.table], full=full))]
 
-    def check(self) -> list[tuple[Path, str]]:
-        """Committed files that cannot be Parquet (zero-length, truncated; remote: missing, or not of
-        the size its analysis's marker says): (path, why)."""
-        return [(p, why) for files in self._committed().values() for p, n in files if (why := parquet_problem(p, n))]
+    def strays(self) -> list[tuple[Path, str]]:
+        """What lies under store/ that no manifest lists (copied folders, foreign files, links):
+        never served."""
+        listed = self._committed()
+        return remote_strays(self.tables_dir, listed) if self.remote else strays(self.tables_dir, listed, TABLES)
 
-    def _unusable(self, bad: Iterable[Path]) -> dict[Path, Path]:
-        """What a damaged file takes out of the views: its whole analysis, or itself."""
-        return {p: p.parent if p.parent.parent == self.analyses_dir else p for p in bad}
+    def _served(self, *, warn: bool = True) -> dict[str, list[Path]]:
+        """The files views read, per table: those the manifests list, less any that fail the cheap
+        checks (with the rest of its analysis; a StoreWarning names each)."""
+        listed = self._committed()
+        bad = {f.path: why for f in listed if (why := file_problem(f, TABLES[f.table]))}
+        out_analyses = {f.analysis for f in listed if f.path in bad and f.analysis}
+        for f in listed:
+            if f.path in bad and warn:
+                warnings.warn(f"store file left out of the views: {f.path} ({bad[f.path]})"
+                              + (f", with the rest of analysis {f.analysis}" if f.analysis else "")
+                              + "; `neudep check` lists damaged files, a rerun rewrites them", StoreWarning, stacklevel=3)
+        files: dict[str, list[Path]] = {t: [] for t in TABLES}
+        for f in listed:
+            if f.path not in bad and f.analysis not in out_analyses:
+                files[f.table].append(f.path)
+        return files
 
     def quarantine(self) -> list[Path]:
-        """Move damaged files (a damaged analysis whole) to store/.quarantine/, with a StoreWarning
-        naming each: views over globs then work again, and a rerun recomputes what was lost."""
+        """Move each analysis with a damaged file (whole), and each damaged single-key file (with its
+        manifest), to store/.quarantine/, with a StoreWarning naming the file: views drop them, and a
+        rerun recomputes what was lost. Never moves through a symbolic link."""
         moved = []
-        problems = dict(self.check())
-        for bad, unit in self._unusable(problems).items():
-            name = f"analyses/{unit.name}" if unit != bad else f"{unit.parent.name}/{unit.stem}"
+        for path, why in self.check():
+            in_analysis = path.parent.parent == self.analyses_dir
+            unit = path.parent if in_analysis else path
+            name = f"analyses/{unit.name}" if in_analysis else f"{path.parent.name}/{path.stem}"
             with self.lock(name, wait=False) as free:
-                if free and unit.exists():
-                    dest = self.tables_dir / ".quarantine" / f"{name.replace('/', '--')}.{uuid.uuid4().hex[:8]}"
-                    if self.remote:  # no rename: the marker goes first (the analysis is gone), then the files
-                        if unit != bad and (unit / MARKER).is_file():
-                            unit.fs.rm_file((unit / MARKER).path)
-                        unit.fs.mv(unit.path, dest.path, recursive=True)
-                    else:
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        os.rename(unit, dest)
+                if free and (unit.exists() or (not self.remote and unit.is_symlink())):
+                    dest = self._move_aside(unit, name, why)
                     moved.append(dest)
-                    warnings.warn(f"damaged store file {bad} ({problems[bad]}): moved {unit} to {dest}",
-                                  StoreWarning, stacklevel=2)
+                    warnings.warn(f"damaged store file {path} ({why}): moved {unit} to {dest}", StoreWarning,
+                                  stacklevel=2)
         return moved
 
-    def connect(self):
-        """An in-memory DuckDB connection with the store's views over its committed, readable files
-        (a damaged file, and the rest of its analysis, is left out with a StoreWarning naming it).
-        Never touches `neudep.duckdb`."""
-        import duckdb
+    def _move_aside(self, unit: Path, name: str, why: str) -> Path:
+        """Move an analysis folder or a single-key file (its manifest first) to store/.quarantine/."""
+        dest = self.quarantine_dir / f"{name.replace('/', '--')}.{uuid.uuid4().hex[:8]}"
+        if self.remote:
+            in_analysis = unit.parent == self.analyses_dir
+            return move_remote(unit, dest, unit / MARKER if in_analysis else unit.with_name(f"{unit.stem}{SIDECAR}"))
+        self._guard()
+        if unit.is_symlink():  # never followed: the link goes, not what it points to
+            unit.unlink()
+            return unit
+        dest.mkdir(parents=True)
+        if unit.parent != self.analyses_dir:
+            side = unit.with_name(f"{unit.stem}{SIDECAR}")
+            if side.exists() and not side.is_symlink():
+                os.rename(side, dest / side.name)
+        os.rename(unit, dest / unit.name)
+        return dest
 
-        con = duckdb.connect()
-        if self.remote:  # DuckDB reads the store's URLs through its fsspec file system
-            con.register_filesystem(self.url.fs)
-        committed = self._committed()
-        problems = {p: why for files in committed.values() for p, n in files if (why := parquet_problem(p, n))}
-        out = self._unusable(problems)
-        for bad, unit in out.items():
-            warnings.warn(f"store file left out of the views: {bad} ({problems[bad]})"
-                          + (f", with the rest of analysis {unit.name}" if unit != bad else "")
-                          + "; `neudep check` lists damaged files, a rerun rewrites them", StoreWarning, stacklevel=2)
-        skip = set(out.values())
-        base = {}
-        for table, schema in TABLES.items():
-            con.register(f"_neudep_empty_{table}", schema.empty_table())
-            files = [p for p, _ in committed[table] if p not in skip and p.parent not in skip]
-            listed = ", ".join(map(sql_str, files))
-            read = f"SELECT * FROM read_parquet([{listed}], union_by_name = true) UNION ALL BY NAME " if files else ""
-            base[table] = f"{read}SELECT * FROM _neudep_empty_{table}"
-        con.execute(self._catalog_sql(base))
-        return con
+    def connect(self):
+        """An in-memory DuckDB connection in the read-only sandbox (store_sandbox: no file access at
+        all), with the store's views over exactly the committed files that pass the cheap checks (a
+        damaged file, and the rest of its analysis, is left out with a StoreWarning naming it).
+        Never touches `neudep.duckdb`."""
+        return sandbox_connection(self._served(), TABLES, self._catalog_sql)
 
     def query(self, sql: str, params: dict[str, Any] | list[Any] | None = None) -> pd.DataFrame:
-        """Run a read-only query (SELECT, EXPLAIN...) on the store's views; parameters are bound by
-        DuckDB, never pasted."""
+        """Run one read-only statement (SELECT, EXPLAIN) in the sandbox; parameters are bound by
+        DuckDB, never pasted, and keep their Python types."""
         with self.connect() as con:
-            statements = con.extract_statements(sql)
-            writes = [s.type.name for s in statements if s.type.name not in ("SELECT", "EXPLAIN")]
-            if writes or not statements:
-                raise StoreError(f"the store is read-only here: {writes or 'no statement'} refused")
-            for st in statements[:-1]:
-                con.execute(st)
-            return con.execute(statements[-1], params or []).df() if params else con.sql(statements[-1].query).df()
+            return run_query(con, sql, params)
 
     # -- the catalog file for users ---------------------------------------------------------
     def _catalog_sql(self, base: Mapping[str, str]) -> str:
         return catalog_sql(SQL_DIR / "schema.sql", self.tables_dir, base)
 
-    def _catalog_views(self) -> dict[str, str]:
-        return {t: f"SELECT * FROM read_parquet([{sql_str(self.tables_dir / t / '*.parquet')}, "
-                   f"{sql_str(self.analyses_dir / '*' / f'{t}.parquet')}], union_by_name = true)" for t in TABLES}
-
     def ensure_catalog(self) -> Path | None:
-        """Create `neudep.duckdb` (views over this root's committed files) or bring it up to date in
-        place when its version (schema, SQL, root) differs, keeping users' own tables. A catalog
-        another process holds is left alone (it is brought up to date by a later call).
+        """Create `neudep.duckdb` (views over exactly the files the manifests list and the cheap checks
+        pass) or bring it up to date in place when its version (schema, SQL, root, file list) differs,
+        keeping users' own tables. A catalog another process holds is left alone (brought up to date
+        by a later call: every commit tries).
 
-        A remote store root gets no catalog (returns None): its views would have to list committed
-        files (a glob would also read uncommitted analyses) through a file system that exists only in
-        a Python process. Query it with `neudep sql` / `ResultStore(...).query` (fsspec registered)."""
-        import duckdb
-
+        A remote store root gets no catalog (returns None): its files are read through a file system
+        that exists only in a Python process. Query it with `neudep sql` / `ResultStore(...).query`."""
         if self.remote:
             return None
-
-        self.quarantine()  # a damaged file would break its views (they read globs)
-        for table, schema in TABLES.items():  # every glob of the catalog matches at least one file
-            for empty, key in ((self.tables_dir / table / "_empty.parquet", f"{table}/_empty"),
-                               (self.analyses_dir / "_empty" / f"{table}.parquet", f"analyses/_empty")):
-                if not empty.is_file() or pq.read_schema(empty) != schema:
-                    with self.lock(key):
-                        atomic_write(empty, lambda fh, s=schema: pq.write_table(s.empty_table(), fh))
-        sql = self._catalog_sql(self._catalog_views())
+        sql = self._catalog_sql(catalog_base(self._served(), TABLES, sql_str))
         version = hashlib.sha256(f"{SCHEMA_VERSION}\n{sql}".encode()).hexdigest()
         return write_catalog(self.catalog_path, sql, version, str(self.root))
+
+    def _refresh_catalog(self) -> None:
+        """After an analysis's commit: the user catalog, where there is one, lists the new files (and
+        single-key files written since); never fails a run. `neudep sql`/`summary` and the
+        comparisons asset also bring it up to date."""
+        import duckdb
+
+        if not self.remote and self.catalog_path.exists():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", StoreWarning)
+                with contextlib.suppress(OSError, duckdb.Error):
+                    self.ensure_catalog()
 
 
 def _check_table(table: str) -> str:
@@ -423,3 +387,19 @@ def _arrow(table: str, rows, run_id: str, code_version: str) -> pa.Table:
         if name not in df.columns:
             df[name] = None
     return pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+
+
+def _tmp_key(name: str) -> str:
+    """The key of a temporary file `.<key>.parquet.<x>.tmp` or `.<key>.manifest.json.<x>.tmp`."""
+    for suffix in (".parquet.", f"{SIDECAR}."):
+        if suffix in name:
+            return name[1:].rsplit(suffix, 1)[0]
+    return name
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or folder; a link is removed itself, never followed."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)

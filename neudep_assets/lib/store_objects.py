@@ -1,18 +1,16 @@
 """The result store's file-level parts: its root as any fsspec URL, commits without rename on object
-stores (one put per file, then a marker), the checks of a committed file, and the catalog file.
+stores (one put per file, then the manifest), locks, and the catalog file.
 
 An object store has no atomic rename, but a single put is whole or absent. So an analysis on a
-remote root is committed by ``store/analyses/<key>/_COMMITTED.json`` (its tables and their sizes),
-put after its files: without the marker no reader lists them; with it, a listed file that is
-missing or not of its size is damaged (left out of the views with a warning, like a truncated
-local file).
+remote root is committed by its manifest ``store/analyses/<key>/_COMMITTED.json`` (store_manifest),
+put after its files: without it no reader lists them; with it, a listed file that is missing or
+not what it lists is damaged (left out of the views with a warning, like a truncated local file).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
 import uuid
@@ -21,15 +19,13 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from neudep_assets.lib.files import StoreError, as_path, is_remote, put_whole
-
-MARKER = "_COMMITTED.json"  # an analysis on a remote root is committed once this object exists
+from neudep_assets.lib.store_manifest import MARKER, analysis_manifest, describe, parquet_bytes
 
 
 class StoreWarning(UserWarning):
-    """A store file is unreadable (zero-length, truncated) and was left out of the views."""
+    """A store file is not what its manifest lists (damaged, truncated) and was left out of the views."""
 
 
 def open_location(url, origin: str) -> Path:
@@ -83,65 +79,29 @@ def verify_location(folder: Path, origin: str, *, write: bool = False) -> None:
                          f"{' for writing' if write else ''}: {type(exc).__name__}: {exc}") from exc
 
 
-def commit_with_marker(final: Path, frames: Mapping[str, pa.Table]) -> Path:
-    """One put per table under `final`, then the marker (no rename on an object store). A writer that
-    dies before the marker leaves objects no reader lists; the next commit of the key puts them again."""
+def commit_with_marker(final: Path, key: str, frames: Mapping[str, pa.Table]) -> Path:
+    """One put per table under `final`, then the manifest (no rename on an object store). A writer
+    that dies before the manifest leaves objects no reader lists; the next commit of the key puts
+    them again."""
     marker = final / MARKER
     if marker.is_file():
         marker.fs.rm_file(marker.path)
-    sizes = {}
+    files = {}
     for table, tbl in frames.items():
-        buf = pa.BufferOutputStream()
-        pq.write_table(tbl, buf)
-        data = buf.getvalue().to_pybytes()
+        data = parquet_bytes(tbl)
         put_whole(final / f"{table}.parquet", lambda fh, d=data: fh.write(d))
-        sizes[table] = len(data)
-    put_whole(marker, lambda fh: fh.write(json.dumps({"tables": sizes}).encode()))
+        files[table] = describe(data, tbl.num_rows)
+    put_whole(marker, lambda fh: fh.write(analysis_manifest(key, files)))
     return final
 
 
-def remote_committed(tables_dir: Path, analyses_dir: Path, tables) -> dict[str, list[tuple[Path, int | None]]]:
-    """Every committed file of each of `tables` on a remote root, with the size its marker gives it
-    (None for single-key files): one listing per table folder, one glob of the markers and one read
-    of them all (`fs.cat` of a list: concurrent on async back ends such as s3fs)."""
-    fs, base = tables_dir.fs, analyses_dir.path.rstrip("/")
-    out = {t: [(tables_dir / t / Path(p).name, None) for p in sorted(fs.glob(f"{(tables_dir / t).path}/*.parquet"))]
-           for t in tables}
-    markers = sorted(fs.glob(f"{base}/*/{MARKER}"))
-    for path, raw in sorted((fs.cat(markers, on_error="omit") if markers else {}).items()):
-        key = path.rstrip("/")[len(base) + 1:].split("/")[0]
-        for t, n in (marker_tables(raw) or {}).items():
-            if t in out:
-                out[t].append((analyses_dir / key / f"{t}.parquet", n))
-    return out
-
-
-def marker_tables(raw: bytes) -> dict[str, int] | None:
-    """The tables (name -> bytes) a commit marker lists; None for a foreign or damaged marker."""
-    try:
-        tables = json.loads(raw)["tables"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    ok = isinstance(tables, dict) and all(isinstance(n, int) for n in tables.values())
-    return tables if ok else None
-
-
-def parquet_problem(path: Path, expected: int | None = None) -> str | None:
-    """Why `path` cannot be a Parquet file (cheap: size and the magic bytes at both ends; `expected`:
-    the size its commit marker gives), or None."""
-    try:
-        size = path.stat().st_size
-        if expected is not None and size != expected:
-            return f"{size} bytes where its commit marker says {expected}: damaged or half-written"
-        if size < 12:
-            return f"{size} bytes: zero-length or truncated"
-        with path.open("rb") as fh:
-            head = fh.read(4)
-            fh.seek(-4, os.SEEK_END)
-            tail = fh.read(4)
-    except OSError as exc:
-        return f"unreadable: {exc}"
-    return None if head == tail == b"PAR1" else "not a complete Parquet file (truncated?)"
+def move_remote(unit: Path, dest: Path, manifest: Path) -> Path:
+    """Move an analysis folder or a single-key object aside on an object store (no rename): its
+    `manifest` goes first, so it is uncommitted at once, then the objects."""
+    if manifest.is_file():
+        manifest.fs.rm_file(manifest.path)
+    unit.fs.mv(unit.path, (dest / unit.name).path, recursive=True)
+    return dest
 
 
 def catalog_sql(schema_sql: Path, tables_dir: Path, base: Mapping[str, str]) -> str:

@@ -6,8 +6,9 @@
 -- reaches $max_err have no row. lib/covlasso/path.py `sparsest_within` gives the same in Python.
 -- neudep sql --file sql/queries/sparsest_dependency.sql --param model=cnn --param max_err=0.2
 WITH x AS (
-    SELECT CASE WHEN $max_err > 0 AND $max_err <= 1 THEN CAST($max_err AS DOUBLE)
-                ELSE error('max_err (the largest fit Rel Err) must lie in (0, 1], got ' || $max_err) END AS x
+    SELECT CASE WHEN m > 0 AND m <= 1 THEN m
+                ELSE error('max_err (the largest fit Rel Err) must lie in (0, 1], got ' || CAST($max_err AS VARCHAR)) END AS x
+    FROM (SELECT TRY_CAST($max_err AS DOUBLE) AS m)
 ), runs AS (
     SELECT dependency_run_id, any_value(kind) AS kind, any_value(model) AS model, any_value(source_model) AS source_model,
            any_value(checkpoint_sha256) AS checkpoint_sha256, any_value(dataset_id) AS dataset_id,
