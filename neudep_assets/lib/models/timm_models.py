@@ -72,7 +72,7 @@ def create_model(
     _check_arch(spec.arch)
     kwargs = timm_kwargs(spec.model_args)
     if spec.pretrained:
-        _check_hub_head(spec, int(num_classes))  # from the weights themselves, before building anything
+        _check_hub_head(spec, None if num_classes is None else int(num_classes))  # from the weights, before building
         # hub weights keep their own input size unless model_args resize the model, and their own head:
         # timm would silently put a fresh, untrained head on a model asked for another class count
         overlay = _pretrained_cfg_overlay(in_chans, mean, std, kwargs.get("img_size"), from_scratch=False)
@@ -122,11 +122,11 @@ def create_model(
     return model
 
 
-def _check_hub_head(spec: ModelSpec, num_classes: int) -> None:
+def _check_hub_head(spec: ModelSpec, num_classes: int | None) -> None:
     """Refuse hub weights whose trained head does not have the dataset's ``num_classes`` rows, whatever the
     model is called (``resnet10t``, ``resnet10t.c3_in1k``, ``hf-hub:owner/repo``) and wherever its weights
     lie (the Hugging Face cache, a file named by the pretrained config): the head's rows are read from the
-    weights file, and a config.json whose class count disagrees with them is refused (timm would build
+    weights file (``num_classes`` None: any count, the model keeps its own head), and a config.json whose class count disagrees with them is refused (timm would build
     the config's head and, on a count that differs from the request, start it untrained)."""
     found = hub_head_rows(spec.arch)
     if found is None:
@@ -137,7 +137,7 @@ def _check_hub_head(spec: ModelSpec, num_classes: int) -> None:
             f"hub model {spec.arch!r} (model {spec.name!r}): its config says {n_cfg} classes but the weights' head "
             f"({where}) has {rows}; timm would put an untrained {n_cfg}-class head on it. Fix the config.json of "
             "that model (num_classes) or use a checkpoint folder")
-    if rows != num_classes:
+    if num_classes is not None and rows != num_classes:
         raise CheckpointError(
             f"hub model {spec.arch!r} (model {spec.name!r}) has {rows} classes but the dataset has {num_classes} "
             "classes; its head is used as trained (a new head would be untrained): use a dataset of its classes, "
