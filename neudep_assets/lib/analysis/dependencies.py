@@ -145,7 +145,7 @@ def merge_chunks(C: np.ndarray, chunks: list[ChunkAnalysis], *, cross: np.ndarra
     for col in REFIT_COLUMNS:
         per_target[f"{col}_refit"] = metrics[f"{col}_refit"].ravel()
     per_target["fit_err_refit"] = fit_err_refit.ravel()
-    per_target["fit_rel_err"] = (fit_err / s[targets]).ravel()
+    per_target["unexplained_share"] = (fit_err / s[targets]).ravel()
     per_class = (red.rename(columns={"target": "target_class"})
                  .merge(eq5.rename(columns={"target": "target_class", "n_violations": "eq5_violations",
                                             "max_violation": "eq5_max_violation"}), on="target_class"))
