@@ -19,9 +19,11 @@ them at τ: C_τ = Q max(Λ, τ) Qᵀ, H = C_τ⁻¹. Then
   from H by the Schur-complement identity (so again one eigendecomposition for all targets).
 
 For a well-conditioned C (all eigenvalues above τ) this *is* C_ii − bᵀĈ⁻¹b = det C / det C₋ᵢ. For a
-rank-deficient C it is the residual up to the numerical resolution τ of C: since C ⪯ C_τ ⪯ C + δI
-(δ = τ − min(λ_min, 0)), err0 is an upper bound on the exact residual that exceeds it by at most
-δ(1 + ‖θ*‖²). A class that takes part in an exact linear dependency (its coordinate axis has a
+rank-deficient C it is the residual up to the numerical resolution τ of C. With the dense
+eigendecomposition C ⪯ C_τ ⪯ C + δI (δ = τ − min(λ_min, 0)), so err0 is an upper bound on the exact
+residual that exceeds it by at most δ(1 + ‖θ*‖²). With the low-rank one (:mod:`spectral`, large heads)
+C ⪯ C_τ no longer holds (the remainder R = C − LLᵀ is dropped, not floored): err0 is then within
+δ(1 + ‖θ*‖²) of the exact residual on either side (δ = τ + tr R), and no more than that is claimed. A class that takes part in an exact linear dependency (its coordinate axis has a
 component ``null_leverage`` = ‖Q₀ᵀeᵢ‖² in the numerical null space) gets err0 ≤ τ / null_leverage,
 i.e. ≈ 0 relative to C_ii. When the network's feature width d satisfies d + 1 < n every class is in
 such a dependency and err0 ≈ 0 for all of them: that is the exact answer, not a numerical accident.
@@ -168,7 +170,8 @@ def redundancy(C, *, cross=None, target_second_moment=None, rtol=None, spectral:
     (shape (m,)) for err0 (without it err0 and rel_err0 are NaN and only ``explained`` = bᵀĈ⁺b is
     given). ``spectral``: the eigendecomposition of C if already computed (:func:`spectral`).
 
-    Columns: target, err0 (≥ 0 up to rounding; an upper bound within the numerical resolution),
+    Columns: target, err0 (≥ 0 up to rounding; within the numerical resolution of the exact residual, and
+    above it with the dense eigendecomposition, see the module docstring),
     rel_err0 = err0 / s (s = C_ii or E[g_i²]; the fraction of the target's second moment that the other
     logits cannot explain), second_moment (s), explained (bᵀĈ⁺b = s − err0), null_leverage (> 0: the
     source side of this class lies in an exact linear dependency; within only meaningful for the class
