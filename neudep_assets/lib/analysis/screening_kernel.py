@@ -20,13 +20,15 @@ def _thm3_threshold(bmax, norms, lam, lmax, applicable):
 @njit(cache=True, parallel=True, error_model="numpy")
 def screen_counts(Mt, cols, excl, sqd, sqq, lam, applicable, indptr, indices, data, coef_tol):
     """Per (λ, target): n_nonzero, thm3/conj1 screened and violations, largest violating |coef|, and
-    λ/λ_max: the masks of :func:`theory._rules`, counted one target at a time (no (n, T) arrays)."""
+    λ/λ_max: the masks of :func:`theory._rules`, counted one target at a time. Row t's b is Mt[cols[t]] and
+    its ‖A_j‖ = sqd[t, j] (sqd of one row: shared by every target, the raw gauge)."""
     L, T = lam.shape
     n = Mt.shape[1]
     out_i = np.zeros((5, L, T), np.int64)
     out_f = np.zeros((3, L, T))
     for t in prange(T):
         row = Mt[cols[t]]
+        dg = sqd[0] if sqd.shape[0] == 1 else sqd[t]
         ex = excl[t]
         bmax = 0.0
         for j in range(n):
@@ -45,7 +47,7 @@ def screen_counts(Mt, cols, excl, sqd, sqq, lam, applicable, indptr, indices, da
                 continue
             ratio = abs(row[j]) / bmax if bmax > 0 else 0.0
             for l in range(L):
-                thr = _thm3_threshold(bmax, sqd[j] * sqq[t], lam[l, t], lmax, applicable[t])
+                thr = _thm3_threshold(bmax, dg[j] * sqq[t], lam[l, t], lmax, applicable[t])
                 if ratio < thr:
                     out_i[1, l, t] += 1
                 if ratio < lrat[l]:
@@ -59,7 +61,7 @@ def screen_counts(Mt, cols, excl, sqd, sqq, lam, applicable, indptr, indices, da
                     continue
                 out_i[0, l, t] += 1
                 ratio = abs(row[j]) / bmax if bmax > 0 else 0.0
-                thr = _thm3_threshold(bmax, sqd[j] * sqq[t], lam[l, t], lmax, applicable[t])
+                thr = _thm3_threshold(bmax, dg[j] * sqq[t], lam[l, t], lmax, applicable[t])
                 if ratio < thr:
                     out_i[2, l, t] += 1
                     out_f[0, l, t] = max(out_f[0, l, t], a)

@@ -64,6 +64,7 @@ class Spectral:
     #               tau + tr(C − LLᵀ) (a bound for C ⪰ 0; see the module docstring otherwise)
     min_eig: float  # dense: λ_min(C); lowrank: min(0, a Lanczos estimate of λ_min(C − LLᵀ)), an estimate
     method: str = "dense"
+    centred: bool = False  # H is Q C_τ⁻¹ Q (Q = I − 11ᵀ/n): see :meth:`centred_view`
 
     @property
     def rank(self) -> int:
@@ -73,10 +74,25 @@ class Spectral:
     def degenerate(self) -> bool:  # C has no positive eigenvalue
         return self.tau <= 0
 
+    def centred_view(self) -> "Spectral":
+        """The same split with H replaced by Ĥ = Q C_τ⁻¹ Q, Q = I − 11ᵀ/n, for the moment G of centred
+        logits (G1 = 0: the all-ones direction is in the null space). Ĥ is the limit of (C_τ + α11ᵀ)⁻¹ as
+        α → ∞: the inverse of C_τ on the subspace 1⊥, i.e. what the centered gauge's per-target problems
+        (sources re-centred without the target, :mod:`~neudep_assets.lib.covlasso.gauge`) need for err0.
+        The eigenvectors lose their component along 1 (exactly where they are not ⊥ 1: the null space)."""
+        if self.centred:
+            return self
+        Qr = self.Qr - self.Qr.mean(axis=0)
+        Q0 = None if self.Q0 is None else self.Q0 - self.Q0.mean(axis=0)
+        return Spectral(Qr=Qr, wr=self.wr, Q0=Q0, tau=self.tau, slack=self.slack, min_eig=self.min_eig,
+                        method=self.method, centred=True)
+
     @property
-    def null_leverage(self) -> np.ndarray:  # ‖Q₀ᵀ e_i‖²
+    def null_leverage(self) -> np.ndarray:  # ‖Q₀ᵀ e_i‖² (centred: ‖Q₀ᵀ Q e_i‖²)
         if self.Q0 is None:
-            return np.clip(1.0 - (self.Qr ** 2).sum(axis=1), 0.0, 1.0)
+            n = self.Qr.shape[0]
+            top = 1.0 - 1.0 / n if self.centred else 1.0
+            return np.clip(top - (self.Qr ** 2).sum(axis=1), 0.0, 1.0)
         return (self.Q0 ** 2).sum(axis=1)
 
     def h_diag(self) -> np.ndarray:
@@ -87,7 +103,7 @@ class Spectral:
         """(H_r X, P₀ X / τ), kept apart (see the class docstring)."""
         P = self.Qr.T @ X
         if self.Q0 is None:  # projected twice: once leaves eps·‖X‖ along Q_r, which 1/τ would amplify
-            Y = X - self.Qr @ P
+            Y = (X - X.mean(axis=0)) - self.Qr @ P if self.centred else X - self.Qr @ P
             return self.Qr @ (P / self.wr[:, None]), (Y - self.Qr @ (self.Qr.T @ Y)) / self.tau
         return self.Qr @ (P / self.wr[:, None]), self.Q0 @ (self.Q0.T @ X) / self.tau
 

@@ -68,6 +68,7 @@ import pandas as pd
 
 from neudep_assets.lib.analysis.screening_kernel import screen_counts
 from neudep_assets.lib.analysis.spectral import Spectral, check_square, numerical_rank, rtol_of, spectral
+from neudep_assets.lib.covlasso.gauge import correction, lift, rhs_shift
 from neudep_assets.lib.covlasso.problem import masked
 from neudep_assets.lib.covlasso.sparse import SparseCoef, coef_of, path_errors_sparse
 
@@ -84,6 +85,8 @@ class _Problem:
     s: np.ndarray | None  # (T,) second moment of the target logit (None: unknown, between only)
     excluded: np.ndarray  # (T,) source index excluded for target t, or -1
     targets: np.ndarray  # (T,)
+    gauge: str = "raw"
+    shift: np.ndarray | None = None  # (T,) the centered gauge's constant added to b (covlasso.gauge)
 
     @cached_property
     def X_raw(self) -> np.ndarray:  # (n, T) the columns b, the excluded entry left as is (between only)
@@ -96,7 +99,7 @@ class _Problem:
     _C: np.ndarray | None = None
 
 
-def _problem(C: np.ndarray, cross, targets, target_second_moment) -> _Problem:
+def _problem(C: np.ndarray, cross, targets, target_second_moment, gauge: str = "raw") -> _Problem:
     n = C.shape[0]
     if cross is None:
         M = C
@@ -119,7 +122,20 @@ def _problem(C: np.ndarray, cross, targets, target_second_moment) -> _Problem:
         s = sm[targets].copy()
     else:
         s = None
-    return _Problem(M=M, s=s, excluded=excluded, targets=targets, _C=C if cross is None else None)
+    return _Problem(M=M, s=s, excluded=excluded, targets=targets, _C=C if cross is None else None, gauge=gauge,
+                    shift=rhs_shift(M, targets, excluded, gauge))
+
+
+def _gauge_rows(C: np.ndarray, pb: _Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Mt, cols, sqrt diag) for the screening kernel: raw, M's rows and C's diagonal shared by all targets;
+    centered, each target's own b and diag Ĉ (T × n each: callers pass blocks of targets)."""
+    d = np.maximum(np.diag(C), 0.0)
+    if pb.gauge == "raw":
+        return pb.Mt, pb.targets, np.sqrt(d)[None, :]
+    V, kap = correction(C, pb.excluded, pb.gauge)
+    B = np.ascontiguousarray((pb.M[:, pb.targets] + pb.shift[None, :]).T)
+    D = np.ascontiguousarray(np.sqrt(np.maximum(d[None, :] + 2.0 * V.T + kap[:, None], 0.0)))
+    return B, np.arange(pb.targets.shape[0]), D
 
 
 def _quad_inv(sp: Spectral, pb: _Problem) -> np.ndarray:
@@ -141,12 +157,20 @@ def _quad_inv(sp: Spectral, pb: _Problem) -> np.ndarray:
 
 
 def _err0(C: np.ndarray, sp: Spectral, pb: _Problem, cross) -> tuple[np.ndarray | None, np.ndarray]:
-    """(err0, q) per target; err0 is None when s is unknown (between without target_second_moment)."""
+    """(err0, q) per target; err0 is None when s is unknown (between without target_second_moment).
+
+    Centered gauge (C = G of the centred logits): the sources re-centred without the target span
+    {Σ_{j≠i} a_j f̃_j : Σ a_j = 0}, which is what the raw formulas give on G + α11ᵀ as α → ∞, i.e. with
+    Ĥ = Q G_τ⁻¹ Q (:meth:`Spectral.centred_view`). Within, 1/Ĥ_ii is the residual of f_i − m₋ᵢ, and the target
+    f̃_i = ((n−1)/n)(f_i − m₋ᵢ) scales it by ((n−1)/n)²; between, the Schur complement below with Ĥ."""
     if sp.degenerate:
         q = np.zeros(pb.targets.shape[0])
         return (None if pb.s is None else pb.s.copy()), q
+    if pb.gauge != "raw":
+        sp = sp.centred_view()
     if cross is None:
-        err0 = 1.0 / sp.h_diag()[pb.targets]
+        n = C.shape[0]
+        err0 = (1.0 if pb.gauge == "raw" else ((n - 1) / n) ** 2) / sp.h_diag()[pb.targets]
         # ‖A⁺b‖² consistent with err0 (s − err0), not the separately computed q (differs by O(τ))
         q = pb.s - err0
         return err0, q
@@ -162,13 +186,15 @@ def _spectral_of(C, sp, rtol) -> Spectral:
 # §2.2 redundancy
 
 
-def redundancy(C, *, cross=None, target_second_moment=None, rtol=None, spectral: Spectral | None = None) -> pd.DataFrame:
+def redundancy(C, *, cross=None, target_second_moment=None, rtol=None, spectral: Spectral | None = None,
+               gauge: str = "raw") -> pd.DataFrame:
     """err_i(θ*(0)) per target class, computed stably (see the module docstring).
 
     Within (cross=None): one row per class of C. Between (cross = E[f gᵀ], shape (n, m)): one row per
     class i of g, regressed on all classes of f except i; needs ``target_second_moment`` = E[g_i²]
     (shape (m,)) for err0 (without it err0 and rel_err0 are NaN and only ``explained`` = bᵀĈ⁺b is
-    given). ``spectral``: the eigendecomposition of C if already computed (:func:`spectral`).
+    given). ``spectral``: the eigendecomposition of C if already computed (:func:`spectral`). ``gauge``:
+    "centered" for moments of centred logits, each target's sources re-centred without it (see :func:`_err0`).
 
     Columns: target, err0 (≥ 0 up to rounding; within the numerical resolution of the exact residual, and
     above it with the dense eigendecomposition, see the module docstring),
@@ -180,15 +206,16 @@ def redundancy(C, *, cross=None, target_second_moment=None, rtol=None, spectral:
     """
     C = check_square(C, "C")
     sp = _spectral_of(C, spectral, rtol)
-    pb = _problem(C, cross, None, target_second_moment)
+    pb = _problem(C, cross, None, target_second_moment, gauge)
     err0, q = _err0(C, sp, pb, cross)
     T = pb.targets.shape[0]
     s = pb.s if pb.s is not None else np.full(T, np.nan)
     e = err0 if err0 is not None else np.full(T, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(s > 0, e / s, np.nan)
-    lev = np.where(pb.excluded >= 0, sp.null_leverage[np.maximum(pb.excluded, 0)], np.nan) if cross is not None \
-        else sp.null_leverage[pb.targets]
+    spl = sp.centred_view() if gauge != "raw" and not sp.degenerate else sp
+    lev = np.where(pb.excluded >= 0, spl.null_leverage[np.maximum(pb.excluded, 0)], np.nan) if cross is not None \
+        else spl.null_leverage[pb.targets]
     consistent = ~(e < -1e-8 * np.abs(s))
     return pd.DataFrame({
         "target": pb.targets, "err0": e, "rel_err0": rel, "second_moment": s, "explained": q,
@@ -232,10 +259,11 @@ def path_errors(C, path, *, cross=None, target_second_moment=None) -> np.ndarray
     sparse coefficients (O(nnz²) per solution)."""
     C = check_square(C, "C")
     coef, _, targets = _path_arrays(path, C.shape[0])
-    pb = _problem(C, cross, targets, target_second_moment)
+    gauge = getattr(path, "gauge", "raw")
+    pb = _problem(C, cross, targets, target_second_moment, gauge)
     if pb.s is None:
         raise ValueError("between-model errors need target_second_moment = E[g_i²]")
-    return path_errors_sparse(C, _drop_excluded(coef, pb.excluded), pb.M, targets, pb.s)
+    return path_errors_sparse(C, lift(_drop_excluded(coef, pb.excluded), pb.excluded, gauge), pb.M, targets, pb.s)
 
 
 def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None, rtol=1e-9,
@@ -256,7 +284,8 @@ def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None,
     C = check_square(C, "C")
     n = C.shape[0]
     coef, lam, targets = _path_arrays(path, n)
-    pb = _problem(C, cross, targets, target_second_moment)
+    gauge = getattr(path, "gauge", "raw")
+    pb = _problem(C, cross, targets, target_second_moment, gauge)
     if err is None:
         err = path_errors(C, path, cross=cross, target_second_moment=target_second_moment)
     s = pb.s
@@ -267,7 +296,8 @@ def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None,
 
     m_all = n if cross is None else np.asarray(cross).shape[1]
     if err0 is None:
-        red = redundancy(C, cross=cross, target_second_moment=target_second_moment, rtol=rank_rtol, spectral=sp)
+        red = redundancy(C, cross=cross, target_second_moment=target_second_moment, rtol=rank_rtol, spectral=sp,
+                         gauge=gauge)
         e0 = red["err0"].to_numpy()[targets]
     elif isinstance(err0, pd.DataFrame):
         e0 = err0.set_index("target").loc[targets, "err0"].to_numpy()
@@ -319,7 +349,7 @@ def _screen_setup(C, path, cross, target_second_moment, thm3_norm, rank_rtol, sp
     if thm3_norm not in ("pinv", "second_moment"):
         raise ValueError(f"thm3_norm must be 'pinv' or 'second_moment', got {thm3_norm!r}")
     tg = targets if only is None else targets[only]
-    pb = _problem(C, cross, tg, target_second_moment)
+    pb = _problem(C, cross, tg, target_second_moment, getattr(path, "gauge", "raw"))
     sp = _spectral_of(C, sp, rank_rtol)
     _, q = _err0(C, sp, pb, cross)
     # within: b is in the range of Ĉ whenever C is PSD; a clearly negative eigenvalue (beyond the
@@ -369,9 +399,17 @@ def screening(C, path, *, cross=None, target_second_moment=None, coef_tol: float
         C, path, cross, target_second_moment, thm3_norm, rank_rtol, spectral)
     L, T = lam.shape
     n = C.shape[0]
-    ci, cf = screen_counts(pb.Mt, targets, pb.excluded, np.sqrt(np.maximum(np.diag(C), 0.0)), np.sqrt(q),
-                            np.ascontiguousarray(lam), applicable, coef.indptr, coef.indices, coef.data,
-                            float(coef_tol))
+    ci, cf = np.zeros((5, L, T), np.int64), np.zeros((3, L, T))
+    step = T if pb.gauge == "raw" else max(1, 2 ** 24 // max(n, 1))  # centered: per-target rows, ≤ 256 MB a block
+    for a in range(0, T, step):
+        b = min(a + step, T)
+        sub = pb if (a, b) == (0, T) else _problem(C, cross, targets[a:b], target_second_moment, pb.gauge)
+        Mt, cols, sqd = _gauge_rows(C, sub)
+        ip = coef.indptr[a * L:b * L + 1]
+        i_, f_ = screen_counts(Mt, cols, sub.excluded, sqd, np.sqrt(q[a:b]), np.ascontiguousarray(lam[:, a:b]),
+                               applicable[a:b], ip - ip[0], coef.indices[ip[0]:ip[-1]], coef.data[ip[0]:ip[-1]],
+                               float(coef_tol))
+        ci[:, :, a:b], cf[:, :, a:b] = i_, f_
     n_cand = n - (pb.excluded >= 0).astype(np.int64)
     return pd.DataFrame({
         "lambda_index": np.repeat(np.arange(L, dtype=np.int64), T), "target": np.tile(targets, L),
@@ -399,11 +437,12 @@ def fig3_data(C, path, target_pos, lambda_index, *, cross=None, target_second_mo
     if not 0 <= li < lam.shape[0]:
         raise ValueError(f"lambda_index {li} out of range for {lam.shape[0]} lambdas")
     n = C.shape[0]
-    absb = np.abs(masked(pb.X_raw, pb.excluded))  # (n, 1)
+    Mt, _, sqd = _gauge_rows(C, pb)
+    absb = np.abs(masked(np.ascontiguousarray(Mt[[0] if pb.gauge != "raw" else pb.targets].T), pb.excluded))  # (n, 1)
     bmax = absb.max(axis=0) if n else np.zeros(1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(bmax > 0, absb / bmax, 0.0)
-    K = np.sqrt(np.maximum(np.diag(C), 0.0))[:, None] * np.sqrt(q)[None, :]
+    K = sqd[0][:, None] * np.sqrt(q)[None, :]
     thm3, conj, thr, lrat = _rules(lam[li, t:t + 1], bmax, ratio, K, applicable)
     cand = np.ones(n, dtype=bool)
     if pb.excluded[0] >= 0:

@@ -80,7 +80,7 @@ def _ranges(starts, lengths) -> np.ndarray:
 
 
 @njit(cache=True, parallel=True)
-def _knot_errors(M, cols, s, lam, target_ptr, indptr, indices, data):
+def _knot_errors(M, cols, s, shift, lam, target_ptr, indptr, indices, data):
     """Per knot: err = s − 2bᵀt + tᵀCt, and h = dᵀCd of the segment to the next knot of the same target
     (d = t_next − t; 0 on a target's last knot), in O(nonzeros) from the optimality conditions instead of C:
     on the active set A, (b − Ct)_A = μ sign(t)_A (μ = λ/2), so err = s − bᵀt − μ‖t‖₁, and along a segment
@@ -99,7 +99,7 @@ def _knot_errors(M, cols, s, lam, target_ptr, indptr, indices, data):
             lin = 0.0
             l1 = 0.0
             for p in range(a, b):
-                lin += M[indices[p], col] * data[p]
+                lin += (M[indices[p], col] + shift[k]) * data[p]
                 l1 += abs(data[p])
             err[r] = s[k] - lin - 0.5 * lam[r] * l1
             if r + 1 < target_ptr[k + 1]:
@@ -126,16 +126,18 @@ def _knot_errors(M, cols, s, lam, target_ptr, indptr, indices, data):
     return err, curv
 
 
-def knot_frames(knots: PathKnots, targets, lambda_max, M, s) -> tuple[pd.DataFrame, pd.DataFrame]:
+def knot_frames(knots: PathKnots, targets, lambda_max, M, s, shift=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The store's rows of a path: (knots, coefficients).
 
     knots: target_class, knot, lambda_abs, lambda_rel (λ / λ_max), n_sources, fit_err, unexplained_share (err/s),
     seg_curv (h of the segment to the next knot), exact. coefficients: target_class, knot, source_class, coef.
     `M` is C (within) or the cross moment (between); `s` (all classes) E[target²]; `targets`, `lambda_max` as
-    the solver returned them."""
+    the solver returned them; `shift` (per target, centered gauge): the constant its b carries beyond M's column
+    (:func:`~neudep_assets.lib.covlasso.gauge.rhs_shift`)."""
     targets = np.asarray(targets, np.int64)
     st = np.asarray(s, np.float64)[targets]
-    err, curv = _knot_errors(np.ascontiguousarray(M, dtype=np.float64), targets, st, knots.lambda_abs,
+    shift = np.zeros(targets.size) if shift is None else np.asarray(shift, np.float64)
+    err, curv = _knot_errors(np.ascontiguousarray(M, dtype=np.float64), targets, st, shift, knots.lambda_abs,
                              knots.target_ptr, knots.indptr, knots.indices, knots.data)
     nk = np.diff(knots.target_ptr)
     pos = np.repeat(np.arange(targets.size), nk)
