@@ -12,7 +12,7 @@ import pandas as pd
 from neudep_assets.lib.analysis import table1, theory
 from neudep_assets.lib.analysis.spectral import Spectral, spectral
 from neudep_assets.lib.covlasso import CovLassoPath, SparseCoef, concat_paths, path_errors_sparse, refit, solve_path
-from neudep_assets.lib.covlasso.gauge import lift, rhs_shift
+from neudep_assets.lib.covlasso.gauge import correction, lift, rhs_shift
 from neudep_assets.lib.covlasso.path import knot_frames
 
 PATH_TABLES = ("dependency_path_knots", "dependency_path")  # the store tables of an exact path
@@ -94,7 +94,8 @@ def analyse_chunk(C: np.ndarray, lambdas, targets, *, eval_source: np.ndarray, e
     excl = _excluded(C, cross, targets)
     coef = path.sparse
     fit_err = path_errors_sparse(C, lift(coef, excl, gauge), M, targets, s[targets])
-    ls = refit(C, coef, M, targets, excl=excl, gauge=gauge)
+    ls = refit(C, coef, M, targets, correction=None if gauge == "raw" else (*correction(C, excl, gauge),
+                                                                           rhs_shift(M, targets, excl, gauge)))
     fit_err_refit = path_errors_sparse(C, lift(ls, excl, gauge), M, targets, s[targets])
     t1, t1r = table1.table1_metrics_sets(eval_source, eval_labels, [coef, ls], targets, target_logits=eval_target,
                                          excl=excl, gauge=gauge)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from neudep_assets.lib.covlasso.gauge import correction
+
 
 @njit(cache=True, error_model="numpy")
 def _thm3_threshold(bmax, norms, lam, lmax, applicable):
@@ -69,3 +71,16 @@ def screen_counts(Mt, cols, excl, sqd, sqq, lam, applicable, indptr, indices, da
                     out_i[4, l, t] += 1
                     out_f[1, l, t] = max(out_f[1, l, t], a)
     return out_i, out_f
+
+
+def gauge_rows(C: np.ndarray, pb) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Mt, cols, sqrt diag) for :func:`screen_counts` of a ``theory._Problem``: raw, M's rows and C's
+    diagonal shared by all targets; centered, each target's own b and diag Ĉ (T × n each: callers pass
+    blocks of targets)."""
+    d = np.maximum(np.diag(C), 0.0)
+    if pb.gauge == "raw":
+        return pb.Mt, pb.targets, np.sqrt(d)[None, :]
+    V, kap = correction(C, pb.excluded, pb.gauge)
+    B = np.ascontiguousarray((pb.M[:, pb.targets] + pb.shift[None, :]).T)
+    D = np.ascontiguousarray(np.sqrt(np.maximum(d[None, :] + 2.0 * V.T + kap[:, None], 0.0)))
+    return B, np.arange(pb.targets.shape[0]), D

@@ -8,54 +8,27 @@ reconstruction error of the target logit.
 Everything here works on the moments alone and in float64; one eigendecomposition of C serves all
 targets (n = 1000 takes well under a second).
 
-**Redundancy (§2.2, Eq. 5).** err_i(θ*(0)) = det C / det C₋ᵢ is the least-squares residual of the
-target on the sources, ``s − bᵀĈ⁺b``. The paper could not evaluate the determinant quotient (Remark 2:
-tiny eigenvalues → NaN). We never form determinants. We take C = QΛQᵀ, treat eigenvalues below
-τ = rtol·λ_max (numpy's ``matrix_rank`` rule, rtol = n·eps by default) as numerically zero and *floor*
-them at τ: C_τ = Q max(Λ, τ) Qᵀ, H = C_τ⁻¹. Then
-
-* within: err0_i = err_i of C_τ = 1 / H_ii (a sum of positive terms: no cancellation);
-* between: err0_i = s_i − bᵀ[(C_τ)₋ᵢ,₋ᵢ]⁻¹b, with the inverse of the principal submatrix obtained
-  from H by the Schur-complement identity (so again one eigendecomposition for all targets).
-
-For a well-conditioned C (all eigenvalues above τ) this *is* C_ii − bᵀĈ⁻¹b = det C / det C₋ᵢ. For a
-rank-deficient C it is the residual up to the numerical resolution τ of C. With the dense
-eigendecomposition C ⪯ C_τ ⪯ C + δI (δ = τ − min(λ_min, 0)), so err0 is an upper bound on the exact
-residual that exceeds it by at most δ(1 + ‖θ*‖²). With the low-rank one (:mod:`spectral`, large heads)
-C ⪯ C_τ no longer holds (the remainder R = C − LLᵀ is dropped, not floored): err0 is then within
-δ(1 + ‖θ*‖²) of the exact residual on either side (δ = τ + tr R), and no more than that is claimed. A class that takes part in an exact linear dependency (its coordinate axis has a
-component ``null_leverage`` = ‖Q₀ᵀeᵢ‖² in the numerical null space) gets err0 ≤ τ / null_leverage,
-i.e. ≈ 0 relative to C_ii. When the network's feature width d satisfies d + 1 < n every class is in
-such a dependency and err0 ≈ 0 for all of them: that is the exact answer, not a numerical accident.
+**Redundancy (§2.2, Eq. 5).** err_i(θ*(0)) = det C / det C₋ᵢ is the least-squares residual s − bᵀĈ⁺b; the
+paper's determinant quotient is NaN (Remark 2). We never form determinants: C = QΛQᵀ with eigenvalues below
+τ = rtol·λ_max (rtol = n·eps by default) floored at τ, C_τ = Q max(Λ, τ) Qᵀ, H = C_τ⁻¹; within,
+err0_i = 1 / H_ii; between, s_i − bᵀ[(C_τ)₋ᵢ,₋ᵢ]⁻¹b by the Schur complement of H. With the dense
+eigendecomposition C ⪯ C_τ ⪯ C + δI (δ = τ − min(λ_min, 0)): err0 is an upper bound on the exact residual,
+above it by at most δ(1 + ‖θ*‖²). With the low-rank one (:mod:`spectral`, large heads) C ⪯ C_τ fails (the
+remainder R = C − LLᵀ is dropped, not floored): err0 is within δ(1 + ‖θ*‖²) of the exact residual on either
+side (δ = τ + tr R), no more. A class in an exact linear dependency (``null_leverage`` = ‖Q₀ᵀeᵢ‖² > 0) gets
+err0 ≤ τ / null_leverage ≈ 0: with feature width d + 1 < n that is every class, and the exact answer.
 
 **Sparsity (§2.3).** Theorem 3 (Eq. 13) declares class j independent of i when
+|b_j| / ‖b‖_∞ < 1 − 2 ‖A_j‖₂ ‖A⁻ᵀb‖₂ |1/λ − 1/λ_max| with A = Ĉ^{1/2}, so ‖A_j‖₂² = Ĉ_jj and
+‖A⁻ᵀb‖₂² = bᵀĈ⁺b = s − err0 (``thm3_norm="pinv"``) or its bound s (``"second_moment"``). It is the dual
+polytope projection argument, valid for every λ > 0 and, with the pseudo-inverse, whenever b lies in the
+range of Ĉ (always, for moments of one sample set); otherwise (bᵀĈ_τ⁻¹b > s) ``thm3_applicable = False``
+and nothing is screened. With exact solutions it cannot be violated; it screens little (Cauchy–Schwarz
+makes its right-hand side negative unless λ is close to λ_max). Conjecture 1 (Eq. 14, |b_j| < λ/2) is not
+safe; its violation rate is measured. The derivation is in docs/maths.md.
 
-    |b_j| / ‖b‖_∞ < 1 − 2 ‖A_j‖₂ ‖A⁻ᵀb‖₂ |1/λ − 1/λ_max|,   A = Ĉ^{1/2}.
-
-Since A is the symmetric square root, ‖A_j‖₂² = Ĉ_jj and ‖A⁻ᵀb‖₂² = bᵀĈ⁻¹b, so no matrix square root
-is needed. Read carefully, the derivation (Eqs. 9–12) is the "dual polytope projection" argument: with
-y = A⁻ᵀb the problem is the Lasso ``‖y − At‖² + λ‖t‖₁``, whose dual optimum is the projection of
-2y/λ on {u : |A_jᵀu| ≤ 1}; projection is non-expansive, hence Theorem 2, hence Theorem 3. The
-argument holds for *every* λ > 0 (not only λ < λ_max) and stays valid in the rank-deficient case with
-the pseudo-inverse, y = A⁺b, *provided b lies in the range of Ĉ*: then Aᵀy = b and the objective
-equals ‖y − At‖² − ‖y‖². For moments computed from the same samples this always holds (b = F₋ᵢᵀ g_i / N
-lies in the range of Ĉ = F₋ᵢᵀF₋ᵢ / N), and bᵀĈ⁺b = s − err0 ≤ s. If b has a component outside the range
-of Ĉ (moments that do not come from one set of samples), ‖A⁺b‖ is infinite — the problem is
-unbounded below for small λ — and the theorem is not applicable: detected as bᵀĈ_τ⁻¹b > s (only
-possible when s is known, i.e. always within, and between when `target_second_moment` is passed),
-reported as ``thm3_applicable = False`` with nothing screened.
-
-We evaluate ‖A⁺b‖² as s − err0 (the pinv value up to the numerical resolution, see above; option
-``thm3_norm="pinv"``), or with the always-valid bound ‖A⁺b‖² ≤ s (``thm3_norm="second_moment"``;
-bᵀĈ⁺b ≤ s because the residual is non-negative). With exact solutions the rule can therefore not be
-violated; a counted violation means an inexact solution (or a coefficient the solver left at a
-tiny nonzero value) and is worth reporting. What the rule *does* show on data is how little it
-screens: ‖A_j‖‖A⁺b‖ ≥ |b_j| (Cauchy–Schwarz), so the right-hand side is negative unless λ is close to
-λ_max.
-
-Conjecture 1 (Eq. 14) is the heuristic |b_j| / ‖b‖_∞ < λ / λ_max (i.e. |b_j| < λ/2). It is *not* a safe
-rule (it screens more than even the unsafe "strong rule" of Tibshirani et al. 2012); its violation
-rate is measured here, not assumed.
+**Centered gauge.** Every quantity above is per target in the centered gauge (:mod:`~neudep_assets.lib.
+covlasso.gauge`): b and Ĉ_jj are the target's own, and err0 uses Ĥ = Q C_τ⁻¹ Q (:func:`_err0`).
 """
 
 from __future__ import annotations
@@ -66,9 +39,9 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from neudep_assets.lib.analysis.screening_kernel import screen_counts
+from neudep_assets.lib.analysis.screening_kernel import gauge_rows, screen_counts
 from neudep_assets.lib.analysis.spectral import Spectral, check_square, numerical_rank, rtol_of, spectral
-from neudep_assets.lib.covlasso.gauge import correction, lift, rhs_shift
+from neudep_assets.lib.covlasso.gauge import lift, rhs_shift
 from neudep_assets.lib.covlasso.problem import masked
 from neudep_assets.lib.covlasso.sparse import SparseCoef, coef_of, path_errors_sparse
 
@@ -124,18 +97,6 @@ def _problem(C: np.ndarray, cross, targets, target_second_moment, gauge: str = "
         s = None
     return _Problem(M=M, s=s, excluded=excluded, targets=targets, _C=C if cross is None else None, gauge=gauge,
                     shift=rhs_shift(M, targets, excluded, gauge))
-
-
-def _gauge_rows(C: np.ndarray, pb: _Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(Mt, cols, sqrt diag) for the screening kernel: raw, M's rows and C's diagonal shared by all targets;
-    centered, each target's own b and diag Ĉ (T × n each: callers pass blocks of targets)."""
-    d = np.maximum(np.diag(C), 0.0)
-    if pb.gauge == "raw":
-        return pb.Mt, pb.targets, np.sqrt(d)[None, :]
-    V, kap = correction(C, pb.excluded, pb.gauge)
-    B = np.ascontiguousarray((pb.M[:, pb.targets] + pb.shift[None, :]).T)
-    D = np.ascontiguousarray(np.sqrt(np.maximum(d[None, :] + 2.0 * V.T + kap[:, None], 0.0)))
-    return B, np.arange(pb.targets.shape[0]), D
 
 
 def _quad_inv(sp: Spectral, pb: _Problem) -> np.ndarray:
@@ -404,7 +365,7 @@ def screening(C, path, *, cross=None, target_second_moment=None, coef_tol: float
     for a in range(0, T, step):
         b = min(a + step, T)
         sub = pb if (a, b) == (0, T) else _problem(C, cross, targets[a:b], target_second_moment, pb.gauge)
-        Mt, cols, sqd = _gauge_rows(C, sub)
+        Mt, cols, sqd = gauge_rows(C, sub)
         ip = coef.indptr[a * L:b * L + 1]
         i_, f_ = screen_counts(Mt, cols, sub.excluded, sqd, np.sqrt(q[a:b]), np.ascontiguousarray(lam[:, a:b]),
                                applicable[a:b], ip - ip[0], coef.indices[ip[0]:ip[-1]], coef.data[ip[0]:ip[-1]],
@@ -437,7 +398,7 @@ def fig3_data(C, path, target_pos, lambda_index, *, cross=None, target_second_mo
     if not 0 <= li < lam.shape[0]:
         raise ValueError(f"lambda_index {li} out of range for {lam.shape[0]} lambdas")
     n = C.shape[0]
-    Mt, _, sqd = _gauge_rows(C, pb)
+    Mt, _, sqd = gauge_rows(C, pb)
     absb = np.abs(masked(np.ascontiguousarray(Mt[[0] if pb.gauge != "raw" else pb.targets].T), pb.excluded))  # (n, 1)
     bmax = absb.max(axis=0) if n else np.zeros(1)
     with np.errstate(divide="ignore", invalid="ignore"):

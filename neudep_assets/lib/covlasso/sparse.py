@@ -192,19 +192,11 @@ def _refit(C, M, cols, indptr, indices, L, V, kap, shift):
     return out
 
 
-def refit(C: np.ndarray, coef: SparseCoef, M: np.ndarray, cols: np.ndarray, *, excl=None,
-          gauge: str = "raw") -> SparseCoef:
+def refit(C: np.ndarray, coef: SparseCoef, M: np.ndarray, cols: np.ndarray, *, correction=None) -> SparseCoef:
     """The relaxed (debiased) lasso: on each solution's support S the least-squares coefficients
-    Ĉ_SS⁻¹ b_S (minimum-norm when Ĉ_SS is singular), same supports, from the same moments; in the centered
-    gauge Ĉ and b are each target's (:mod:`~neudep_assets.lib.covlasso.gauge`; `excl`: each target's
-    excluded source)."""
-    from neudep_assets.lib.covlasso.gauge import correction, rhs_shift
-
+    Ĉ_SS⁻¹ b_S (minimum-norm when Ĉ_SS is singular), same supports, from the same moments. `correction`:
+    the centered gauge's (V, κ, shift) per target (:mod:`~neudep_assets.lib.covlasso.gauge`: Ĉ = C + v1ᵀ +
+    1vᵀ + κ11ᵀ, b = M[:, i] + shift); None: the raw gauge."""
     L, T = coef.shape[:2]
-    cols = np.asarray(cols, np.int64)
-    if gauge == "raw":
-        V, kap, shift = np.zeros((0, T)), np.zeros(T), np.zeros(T)
-    else:
-        V, kap = correction(C, excl, gauge)
-        shift = rhs_shift(M, cols, excl, gauge)
-    return coef.with_data(_refit(C, M, cols, coef.indptr, coef.indices, L, V, kap, shift))
+    V, kap, shift = (np.zeros((0, T)), np.zeros(T), np.zeros(T)) if correction is None else correction
+    return coef.with_data(_refit(C, M, np.asarray(cols, np.int64), coef.indptr, coef.indices, L, V, kap, shift))
