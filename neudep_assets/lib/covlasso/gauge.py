@@ -40,14 +40,14 @@ def check_gauge(gauge: str, where: str = "gauge") -> str:
 
 
 def correction(C: np.ndarray, excl: np.ndarray, gauge: str) -> tuple[np.ndarray, np.ndarray]:
-    """(V (n, T), κ (T,)) of the per-target correction Ĉ = C + v1ᵀ + 1vᵀ + κ11ᵀ (V of shape (0, T): none, the
+    """(V (n, T), Fortran order, κ (T,)) of the per-target correction Ĉ = C + v1ᵀ + 1vᵀ + κ11ᵀ (V of shape (0, T): none, the
     raw gauge). `excl`: each target's excluded source (−1: none, no correction)."""
     check_gauge(gauge)
     excl = np.asarray(excl, np.int64)
     T, n = excl.shape[0], C.shape[0]
     if gauge == "raw":
         return np.zeros((0, T)), np.zeros(T)
-    V = np.zeros((n, T))
+    V = np.zeros((n, T), order="F")  # column-major: each target's v is contiguous for the kernels
     kap = np.zeros(T)
     k = np.flatnonzero(excl >= 0)
     e = excl[k]

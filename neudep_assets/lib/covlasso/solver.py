@@ -235,7 +235,7 @@ def _solve_block(C, cross, tg, lam, lambda_mode, tol, dev, knots=False, method="
         if need_cpu.any():  # degenerate targets the lockstep path gave up on: the numba path
             sel = np.flatnonzero(need_cpu)
             c2, s2, b2, _ = _solve_numba(C, np.ascontiguousarray(B[:, sel]), excl[sel], np.ascontiguousarray(mus[sel]),
-                                         tol, V[:, sel], kap[sel])
+                                         tol, np.asfortranarray(V[:, sel]), kap[sel])
             coef_s[:, sel], stat_s[:, sel], breakpoints[sel] = c2, s2, b2
     inv = np.empty_like(order)
     inv[order] = np.arange(order.size)
@@ -250,7 +250,7 @@ def _solve_block(C, cross, tg, lam, lambda_mode, tol, dev, knots=False, method="
 
         ls, ks = bad[:, 0], bad[:, 1]
         sub = np.ascontiguousarray(coef[ls, ks])
-        Vk, kk = np.ascontiguousarray(V[:, ks]), kap[ks]
+        Vk, kk = np.asfortranarray(V[:, ks]), kap[ks]
         K.polish_many(
             C, np.ascontiguousarray(B[:, ks]), excl[ks], 0.5 * lam_abs[ls, ks], 0.5 * lam_max[ks], sub, float(tol),
             Vk, kk)
