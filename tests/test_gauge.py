@@ -163,3 +163,15 @@ def test_a_gauge_that_does_not_exist_is_refused_naming_it():
         solve_path(second_moment(F), [0.1], gauge="centred")
     with pytest.raises(ValueError, match="gauge"):
         analyse(second_moment(F), [0.1], eval_source=F, eval_labels=F.argmax(1), gauge="mean")
+
+
+def test_fewer_threads_when_the_per_target_buffers_would_not_fit(monkeypatch):
+    from neudep_assets.lib.covlasso import solver
+
+    F, _ = _logits(seed=8, n=14)
+    C = second_moment(apply_gauge(F, "centered"))
+    want = solve_path(C, [0.2, 0.05], gauge="centered")
+    monkeypatch.setattr(solver, "GAUGE_BUFFER_BYTES", 8 * 14 * 14)  # one buffer: one thread
+    assert solver._threads(np.zeros((14, 1)), 14) == 1
+    got = solve_path(C, [0.2, 0.05], gauge="centered")
+    np.testing.assert_array_equal(got.coef, want.coef)
