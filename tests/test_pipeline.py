@@ -154,8 +154,11 @@ def test_sparsest_dependency_query_agrees_with_solving_at_that_lambda(tiny_run):
         kw = dict(eval_source=apply_gauge(ev["logits"], gauge), eval_labels=ev["labels"], lambda_mode="absolute",
                   tol=1e-12, gauge=gauge)
         for row in rows.itertuples():
-            at = analyse(C, [row.lambda_abs], **kw).per_target.set_index("target_class").loc[row.target_class]
-            assert at.n_sources == row.n_sources and at.unexplained_share <= x + 1e-8
+            res = analyse(C, [row.lambda_abs], **kw)
+            at = res.per_target.set_index("target_class").loc[row.target_class]
+            c = res.path.coef[0, row.target_class]  # at a knot a class about to enter or leave: round-off at most
+            assert np.count_nonzero(np.abs(c) > 1e-9 * np.abs(c).max()) == row.n_sources
+            assert at.unexplained_share <= x + 1e-8
     assert (got.unexplained_share <= x + 1e-8).all()
 
 
