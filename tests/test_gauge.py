@@ -108,7 +108,7 @@ def test_where_the_sources_carry_no_offset_the_centered_gauge_is_the_raw_analysi
 
     F = rng.normal(size=(N, n)) @ rng.normal(size=(n, n))
     F = no_offset_but_i(F, 0.7 * F[:, 0] - 0.4 * F[:, 5] + 0.1 * rng.normal(size=N))
-    lams = [0.3, 0.05]
+    lams = [0.95, 0.3, 0.05]  # Theorem 3 screens only near λ_max
     G, kw, labels = None, {}, F.argmax(1)
     if between:
         G = F @ rng.normal(size=(n, n)) * 0.5 + 0.2 * rng.normal(size=(N, n))
@@ -119,8 +119,10 @@ def test_where_the_sources_carry_no_offset_the_centered_gauge_is_the_raw_analysi
     assert cen.per_class.loc[i, "rel_err0"] == pytest.approx(raw.per_class.loc[i, "rel_err0"], rel=1e-8)
     np.testing.assert_allclose(cen.path.coef[:, i], (n - 1) / n * raw.path.coef[:, i], atol=1e-9)
     rc, rr = (r.per_target[r.per_target["target_class"] == i].reset_index(drop=True) for r in (cen, raw))
-    for col in ("rel_err", "unexplained_share", "n_sources", "acc", "pos_acc"):
+    for col in ("rel_err", "unexplained_share", "n_sources", "acc", "pos_acc", "thm3_screened", "conj1_screened",
+                "thm3_violations", "conj1_violations"):
         np.testing.assert_allclose(rc[col], rr[col], rtol=1e-8, atol=1e-12, err_msg=col)
+    assert rc["thm3_screened"].sum() > 0 and cen.per_class.loc[i, "eq5_violations"] == 0
 
 
 @pytest.mark.parametrize("between", [False, True])
