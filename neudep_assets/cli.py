@@ -279,7 +279,7 @@ def cmd_sql(args) -> None:
 PARAM_TYPES = {"str": str, "int": int, "float": float, "bool": None}
 PARAM_HELP = ("bind $NAME in the query (repeatable). NAME=VALUE binds the string VALUE as typed (--param "
               "old=025 stays '025'); NAME:TYPE=VALUE binds another type, TYPE one of str, int, float, bool "
-              "(true/false), e.g. --param max_err:float=0.2 --param n:int=3. DuckDB casts a string where the "
+              "(true/false), e.g. --param at_most:float=0.2 --param n:int=3. DuckDB casts a string where the "
               "query compares it with a number, so --param lam=0.1 works in `abs(lambda_rel - $lam)`")
 
 

@@ -28,7 +28,7 @@ SELECT r.kind, r.model, r.checkpoint_sha256, r.source_model, r.source_checkpoint
        m.target_class, tc.name AS target_name, m.n_sources, m.abs_err, m.rel_err, m.acc, m.orig_acc,
        m.pos_acc, m.orig_pos_acc, m.n_pos, m.kkt, m.thm3_screened, m.thm3_violations,
        m.conj1_screened, m.conj1_violations, r.dependency_run_id, r.dagster_run_id,
-       m.abs_err_refit, m.rel_err_refit, m.acc_refit, m.pos_acc_refit, m.fit_err, m.fit_err_refit, m.fit_rel_err,
+       m.abs_err_refit, m.rel_err_refit, m.acc_refit, m.pos_acc_refit, m.fit_err, m.fit_err_refit, m.unexplained_share,
        coalesce(r.logit_gauge, 'raw') AS logit_gauge, m.offset_dir_share
 FROM dependency_metrics m
 JOIN dependency_runs r USING (dependency_run_id, lambda_index)
@@ -91,7 +91,7 @@ WITH runs AS (
 )
 SELECT r.kind, r.model, r.checkpoint_sha256, r.source_model, r.source_checkpoint_sha256, r.dataset_id AS dataset,
        r.fit_split, r.logit_gauge, k.target_class, tc.name AS target_name, k.knot, k.lambda_abs, k.lambda_rel,
-       k.n_sources, k.fit_err, k.fit_rel_err, k.seg_curv, k.exact, p.source_class, sc.name AS source_name, p.coef,
+       k.n_sources, k.fit_err, k.unexplained_share, k.seg_curv, k.exact, p.source_class, sc.name AS source_name, p.coef,
        k.dependency_run_id
 FROM dependency_path_knots k
 JOIN runs r USING (dependency_run_id)

@@ -103,9 +103,11 @@ def test_between_rows_equal_the_assets_chunked_path(data, tmp_path):
     from neudep_assets.lib.analysis.offsets import apply_gauge
 
     kw = dict(cross=p["cross"], target_second_moment=p["target_second_moment"], eval_source=apply_gauge(E, "centered"),
-              eval_target=apply_gauge(Ge, "centered"), eval_labels=lab, lambda_mode="relative", tol=eff.tol)
+              eval_target=apply_gauge(Ge, "centered"), eval_labels=lab, lambda_mode="relative", tol=eff.tol,
+              gauge="centered")
     chunks = [analyse_chunk(p["C"], LAMBDAS, np.arange(a, b), **kw) for a, b in target_ranges(N_CLASSES, 5)]
-    ref = merge_chunks(p["C"], chunks, cross=p["cross"], target_second_moment=p["target_second_moment"])
+    ref = merge_chunks(p["C"], chunks, cross=p["cross"], target_second_moment=p["target_second_moment"],
+                       gauge="centered")
     with_offset_share(ref, p["C"])
 
     res = between_dependencies(F, G, source_eval=E, target_eval=Ge, eval_labels=lab, lambdas=LAMBDAS, gauge="centered",
@@ -171,8 +173,9 @@ def test_in_sample_metrics_without_eval_and_exact_path_readers(data):
         assert len(merged) == len(on_grid) == len(interp)
         assert np.allclose(merged["coef_x"], merged["coef_y"], atol=1e-9)
     assert len(res.at(0.07)) > 0  # off the grid: from the path
-    s = res.sparsest("class 7", bound=0.05)
-    assert s["exact"].all() and np.isclose(s["fit_rel_err"].iloc[0], 0.05) and set(s["source"]) == {1, 4}
+    s = res.sparsest("class 7", at_most=0.05)
+    assert s["exact"].all() and (s["bound"] == "unexplained_share").all() and set(s["source"]) == {1, 4}
+    assert s["unexplained_share"].iloc[0] <= 0.05 + 1e-12
     s1 = res.sparsest(7, max_sources=1)
     assert len(s1) == 1 and s1["n_sources"].iloc[0] == 1
     grid = find_dependencies(F, lambdas=[0.5, 0.02], device="cpu")
@@ -180,6 +183,11 @@ def test_in_sample_metrics_without_eval_and_exact_path_readers(data):
         grid.at(0.07)
     g = grid.sparsest(7, max_sources=2)
     assert not g["exact"].any() and set(g["source"]) == {1, 4} and g["lambda_rel"].iloc[0] == 0.02
+    r = grid.sparsest(7, at_most=0.5, bound="rel_err")  # Table 1's Rel Err, on the grid only
+    m = grid.metrics[(grid.metrics["target"] == 7) & (grid.metrics["rel_err"] <= 0.5)]
+    assert (r["bound"] == "rel_err").all() and r["n_sources"].iloc[0] == m["n_sources"].min()
+    with pytest.raises(ValueError, match="bound must be"):
+        grid.sparsest(7, at_most=0.5, bound="fit_rel_err")
     fig = grid.star("class 7")
     assert type(fig).__name__ == "Figure" and fig.get_size_inches()[0] > 3
 
@@ -279,7 +287,7 @@ def test_save_is_certified_idempotent_and_read_back(data, tmp_path):
     with pytest.raises(ValueError, match="gauge must be one of"):
         store.dependencies("m", gauge="none")
     # every cookbook query runs, from the folder, with its parameters checked
-    params = {"model": "m", "lam": 0.1, "target": "%", "max_err": 0.2, "parent": "m", "gauge": "raw", "old": "x",
+    params = {"model": "m", "lam": 0.1, "target": "%", "bound": "rel_err", "at_most": 0.2, "parent": "m", "gauge": "raw", "old": "x",
               "new": "y", "threshold": 0.05}
     from neudep_assets.api.store import QUERIES, cookbook_names, query_params
 

@@ -202,12 +202,12 @@ def test_fallbacks_polisher_and_restart_reach_the_same_certified_solutions():
     # polisher alone, cold
     L_, T = mus.shape[1], tg.size
     start = np.zeros((T, 25))
-    K.polish_many(C, B, excl, mus[:, 3].copy(), 0.5 * lam_max, start, 1e-12)
+    K.polish_many(C, B, excl, mus[:, 3].copy(), 0.5 * lam_max, start, 1e-12, np.zeros((0, T)), np.zeros(T))
     np.testing.assert_allclose(start, ref.coef[3], atol=1e-8)
     # homotopy cut short: status 1 (repaired) after the cut, same solutions
     out = (np.empty((L_, T, 25)), np.empty((L_, T), np.int64), np.empty((L_, T), np.int64), np.empty((L_, T)))
     info = np.zeros((T, 6), np.int64)
-    K.solve_many(C, B, excl, mus, 1e-12, 2, *out, info, numba.get_num_threads())
+    K.solve_many(C, B, excl, mus, 1e-12, 2, *out, info, np.zeros((0, T)), np.zeros(T), numba.get_num_threads())
     coef, _, status, kkt = out
     assert np.all(info[:, 4] > 0) and np.all(status[-1] == 1) and kkt.max() <= 1e-12
     np.testing.assert_allclose(coef, ref.coef, atol=1e-8)
@@ -234,7 +234,8 @@ def test_working_set_grows_and_finds_the_homotopy_solutions(mode):
     for m0, max_ws in [(4, 4096), (4, 8)]:
         out = (np.empty((4, n, n)), np.empty((4, n), np.int64), np.empty((4, n), np.int64), np.empty((4, n)))
         info, ws_info = np.zeros((n, 6), np.int64), np.full((n, 2), -1, np.int64)
-        solve_many_ws(C, B, excl, mus, 1e-9, m0, max_ws, *out, info, ws_info, numba.get_num_threads())
+        solve_many_ws(C, B, excl, mus, 1e-9, m0, max_ws, *out, info, ws_info, np.zeros((0, n)), np.zeros(n),
+                      numba.get_num_threads())
         coef, nact, status, kkt = out
         rounds, fell_back = ws_info.T
         if max_ws > 8:

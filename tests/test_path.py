@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from neudep_assets.lib.covlasso import solve_path, target_rhs
-from neudep_assets.lib.covlasso.path import dependency_at, knot_frames, last_with_at_most, sparsest_within
+from neudep_assets.lib.covlasso.path import (dependency_at, knot_frames, last_with_at_most, sparsest_on_grid,
+                                             sparsest_within)
 
 
 def _problem(n=14, d=8, N=400, seed=0):
@@ -84,18 +85,49 @@ def test_last_with_at_most_k_and_sparsest_within_x_against_direct_solves():
     sp = sparsest_within(kf, cf, x)
     s = np.diag(C)
     B, excl, _ = target_rhs(C, None, np.arange(14))
+    assert (sp["bound"] == "unexplained_share").all()
     for t, g in sp.groupby("target_class"):
         lam = float(g["lambda_abs"].iloc[0])
-        for f, want in ((1.0, "eq"), (1 + 1e-6, "above")):
-            ref = solve_path(C, [lam * f], targets=[t], lambda_mode="absolute", tol=1e-12)
-            c = ref.coef[0, 0]
-            rel = (s[t] - 2 * B[:, t] @ c + c @ C @ c) / s[t]
-            if want == "eq":
-                assert abs(rel - x) <= 1e-9 and abs(g["fit_rel_err"].iloc[0] - x) <= 1e-9
-                assert ref.n_active[0, 0] == g["n_sources"].iloc[0]
-                np.testing.assert_allclose(_dense(g, 14, [t])[0], c, atol=1e-9)
-            else:
-                assert rel > x
+        ref = solve_path(C, [lam], targets=[t], lambda_mode="absolute", tol=1e-12)
+        c = ref.coef[0, 0]
+        share = (s[t] - 2 * B[:, t] @ c + c @ C @ c) / s[t]
+        assert share <= x + 1e-9 and abs(g["unexplained_share"].iloc[0] - share) <= 1e-9
+        assert np.count_nonzero(np.abs(c) > 1e-9) == g["n_sources"].iloc[0]
+        np.testing.assert_allclose(_dense(g, 14, [t])[0], c, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed,x", [(3, 0.05), (14, 0.2), (17, 0.1)])
+def test_sparsest_is_the_fewest_sources_anywhere_on_the_path_against_brute_force(seed, x):
+    """Supports that are not monotone in λ (a knot further down the path has fewer sources): the fewest sources
+    within x over the knots and a fine λ grid (read exactly off the path), ties at the largest λ."""
+    C, _ = _problem(seed=seed)
+    p, kf, cf = _frames(C, lams=(0.01,))
+    sp = sparsest_within(kf, cf, x).groupby("target_class").first()
+    s = np.diag(C)
+    B, _, _ = target_rhs(C, None, np.arange(14))
+    non_monotone = 0
+    for t, g in kf.groupby("target_class"):
+        lmax = g["lambda_abs"].iloc[0]
+        grid = np.concatenate([g["lambda_abs"].to_numpy() / lmax, np.geomspace(1.0, 0.0101, 400)])
+        knots = [_dense(dependency_at(g, cf, float(lam)), 14, [t])[0] for lam in g["lambda_abs"] / lmax]
+        lams = g["lambda_abs"].to_numpy() / lmax
+        cand = []
+        for lam in grid:
+            a = min(np.searchsorted(-lams, -lam, side="right") - 1, len(lams) - 1)
+            b = min(a + 1, len(lams) - 1)
+            u = 0.0 if b == a else (lams[a] - lam) / (lams[a] - lams[b])
+            c = (1 - u) * knots[a] + u * knots[b]
+            if (s[t] - 2 * B[:, t] @ c + c @ C @ c) / s[t] <= x:
+                cand.append((np.count_nonzero(np.abs(c) > 1e-13), -lam))
+        if not cand:
+            assert t not in sp.index
+            continue
+        fewest, neg_lam = min(cand)
+        assert sp.loc[t, "n_sources"] == fewest
+        assert sp.loc[t, "lambda_rel"] >= -neg_lam * (1 - 1e-9)  # the exact root lies at or above the grid's
+        first = g[g["unexplained_share"] <= x].iloc[0]  # the largest knot λ within x: what "sparsest" used to be
+        non_monotone += int(first["n_sources"] > fewest)
+    assert non_monotone >= 1
 
 
 def test_chunked_runs_give_the_same_path_rows():
@@ -118,6 +150,8 @@ def test_bad_input_names_the_parameter():
     for x in (0.0, 1.2, float("nan")):
         with pytest.raises(ValueError, match="x "):
             sparsest_within(kf, cf, x)
+    with pytest.raises(ValueError, match="bound"):
+        sparsest_on_grid(kf, cf, 0.1, bound="fit_rel_err")
 
 
 @pytest.mark.parametrize("gauge", ["raw", "centered"])

@@ -122,7 +122,7 @@ def test_missing_checkpoint_folder_and_unknown_arch_are_named(tmp_path):
                          ids=lambda p: p.stem)
 def test_cookbook_queries_run_on_a_real_store(tiny_run, query):
     root, _ = tiny_run
-    params = {"model": "cnn", "target": "%", "lam": 0.1, "max_err": 1.0, "old": "", "new": "", "gauge": "raw", "threshold": 0.05}
+    params = {"model": "cnn", "target": "%", "lam": 0.1, "bound": "rel_err", "at_most": 1.0, "old": "", "new": "", "gauge": "raw", "threshold": 0.05}
     text = query.read_text()
     used = {k: v for k, v in params.items() if f"${k}" in text}
     df = ResultStore(root).query(text, used or None)
@@ -131,7 +131,7 @@ def test_cookbook_queries_run_on_a_real_store(tiny_run, query):
 
 def test_sparsest_dependency_query_agrees_with_solving_at_that_lambda(tiny_run):
     """The cookbook's sparsest dependency per class, from the stored exact path: solved at that λ directly, the
-    CovLasso has the same sources and fit Rel Err = x; just above it, more than x."""
+    CovLasso has the same sources and an unexplained share ≤ x."""
     import numpy as np
 
     from neudep_assets.lib.analysis import analyse
@@ -142,7 +142,7 @@ def test_sparsest_dependency_query_agrees_with_solving_at_that_lambda(tiny_run):
     store = ResultStore(root)
     text = (Path(__file__).parents[1] / "sql" / "queries" / "sparsest_dependency.sql").read_text()
     x = 0.6
-    got = store.query(text, {"model": "cnn", "max_err": x})
+    got = store.query(text, {"model": "cnn", "bound": "unexplained_share", "at_most": x})
     got = got[got.kind == "within"]
     assert len(got) > 0 and got.exact.all()
     ev = load_arrays(store.query("SELECT path FROM logit_sets WHERE model = 'cnn' AND split = 'val'").path.iloc[0])
@@ -152,12 +152,14 @@ def test_sparsest_dependency_query_agrees_with_solving_at_that_lambda(tiny_run):
         C = gauge_moment(load_arrays(store.query("SELECT path FROM moments WHERE moments_id = $m",
                                                  {"m": run.moments_id.iloc[0]}).path.iloc[0])["C"], gauge)
         kw = dict(eval_source=apply_gauge(ev["logits"], gauge), eval_labels=ev["labels"], lambda_mode="absolute",
-                  tol=1e-12)
+                  tol=1e-12, gauge=gauge)
         for row in rows.itertuples():
-            at, above = (analyse(C, [row.lambda_abs * f], **kw).per_target.set_index("target_class").loc[
-                row.target_class] for f in (1.0, 1 + 1e-6))
-            assert at.n_sources == row.n_sources and abs(at.fit_rel_err - x) < 1e-8 and above.fit_rel_err > x
-    assert np.allclose(got.fit_rel_err, x)
+            res = analyse(C, [row.lambda_abs], **kw)
+            at = res.per_target.set_index("target_class").loc[row.target_class]
+            c = res.path.coef[0, row.target_class]  # at a knot a class about to enter or leave: round-off at most
+            assert np.count_nonzero(np.abs(c) > 1e-9 * np.abs(c).max()) == row.n_sources
+            assert at.unexplained_share <= x + 1e-8
+    assert (got.unexplained_share <= x + 1e-8).all()
 
 
 def test_pair_with_a_missing_side_names_both_models_and_writes_nothing(tiny_run, tmp_path):

@@ -23,7 +23,7 @@ def _analysis(key, sha, lambdas, n_sources, rel_err, *, kind="within", model="m"
                              "lambda_max": 1.0, "kkt": 0.0, "n_sources": n_sources[t], "abs_err": 0.1,
                              "rel_err": rel_err[t], "acc": 0.5, "orig_acc": 0.6, "pos_acc": 0.25,
                              "orig_pos_acc": 1.0, "n_pos": 4, "offset_dir_share": offset_dir,
-                             "rel_err_refit": rel_err[t] / 2, "pos_acc_refit": 0.5, "fit_rel_err": rel_err[t]}
+                             "rel_err_refit": rel_err[t] / 2, "pos_acc_refit": 0.5, "unexplained_share": rel_err[t]}
                             for li, lam in enumerate(lambdas) for t in range(n)])
     edges = pd.DataFrame([{"dependency_run_id": key, "lambda_index": li, "target_class": t,
                            "source_class": (t + 1) % n, "coef": coef} for li in range(len(lambdas)) for t in range(n)])
@@ -129,7 +129,8 @@ EXPECTED = {  # query → (params, check of the result)
                        "median_pos_acc_loss_pts": 75.0, "median_pos_acc_loss_refit_pts": 50.0,
                        "dependency_run_id": "cen"}]),
     # from the exact paths of a real within and between analysis: checked against sparsest_within and direct solves
-    "sparsest_dependency": ({"model": "p", "max_err": 0.05}, lambda df: _sparsest_as_solved(df, 0.05)),
+    "sparsest_dependency": ({"model": "p", "bound": "unexplained_share", "at_most": 0.05},
+                            lambda df: _sparsest_as_solved(df, 0.05)),
     # the retrain's centered analysis against the first checkpoint, which has none in that gauge: all gained
     "checkpoint_diff": ({"model": "m", "old": "c1c1", "new": "c2c2", "lam": 0.1, "gauge": "centered",
                          "threshold": 0.05}, lambda df: sorted(
@@ -176,35 +177,32 @@ def path_store(tmp_path_factory):
 
 
 def _sparsest_as_solved(df, x):
-    """Each row against the lib reader of the same stored path and against solving at the λ found: fit Rel Err
-    = x there (and > x just above it), same sources."""
+    """Each row against solving at the λ found (unexplained share ≤ x there, same sources) and against brute
+    force over the stored knots (none within x has fewer sources)."""
     from neudep_assets.lib.analysis import second_moment
     from neudep_assets.lib.covlasso import solve_path
 
     F, G, _ = _path_problem()
     C = second_moment(F)
-    assert set(df["kind"]) == {"within", "between"} and len(df) >= 12
+    assert set(df["kind"]) == {"within", "between"} and len(df) >= 12 and set(df["bound"]) == {"unexplained_share"}
     for kind, g in df.groupby("kind"):
         cross, M, s = (None, C, np.diag(C)) if kind == "within" else (second_moment(F, G),) * 2 + ((G ** 2).mean(0),)
         for _, row in g.iterrows():
             t, lam = int(row["target_class"]), float(row["lambda_abs"])
-            for f in (1.0, 1 + 1e-6):
-                c = solve_path(C, [lam * f], cross=cross, targets=[t], lambda_mode="absolute", tol=1e-12).coef[0, 0]
-                rel = (s[t] - 2 * M[:, t] @ c + c @ C @ c) / s[t]
-                if f == 1.0:
-                    if abs(rel - x) > 1e-9 or abs(row["fit_rel_err"] - x) > 1e-9:
-                        return False
-                    if row["n_sources"] != np.count_nonzero(np.abs(c) > 1e-9):
-                        return False
-                elif rel <= x:
-                    return False
+            c = solve_path(C, [lam], cross=cross, targets=[t], lambda_mode="absolute", tol=1e-12).coef[0, 0]
+            share = (s[t] - 2 * M[:, t] @ c + c @ C @ c) / s[t]
+            if share > x + 1e-9 or abs(row["unexplained_share"] - share) > 1e-9:
+                return False
+            if row["n_sources"] != np.count_nonzero(np.abs(c) > 1e-9):
+                return False
     return True
 
 
 def test_sparsest_dependency_query_equals_the_lib_reader(path_store):
     from neudep_assets.lib.covlasso.path import sparsest_within
 
-    df = path_store.query((QUERIES / "sparsest_dependency.sql").read_text(), {"model": "p", "max_err": 0.05})
+    df = path_store.query((QUERIES / "sparsest_dependency.sql").read_text(),
+                          {"model": "p", "bound": "unexplained_share", "at_most": 0.05})
     for key, kind in (("w", "within"), ("b", "between")):
         lib = sparsest_within(path_store.read("dependency_path_knots", key), path_store.read("dependency_path", key),
                               0.05)
@@ -215,12 +213,14 @@ def test_sparsest_dependency_query_equals_the_lib_reader(path_store):
         assert list(got["n_sources"]) == list(per["n"])
 
 
-@pytest.mark.parametrize("bad", [0, 1.5, -0.1])
-def test_sparsest_dependency_query_refuses_max_err_outside_0_1(path_store, bad):
+@pytest.mark.parametrize("bound,bad,key", [("rel_err", 0, "at_most"), ("unexplained_share", 1.5, "at_most"),
+                                           ("rel_err", -0.1, "at_most"), ("fit_rel_err", 0.2, "bound")])
+def test_sparsest_dependency_query_refuses_a_bad_bound(path_store, bound, bad, key):
     import duckdb
 
-    with pytest.raises(duckdb.Error, match="max_err"):
-        path_store.query((QUERIES / "sparsest_dependency.sql").read_text(), {"model": "p", "max_err": bad})
+    with pytest.raises(duckdb.Error, match=key):
+        path_store.query((QUERIES / "sparsest_dependency.sql").read_text(),
+                         {"model": "p", "bound": bound, "at_most": bad})
 
 
 @pytest.mark.parametrize("query", sorted(QUERIES.glob("*.sql")), ids=lambda p: p.stem)
@@ -268,3 +268,21 @@ def test_cli_summary_reports_the_latest_analysis(store, capsys):
     assert "centered" in share and "raw" in share
     offsets = out.split("logit offsets")[1].split("==")[1]
     assert "84.0" in offsets and "50.0" not in offsets and "warning" in offsets
+
+
+def test_sparsest_dependency_query_on_table1_rel_err_equals_the_lib_reader(store):
+    """bound = rel_err: on the λ grid, the fewest sources with Table 1's Rel Err ≤ x (ties: the largest λ)."""
+    from neudep_assets.lib.covlasso.path import sparsest_on_grid
+
+    df = store.query((QUERIES / "sparsest_dependency.sql").read_text(), {"model": "m", "bound": "rel_err",
+                                                                          "at_most": 0.2})
+    assert set(df["bound"]) == {"rel_err"} and (df["rel_err"] <= 0.2).all()
+    for key, got in df.groupby("dependency_run_id"):
+        lib = sparsest_on_grid(store.read("dependency_metrics", key), store.read("dependencies", key), 0.2)
+        per = lib.groupby("target_class").first()
+        assert list(got["target_class"]) == list(per.index)
+        np.testing.assert_allclose(got["lambda_abs"], per["lambda_abs"])
+        assert list(got["n_sources"]) == list(per["n_sources"])
+    # "new": class 0 has one source at λ 0.5 and 0.1: the larger λ; class 1 (Rel Err 0.3) has none within 0.2
+    new = df[df["dependency_run_id"] == "new"]
+    assert list(new["target_class"]) == [0, 2] and new["lambda_abs"].iloc[0] == 0.5

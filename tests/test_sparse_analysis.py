@@ -102,7 +102,7 @@ def test_refit_is_least_squares_on_the_support(case):
                                    rtol=1e-6, atol=1e-9 * C.diagonal().max())
     # least squares on the support never fits the fit split worse than the shrunk lasso
     assert (pt.fit_err_refit <= pt.fit_err * (1 + 1e-9) + 1e-12).all()
-    np.testing.assert_allclose(pt.fit_rel_err, pt.fit_err / C.diagonal()[pt.target_class])
+    np.testing.assert_allclose(pt.unexplained_share, pt.fit_err / C.diagonal()[pt.target_class])
 
 
 @pytest.mark.parametrize("kw, culprit", [

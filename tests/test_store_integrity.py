@@ -282,13 +282,13 @@ def test_sweeps_and_quarantine_remove_links_never_their_targets(tmp_path):
 
 
 def test_string_params_work_in_the_cookbook(tmp_path):
-    """`neudep sql --param max_err=0.2` binds a string: the cookbook casts it, and refuses a bad one."""
+    """`neudep sql --param at_most=0.2` binds a string: the cookbook casts it, and refuses a bad one."""
     store = ResultStore(tmp_path)
     text = (Path(__file__).resolve().parents[1] / "sql" / "queries" / "sparsest_dependency.sql").read_text()
-    assert store.query(text, {"model": "p", "max_err": "0.05"}).empty
+    assert store.query(text, {"model": "p", "bound": "rel_err", "at_most": "0.05"}).empty
     for bad in ("abc", "0", "1.5"):
-        with pytest.raises(duckdb.Error, match="max_err"):
-            store.query(text, {"model": "p", "max_err": bad})
+        with pytest.raises(duckdb.Error, match="at_most"):
+            store.query(text, {"model": "p", "bound": "rel_err", "at_most": bad})
 
 
 def test_catalog_lists_files_not_globs(tmp_path):

@@ -116,7 +116,7 @@ def find_dependencies(fit_logits, *, eval_logits=None, eval_labels=None, lambdas
     C = gauge_moment(second_moment(F), eff.logit_gauge)
     res = analyse(C, eff.lambdas, eval_source=apply_gauge(ev, eff.logit_gauge), eval_labels=lab,
                   lambda_mode=eff.lambda_mode, tol=eff.tol, device=dev, target_chunk=eff.target_chunk,
-                  store_path=eff.store_path)
+                  store_path=eff.store_path, gauge=eff.logit_gauge)
     with_offset_share(res, C)
     data = _digest(F) + "|" + _digest(E, None if eval_labels is None else lab)
     key = "within-" + stable_hash({"data": data, "cfg": identity(eff), "code": DEPENDENCIES_CODE_VERSION})
@@ -184,7 +184,7 @@ def between_dependencies(source_fit, target_fit, *, source_eval=None, target_eva
     res = analyse(C, eff.lambdas, eval_source=apply_gauge(Fe, eff.logit_gauge), eval_labels=lab, cross=cross,
                   target_second_moment=tsm, eval_target=apply_gauge(Ge, eff.logit_gauge),
                   lambda_mode=eff.lambda_mode, tol=eff.tol, device=dev, target_chunk=eff.target_chunk,
-                  store_path=eff.store_path)
+                  store_path=eff.store_path, gauge=eff.logit_gauge)
     with_offset_share(res, C)
     fit = [_digest(F), _digest(G)]
     data = fit + [_digest(None if source_eval is None else Fe, None if source_eval is None else Ge,

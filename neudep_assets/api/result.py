@@ -30,7 +30,7 @@ class Dependencies:
     metrics : DataFrame
         One row per target × λ: the paper's Table-1 metrics of the lasso (n_sources, abs_err, rel_err,
         acc, orig_acc, pos_acc, orig_pos_acc, n_pos) and of its least-squares refit on the same sources
-        (``*_refit``), the fit-split error (fit_err, fit_rel_err = err/E[y²]), the certificate (kkt),
+        (``*_refit``), the fit-split error (fit_err, unexplained_share = err/E[y²]), the certificate (kkt),
         the screening counts and `evaluated_on` ("eval", or "fit": in-sample, no eval logits given).
     diagnostics : DataFrame
         One row per class: redundancy err0 and rel_err0 (§2.2, the residual with every other class),
@@ -131,42 +131,51 @@ class Dependencies:
         df = dependency_at(*path, float(lambda_rel), relative=self.config.lambda_mode == "relative")
         return self._named(df)[_EDGE_COLUMNS].reset_index(drop=True)
 
-    def sparsest(self, target, *, max_sources: int | None = None, bound: float | None = None) -> pd.DataFrame:
-        """The sparsest dependency of one class: with at most `max_sources` sources (the smallest λ that
-        keeps to it), or with fit Rel Err err/E[y²] ≤ `bound` (the largest λ that reaches it). Exact on
-        the path when the analysis kept it (``exact_path=True``, lib/covlasso/path.py), else on the λ grid
-        (``exact`` False). Rows: one per source (a dependency without a source: one row, source NaN).
+    def sparsest(self, target, *, at_most: float | None = None, bound: str = "unexplained_share",
+                 max_sources: int | None = None) -> pd.DataFrame:
+        """The sparsest dependency of one class: the fewest sources whose `bound` is ≤ `at_most` (ties: the
+        largest λ), or, with `max_sources`, the last dependency along λ with at most that many sources.
+
+        `bound` is "unexplained_share" (err/E[y²] on the fit split: exact anywhere on the path when the
+        analysis kept it, ``exact_path=True``; else on the λ grid) or "rel_err" (Table 1's Rel Err on the
+        eval split, known on the λ grid only). Rows: one per source (a dependency without a source: one
+        row, source NaN), with the `bound` used and whether the answer is exact on the path.
         """
+        from neudep_assets.lib.covlasso.path import last_with_at_most, sparsest_on_grid, sparsest_within
+
         t = self._target(target)
-        if (max_sources is None) == (bound is None):
-            raise ValueError("sparsest: give exactly one of max_sources (an integer ≥ 0) or bound (in (0, 1])")
+        if (max_sources is None) == (at_most is None):
+            raise ValueError("sparsest: give exactly one of at_most (in (0, 1]) or max_sources (an integer ≥ 0)")
+        if bound not in ("unexplained_share", "rel_err"):
+            raise ValueError(f"bound must be 'unexplained_share' or 'rel_err', got {bound!r}")
         if max_sources is not None and (isinstance(max_sources, bool) or not isinstance(max_sources, Integral)
                                         or max_sources < 0):
             raise ValueError(f"max_sources must be an integer ≥ 0, got {max_sources!r}")
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, Real) or not 0 < bound <= 1):
-            raise ValueError(f"bound (the largest fit Rel Err) must lie in (0, 1], got {bound!r}")
-        cols = ["target", "target_name", "lambda_rel", "lambda_abs", "fit_rel_err", "n_sources", "source",
-                "source_name", "coef", "exact"]
+        if at_most is not None and (isinstance(at_most, bool) or not isinstance(at_most, Real) or not 0 < at_most <= 1):
+            raise ValueError(f"at_most (the largest {bound}) must lie in (0, 1], got {at_most!r}")
+        cols = ["target", "target_name", "bound", "lambda_rel", "lambda_abs", "unexplained_share", "rel_err",
+                "n_sources", "source", "source_name", "coef", "exact"]
         path = self._path()
-        if path is not None:
-            from neudep_assets.lib.covlasso.path import last_with_at_most, sparsest_within
-
+        if path is not None and (max_sources is not None or bound == "unexplained_share"):
             knots, coefs = (p[p["target_class"] == t] for p in path)
-            df = last_with_at_most(knots, coefs, int(max_sources)) if bound is None else \
-                sparsest_within(knots, coefs, float(bound))
+            df = last_with_at_most(knots, coefs, int(max_sources)) if at_most is None else \
+                sparsest_within(knots, coefs, float(at_most))
             if not df.empty:
                 df["n_sources"] = int(df["source_class"].notna().sum())
             return self._named(df, exact=True).reindex(columns=cols)
-        m = self.metrics[self.metrics["target"] == t]
-        ok = m[m["n_sources"] <= max_sources] if bound is None else m[m["fit_rel_err"] <= bound]
-        if ok.empty:
+        m = self.metrics[self.metrics["target"] == t].rename(columns={"target": "target_class"})
+        e = self._edges[self._edges["target"] == t].rename(columns={"target": "target_class", "source": "source_class"})
+        if at_most is None:  # on the grid: the smallest λ that keeps to max_sources
+            ok = m[m["n_sources"] <= max_sources].sort_values("lambda_abs").head(1)
+            df = ok.merge(e[["lambda_index", "target_class", "source_class", "coef"]], how="left",
+                          on=["lambda_index", "target_class"])
+        else:
+            df = sparsest_on_grid(m, e, float(at_most), bound=bound)
+        if df.empty:
             return pd.DataFrame(columns=cols)
-        row = ok.sort_values("lambda_abs", ascending=bound is None).iloc[0]
-        e = self._edges[(self._edges["lambda_index"] == row["lambda_index"]) & (self._edges["target"] == t)]
-        e = e[["source", "coef"]] if len(e) else pd.DataFrame({"source": [np.nan], "coef": [np.nan]})
-        e = e.assign(target=t, lambda_rel=row["lambda_rel"], lambda_abs=row["lambda_abs"],
-                     fit_rel_err=row["fit_rel_err"], n_sources=int(row["n_sources"]))
-        return self._named(e, exact=False).reindex(columns=cols).reset_index(drop=True)
+        lam = m.set_index("lambda_index")["lambda_rel"]
+        df = df.assign(lambda_rel=df["lambda_index"].map(lam), bound=None if at_most is None else bound)
+        return self._named(df, exact=False).reindex(columns=cols).reset_index(drop=True)
 
     def star(self, target, lambda_rel: float | None = None):
         """The star picture of one class (the paper's Fig. 2): its sources at one λ of the grid (default:

@@ -151,7 +151,7 @@ def _within(context, store: ResultStore, eff: DependencyConfig, ds: PreparedData
         t0 = time.perf_counter()
         res = analyse(C, eff.lambdas, eval_source=apply_gauge(e["logits"], eff.logit_gauge), eval_labels=e["labels"],
                       lambda_mode=eff.lambda_mode, tol=eff.tol, device=device, target_chunk=eff.target_chunk,
-                      store_path=eff.store_path)
+                      store_path=eff.store_path, gauge=eff.logit_gauge)
         _with_offset_share(res, C)
         context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                          f"{res.path.kkt.max():.1e} (tol {eff.tol:g}), rank of C {res.rank}")
@@ -301,7 +301,8 @@ def dependency_chunk(context: dg.OpExecutionContext, neudep: Neudep, plan: dict,
             kw = {k: v for k, v in pb.items() if k != "C"}
             t0 = time.perf_counter()
             res = analyse_chunk(pb["C"], eff.lambdas, np.arange(a + s0, a + s1), lambda_mode=eff.lambda_mode,
-                                tol=eff.tol, device=_solver_device(neudep), store_path=eff.store_path, **kw)
+                                tol=eff.tol, device=_solver_device(neudep), store_path=eff.store_path,
+                                gauge=eff.logit_gauge, **kw)
             context.log.info(f"CovLasso ({eff.logit_gauge} gauge) of targets {a + s0}..{a + s1 - 1} × "
                              f"{len(eff.lambdas)} λ in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                              f"{res.path.kkt.max():.1e}")
@@ -325,7 +326,7 @@ def _merge_and_commit(context, store: ResultStore, plan: dict, eff: DependencyCo
         parts = sorted((p for c in chunks for p in c["parts"]), key=lambda p: p["targets"][0])
         pb = _problem(plan, eff)
         res = merge_chunks(pb["C"], [chunk_from_arrays(load_arrays(p["path"])) for p in parts], cross=pb["cross"],
-                           target_second_moment=pb["target_second_moment"])
+                           target_second_moment=pb["target_second_moment"], gauge=eff.logit_gauge)
         _with_offset_share(res, pb["C"])
         context.log.info(f"{len(parts)} chunk(s) of {len(chunks)} step(s) merged; worst relative KKT "
                          f"{res.path.kkt.max():.1e} (tol {eff.tol:g}), rank of C {res.rank}")

@@ -39,10 +39,10 @@ TABLES: dict[str, pa.Schema] = {
                                ("n_nonzero", _I), ("thm3_screened", _I),
                                ("thm3_violations", _I), ("conj1_screened", _I), ("conj1_violations", _I),
                                ("abs_err_refit", _F), ("rel_err_refit", _F), ("acc_refit", _F),
-                               ("pos_acc_refit", _F), ("fit_err_refit", _F), ("fit_rel_err", _F),
+                               ("pos_acc_refit", _F), ("fit_err_refit", _F), ("unexplained_share", _F),
                                ("offset_dir_share", _F)],
         "dependency_path_knots": _KNOT + [("lambda_abs", _F), ("lambda_rel", _F), ("n_sources", _I), ("fit_err", _F),
-                                          ("fit_rel_err", _F), ("seg_curv", _F), ("exact", _B)],  # lib/covlasso/path.py
+                                          ("unexplained_share", _F), ("seg_curv", _F), ("exact", _B)],  # lib/covlasso/path.py
         "dependency_path": _KNOT + [("source_class", _I), ("coef", _F)],
         "class_diagnostics": [("dependency_run_id", _S), ("target_class", _I), ("err0", _F), ("rel_err0", _F),
                               ("rank", _I), ("eq5_violations", _I), ("eq5_max_violation", _F)],

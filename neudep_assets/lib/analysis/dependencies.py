@@ -12,6 +12,7 @@ import pandas as pd
 from neudep_assets.lib.analysis import table1, theory
 from neudep_assets.lib.analysis.spectral import Spectral, spectral
 from neudep_assets.lib.covlasso import CovLassoPath, SparseCoef, concat_paths, path_errors_sparse, refit, solve_path
+from neudep_assets.lib.covlasso.gauge import correction, lift, rhs_shift
 from neudep_assets.lib.covlasso.path import knot_frames
 
 PATH_TABLES = ("dependency_path_knots", "dependency_path")  # the store tables of an exact path
@@ -65,6 +66,12 @@ def step_ranges(n_targets: int, n_steps: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+def _excluded(C, cross, targets) -> np.ndarray:
+    """Each target's excluded source: itself within, class i < n of the source between (paper Eq. 4), else −1."""
+    targets = np.asarray(targets, np.int64)
+    return targets.copy() if cross is None else np.where(targets < C.shape[0], targets, -1).astype(np.int64)
+
+
 def _moments(C, cross, target_second_moment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(C symmetrised, M = the right-hand sides' matrix, s = the targets' second moments)."""
     C = theory.check_square(C, "C")
@@ -76,31 +83,35 @@ def _moments(C, cross, target_second_moment) -> tuple[np.ndarray, np.ndarray, np
 def analyse_chunk(C: np.ndarray, lambdas, targets, *, eval_source: np.ndarray, eval_labels: np.ndarray,
                   cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None,
                   eval_target: np.ndarray | None = None, lambda_mode: str = "relative", tol: float = 1e-9,
-                  device: str | None = None, store_path: bool = False) -> ChunkAnalysis:
+                  device: str | None = None, store_path: bool = False, gauge: str = "raw") -> ChunkAnalysis:
     """Solve (and certify) the CovLasso of the `targets` and compute everything that is per target:
     err_i along the path (lasso and refit) and the Table-1 metrics on the eval split. Arguments as
     :func:`analyse`."""
     path = solve_path(C, lambdas, cross=cross, targets=np.asarray(targets, dtype=np.int64), lambda_mode=lambda_mode,
-                      tol=tol, device=device, knots=store_path)
+                      tol=tol, device=device, knots=store_path, gauge=gauge)
     C, M, s = _moments(C, cross, target_second_moment)
     targets = np.asarray(path.targets)
+    excl = _excluded(C, cross, targets)
     coef = path.sparse
-    fit_err = path_errors_sparse(C, coef, M, targets, s[targets])
-    ls = refit(C, coef, M, targets)
-    fit_err_refit = path_errors_sparse(C, ls, M, targets, s[targets])
-    t1, t1r = table1.table1_metrics_sets(eval_source, eval_labels, [coef, ls], targets, target_logits=eval_target)
+    fit_err = path_errors_sparse(C, lift(coef, excl, gauge), M, targets, s[targets])
+    ls = refit(C, coef, M, targets, correction=None if gauge == "raw" else (*correction(C, excl, gauge),
+                                                                           rhs_shift(M, targets, excl, gauge)))
+    fit_err_refit = path_errors_sparse(C, lift(ls, excl, gauge), M, targets, s[targets])
+    t1, t1r = table1.table1_metrics_sets(eval_source, eval_labels, [coef, ls], targets, target_logits=eval_target,
+                                         excl=excl, gauge=gauge)
     shape = path.kkt.shape  # (n_lambdas, n_targets): the Table-1 frames are λ-major, targets in path order
     metrics = {"fit_err": fit_err}
     metrics.update({c: t1[c].to_numpy().reshape(shape) for c in t1.columns.drop(["lambda_index", "target"])})
     metrics.update({f"{c}_refit": t1r[c].to_numpy().reshape(shape) for c in REFIT_COLUMNS})
     metrics["fit_err_refit"] = fit_err_refit
-    path_tables = dict(zip(PATH_TABLES, knot_frames(path.knots, targets, path.lambda_max, M, s))) if store_path else {}
+    path_tables = dict(zip(PATH_TABLES, knot_frames(path.knots, targets, path.lambda_max, M, s,
+                                                    rhs_shift(M, targets, excl, gauge)))) if store_path else {}
     return ChunkAnalysis(path=path, metrics=metrics, path_tables=path_tables)
 
 
 def merge_chunks(C: np.ndarray, chunks: list[ChunkAnalysis], *, cross: np.ndarray | None = None,
                  target_second_moment: np.ndarray | None = None,
-                 log: Callable[[str], None] | None = None) -> DependencyAnalysis:
+                 log: Callable[[str], None] | None = None, gauge: str | None = None) -> DependencyAnalysis:
     """One analysis from the chunks of all targets (in target order, each target once), plus what
     needs the whole of C: one eigendecomposition (low-rank when C's rank is far below n, see
     :func:`spectral`) serves redundancy, Eq. 5 and screening. The rows are those of an unsplit analysis."""
@@ -114,6 +125,9 @@ def merge_chunks(C: np.ndarray, chunks: list[ChunkAnalysis], *, cross: np.ndarra
     if any(not np.array_equal(c.path.lambdas, chunks[0].path.lambdas) or c.metrics.keys() != chunks[0].metrics.keys()
            for c in chunks):
         raise ValueError("merge_chunks: the chunks come from different λ grids or analyses")
+    if any(c.path.gauge != chunks[0].path.gauge for c in chunks) or gauge not in (None, chunks[0].path.gauge):
+        raise ValueError(f"merge_chunks: the chunks were solved in gauges {sorted({c.path.gauge for c in chunks})}, "
+                         f"the merge asked for {gauge!r}")
     path = chunks[0].path if len(chunks) == 1 else concat_paths([c.path for c in chunks])
     metrics = {k: np.concatenate([c.metrics[k] for c in chunks], axis=1) for k in chunks[0].metrics}
     C, _, s = _moments(C, cross, target_second_moment)
@@ -124,7 +138,7 @@ def merge_chunks(C: np.ndarray, chunks: list[ChunkAnalysis], *, cross: np.ndarra
     fit_err = metrics.pop("fit_err")
     fit_err_refit = metrics.pop("fit_err_refit")
     screen = theory.screening(C, path, cross=cross, target_second_moment=target_second_moment, spectral=sp)
-    red = theory.redundancy(C, cross=cross, target_second_moment=target_second_moment, spectral=sp)
+    red = theory.redundancy(C, cross=cross, target_second_moment=target_second_moment, spectral=sp, gauge=path.gauge)
     eq5 = theory.eq5_violations(C, path, cross=cross, target_second_moment=target_second_moment, err0=red,
                                 err=fit_err, spectral=sp)
     say("screening, redundancy, Eq. 5")
@@ -145,7 +159,8 @@ def merge_chunks(C: np.ndarray, chunks: list[ChunkAnalysis], *, cross: np.ndarra
     for col in REFIT_COLUMNS:
         per_target[f"{col}_refit"] = metrics[f"{col}_refit"].ravel()
     per_target["fit_err_refit"] = fit_err_refit.ravel()
-    per_target["fit_rel_err"] = (fit_err / s[targets]).ravel()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_target["unexplained_share"] = (fit_err / s[targets]).ravel()
     per_class = (red.rename(columns={"target": "target_class"})
                  .merge(eq5.rename(columns={"target": "target_class", "n_violations": "eq5_violations",
                                             "max_violation": "eq5_max_violation"}), on="target_class"))
@@ -163,7 +178,7 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
             cross: np.ndarray | None = None, target_second_moment: np.ndarray | None = None,
             eval_target: np.ndarray | None = None, lambda_mode: str = "relative", tol: float = 1e-9,
             device: str | None = None, target_chunk: int | None = None,
-            log: Callable[[str], None] | None = None, store_path: bool = False) -> DependencyAnalysis:
+            log: Callable[[str], None] | None = None, store_path: bool = False, gauge: str = "raw") -> DependencyAnalysis:
     """Within (cross=None) or between analysis of every target class: :func:`analyse_chunk` of each
     chunk of targets, then :func:`merge_chunks` (the one code path; a Dagster run may run the chunks as
     steps of their own).
@@ -174,11 +189,15 @@ def analyse(C: np.ndarray, lambdas, *, eval_source: np.ndarray, eval_labels: np.
     for row. Everything after the solve reads the sparse coefficients. `log`: called with a progress
     line after each chunk and each later stage (elapsed seconds since the start). `store_path`: also keep
     each target's exact path from λ_max to the smallest λ (``path_tables``; solved by the numba homotopy
-    even when `device` is CUDA).
+    even when `device` is CUDA). `gauge`: "raw" (the paper's), or "centered": `C`, `cross`,
+    `target_second_moment` and the eval logits are those of the centred logits (``offsets.gauge_moment``,
+    ``offsets.apply_gauge``), and each target's sources are re-centred by the mean over the other classes, so
+    that the target never enters its own sources (:mod:`~neudep_assets.lib.covlasso.gauge`).
     """
     m = C.shape[0] if cross is None else np.asarray(cross).shape[1]
     kw = dict(eval_source=eval_source, eval_labels=eval_labels, cross=cross, target_second_moment=target_second_moment,
-              eval_target=eval_target, lambda_mode=lambda_mode, tol=tol, device=device, store_path=store_path)
+              eval_target=eval_target, lambda_mode=lambda_mode, tol=tol, device=device, store_path=store_path,
+              gauge=gauge)
     say, chunks = _progress(log), []
     for a, b in target_ranges(m, target_chunk):
         chunks.append(analyse_chunk(C, lambdas, np.arange(a, b), **kw))
@@ -197,6 +216,7 @@ def _progress(log: Callable[[str], None] | None) -> Callable[[str], None]:
 
 
 _PATH_ARRAYS = ("lambda_abs", "lambda_max", "kkt", "n_active", "status", "breakpoints", "targets", "lambdas")
+#: path_info = [lambda_mode, mode, device, gauge] (artifacts written before the gauge was kept: raw)
 
 
 def chunk_to_arrays(chunk: ChunkAnalysis) -> dict[str, np.ndarray]:
@@ -205,7 +225,8 @@ def chunk_to_arrays(chunk: ChunkAnalysis) -> dict[str, np.ndarray]:
     out = {f"path_{k}": np.asarray(getattr(p, k)) for k in _PATH_ARRAYS}
     out.update(coef_indptr=p.sparse.indptr, coef_indices=p.sparse.indices, coef_data=p.sparse.data,
                coef_shape=np.asarray(p.sparse.shape, dtype=np.int64),
-               path_info=np.asarray([p.lambda_mode, p.mode, p.device]), path_tol_seconds=np.asarray([p.tol, p.seconds]))
+               path_info=np.asarray([p.lambda_mode, p.mode, p.device, p.gauge]),
+               path_tol_seconds=np.asarray([p.tol, p.seconds]))
     out.update({f"metric_{k}": v for k, v in chunk.metrics.items()})
     for t, df in chunk.path_tables.items():
         out.update({f"pathtable_{t}__{c}": df[c].to_numpy() for c in df.columns})
@@ -214,12 +235,14 @@ def chunk_to_arrays(chunk: ChunkAnalysis) -> dict[str, np.ndarray]:
 
 def chunk_from_arrays(arrays: dict[str, np.ndarray]) -> ChunkAnalysis:
     """The inverse of :func:`chunk_to_arrays`."""
-    lambda_mode, mode, device = (str(x) for x in arrays["path_info"])
+    info = [str(x) for x in arrays["path_info"]]
+    lambda_mode, mode, device = info[:3]
+    gauge = info[3] if len(info) > 3 else "raw"
     tol, seconds = (float(x) for x in arrays["path_tol_seconds"])
     sparse = SparseCoef(arrays["coef_indptr"], arrays["coef_indices"], arrays["coef_data"],
                         tuple(int(x) for x in arrays["coef_shape"]))
     path = CovLassoPath(sparse=sparse, **{k: arrays[f"path_{k}"] for k in _PATH_ARRAYS}, lambda_mode=lambda_mode,
-                        mode=mode, tol=tol, seconds=seconds, device=device)
+                        mode=mode, tol=tol, seconds=seconds, device=device, gauge=gauge)
     tables: dict[str, dict[str, np.ndarray]] = {}
     for k, v in arrays.items():
         if k.startswith("pathtable_"):

@@ -9,6 +9,9 @@ finds "dependencies" that mostly reproduce that offset (coefficients summing to 
   ``centered`` (f − m(x)·1, invisible to every prediction), applied to logits (:func:`apply_gauge`) and
   exactly to second moments (:func:`gauge_moment`: E[(Qf)(Qg)ᵀ] = Q E[f gᵀ] Q, Q = I − 11ᵀ/n),
 - tells an offset dependency from a discriminative one (:func:`offset_direction_share`).
+
+The centered gauge of an analysis also re-centres each target's sources without the target (see
+:mod:`neudep_assets.lib.covlasso.gauge`): the moments here are the starting point, not the whole story.
 """
 
 from __future__ import annotations
@@ -110,16 +113,20 @@ def offset_warning(model: str, split: str, share: float) -> str | None:
 
 
 def offset_direction_share(C: np.ndarray, coef) -> np.ndarray:
-    """Share of each reconstruction's second moment that lies along the all-ones (offset) direction.
+    """Share of each reconstruction's second moment that its offset component carries.
 
-    For coefficients t over the source logits f (second moment ``C`` = E[f fᵀ], the gauge the
-    analysis used), the reconstruction r = tᵀf splits as (1ᵀt)·m(x) + tᵀ(f − m(x)·1). Returns
-    E[((1ᵀt) m)²] / (E[((1ᵀt) m)²] + E[(tᵀ(f − m·1))²]) for every solution: ≈ 1 for a dependency that
-    reproduces the offset, ≈ 0 for a discriminative one, NaN when t = 0. Centered-gauge moments have
-    no offset, so their share is 0. ``coef``: an array (..., n) (the result has its leading shape) or
-    :class:`~neudep_assets.lib.covlasso.sparse.SparseCoef` / a path (the result is (L, T)); the cost is
-    O(nnz(t)²) per solution, read off C at the support (tᵀQCQt = tᵀCt − (1ᵀt)(c̄ᵀt + r̄ᵀt) + μ(1ᵀt)²
-    with c̄, r̄ the column and row means of C and μ its mean).
+    For coefficients t over the source logits f (second moment ``C`` = E[f fᵀ], the gauge the analysis used),
+    the reconstruction r = tᵀf splits as r = (1ᵀt)·m(x) + tᵀ(f − m(x)·1), so
+
+        E[r²] = (1ᵀt)² E[m²] + 2 (1ᵀt) E[m · tᵀ(f − m·1)] + E[(tᵀ(f − m·1))²] = tᵀCt,
+
+    and the share returned is (1ᵀt)² E[m²] / tᵀCt, with E[m²] = 1ᵀC1 / n²: the denominator is the
+    reconstruction's whole second moment, cross term included (an offset correlated with the classes makes
+    the cross term nonzero; leaving it out overstated the share). ≈ 1 for a dependency that reproduces the
+    offset, ≈ 0 for a discriminative one; above 1 when the cross term is negative (the two parts cancel in
+    part); NaN when t = 0. Centered-gauge moments have no offset, so their share is 0. ``coef``: an array
+    (..., n) (the result has its leading shape) or :class:`~neudep_assets.lib.covlasso.sparse.SparseCoef` /
+    a path (the result is (L, T)); O(nnz(t)²) per solution, read off C at the support.
     """
     C = np.asarray(C, dtype=np.float64)
     n = C.shape[0]
@@ -131,39 +138,33 @@ def offset_direction_share(C: np.ndarray, coef) -> np.ndarray:
     sc = coef_of(coef)
     if sc.shape[2] != n:
         raise ValueError(f"coef has {sc.shape[2]} sources but C is {n}×{n}")
-    mu = float(C.sum()) / n ** 2 if n else 0.0
-    e_m2 = max(mu, 0.0)  # E[m²] = 1ᵀC1 / n² (≈ 0 up to rounding when centered)
-    quad, ones, means = _support_forms(C, C.mean(axis=0) + C.mean(axis=1), sc.indptr, sc.indices, sc.data)
+    e_m2 = max(float(C.sum()) / n ** 2, 0.0) if n else 0.0  # E[m²] (≈ 0 up to rounding when centered)
+    quad, ones = _support_forms(C, sc.indptr, sc.indices, sc.data)
     off = ones ** 2 * e_m2
-    disc = quad - ones * means + mu * ones ** 2
-    total = off + np.maximum(disc, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(total > 0, off / np.where(total > 0, total, 1.0), np.nan)
+        share = np.where(quad > 0, off / np.where(quad > 0, quad, 1.0), np.nan)
     L, T, _ = sc.shape
     return share.reshape(T, L).T.copy()
 
 
 @njit(cache=True, parallel=True)
-def _support_forms(C, cr, indptr, indices, data):
-    """Per CSR row t: tᵀCt, 1ᵀt and crᵀt, reading C at the support only."""
+def _support_forms(C, indptr, indices, data):
+    """Per CSR row t: tᵀCt and 1ᵀt, reading C at the support only."""
     R = indptr.shape[0] - 1
     quad = np.empty(R)
     ones = np.empty(R)
-    means = np.empty(R)
     for r in prange(R):
         a, b = indptr[r], indptr[r + 1]
         q = 0.0
         o = 0.0
-        mc = 0.0
         for p in range(a, b):
             acc = 0.0
             for u in range(a, b):
                 acc += C[indices[p], indices[u]] * data[u]
             q += data[p] * acc
             o += data[p]
-            mc += cr[indices[p]] * data[p]
-        quad[r], ones[r], means[r] = q, o, mc
-    return quad, ones, means
+        quad[r], ones[r] = q, o
+    return quad, ones
 
 
 def offset_direction_share_of(C: np.ndarray, coef, targets, lambda_index, target_class) -> np.ndarray:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from neudep_assets.lib.covlasso.gauge import correction
+
 
 @njit(cache=True, error_model="numpy")
 def _thm3_threshold(bmax, norms, lam, lmax, applicable):
@@ -20,13 +22,15 @@ def _thm3_threshold(bmax, norms, lam, lmax, applicable):
 @njit(cache=True, parallel=True, error_model="numpy")
 def screen_counts(Mt, cols, excl, sqd, sqq, lam, applicable, indptr, indices, data, coef_tol):
     """Per (λ, target): n_nonzero, thm3/conj1 screened and violations, largest violating |coef|, and
-    λ/λ_max: the masks of :func:`theory._rules`, counted one target at a time (no (n, T) arrays)."""
+    λ/λ_max: the masks of :func:`theory._rules`, counted one target at a time. Row t's b is Mt[cols[t]] and
+    its ‖A_j‖ = sqd[t, j] (sqd of one row: shared by every target, the raw gauge)."""
     L, T = lam.shape
     n = Mt.shape[1]
     out_i = np.zeros((5, L, T), np.int64)
     out_f = np.zeros((3, L, T))
     for t in prange(T):
         row = Mt[cols[t]]
+        dg = sqd[0] if sqd.shape[0] == 1 else sqd[t]
         ex = excl[t]
         bmax = 0.0
         for j in range(n):
@@ -45,7 +49,7 @@ def screen_counts(Mt, cols, excl, sqd, sqq, lam, applicable, indptr, indices, da
                 continue
             ratio = abs(row[j]) / bmax if bmax > 0 else 0.0
             for l in range(L):
-                thr = _thm3_threshold(bmax, sqd[j] * sqq[t], lam[l, t], lmax, applicable[t])
+                thr = _thm3_threshold(bmax, dg[j] * sqq[t], lam[l, t], lmax, applicable[t])
                 if ratio < thr:
                     out_i[1, l, t] += 1
                 if ratio < lrat[l]:
@@ -59,7 +63,7 @@ def screen_counts(Mt, cols, excl, sqd, sqq, lam, applicable, indptr, indices, da
                     continue
                 out_i[0, l, t] += 1
                 ratio = abs(row[j]) / bmax if bmax > 0 else 0.0
-                thr = _thm3_threshold(bmax, sqd[j] * sqq[t], lam[l, t], lmax, applicable[t])
+                thr = _thm3_threshold(bmax, dg[j] * sqq[t], lam[l, t], lmax, applicable[t])
                 if ratio < thr:
                     out_i[2, l, t] += 1
                     out_f[0, l, t] = max(out_f[0, l, t], a)
@@ -67,3 +71,16 @@ def screen_counts(Mt, cols, excl, sqd, sqq, lam, applicable, indptr, indices, da
                     out_i[4, l, t] += 1
                     out_f[1, l, t] = max(out_f[1, l, t], a)
     return out_i, out_f
+
+
+def gauge_rows(C: np.ndarray, pb) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Mt, cols, sqrt diag) for :func:`screen_counts` of a ``theory._Problem``: raw, M's rows and C's
+    diagonal shared by all targets; centered, each target's own b and diag Ĉ (T × n each: callers pass
+    blocks of targets)."""
+    d = np.maximum(np.diag(C), 0.0)
+    if pb.gauge == "raw":
+        return pb.Mt, pb.targets, np.sqrt(d)[None, :]
+    V, kap = correction(C, pb.excluded, pb.gauge)
+    B = np.ascontiguousarray((pb.M[:, pb.targets] + pb.shift[None, :]).T)
+    D = np.ascontiguousarray(np.sqrt(np.maximum(d[None, :] + 2.0 * V.T + kap[:, None], 0.0)))
+    return B, np.arange(pb.targets.shape[0]), D

@@ -5,9 +5,14 @@ Two ways to get it. ``dense``: LAPACK's eigh of all of C, O(n³) and n² more fl
 has numerical rank r ≪ n (a network whose feature width d is below its class count: ImageNet-21k heads
 have d ≈ 768–1024 for 21,841 classes), a pivoted Cholesky C ≈ LLᵀ stopped at the floor, a thin QR of L
 and the eigh of an r × r matrix give the eigenpairs above the floor in O(n r²) time and O(n r) memory;
-the null space stays implicit (Q₀Q₀ᵀ = I − Q_rQ_rᵀ). The remainder R = C − LLᵀ is measured (its extreme
-eigenvalues, by Lanczos) and counted into the slack δ and a lower bound on the smallest eigenvalue, so
-the guarantees of the dense path carry over. ``auto`` takes lowrank above 4,096 classes when the rank is below n/8.
+the null space stays implicit (Q₀Q₀ᵀ = I − Q_rQ_rᵀ). The remainder R = C − LLᵀ is bounded, not estimated:
+for C ⪰ 0, R is a Schur complement, R ⪰ 0, so ‖R‖₂ ≤ tr R = Σᵢ (C_ii − ‖Lᵢ‖²), the residual diagonal the
+factorisation stops on (≤ n·rtol·max C_ii). That bound goes into the slack δ = τ + tr R ≥ ‖C_τ − C‖₂.
+Whether C ⪰ 0 holds is checked with a Lanczos *estimate* of λ_min(R) (ARPACK, tol 1e-3: an estimate, not a
+bound); a clearly negative one is reported as ``min_eig`` (then Theorem 3 is not applied) and widens δ by
+(n − 1)·|λ_min(R)|, which is again only an estimate. Unlike the dense path, C ⪯ C_τ does not hold here (R is
+dropped, not floored): err0 is within δ(1 + ‖θ‖²) of the exact residual on either side, not an upper bound.
+``auto`` takes lowrank above 4,096 classes when the rank is below n/8.
 """
 
 from __future__ import annotations
@@ -55,9 +60,11 @@ class Spectral:
     wr: np.ndarray  # (r,) their eigenvalues
     Q0: np.ndarray | None  # (n, n − r) eigenvectors at or below the floor; None: implicit, I − QrQrᵀ
     tau: float  # eigenvalue floor (rtol · λ_max)
-    slack: float  # δ ≥ ‖C_τ − C‖₂: dense, tau − min(λ_min, 0) if anything was floored, else 0; lowrank, tau + ‖C − LLᵀ‖₂
-    min_eig: float  # dense: λ_min(C); lowrank: a lower bound on it
+    slack: float  # δ ≥ ‖C_τ − C‖₂: dense, tau − min(λ_min, 0) if anything was floored, else 0; lowrank,
+    #               tau + tr(C − LLᵀ) (a bound for C ⪰ 0; see the module docstring otherwise)
+    min_eig: float  # dense: λ_min(C); lowrank: min(0, a Lanczos estimate of λ_min(C − LLᵀ)), an estimate
     method: str = "dense"
+    centred: bool = False  # H is Q C_τ⁻¹ Q (Q = I − 11ᵀ/n): see :meth:`centred_view`
 
     @property
     def rank(self) -> int:
@@ -67,10 +74,25 @@ class Spectral:
     def degenerate(self) -> bool:  # C has no positive eigenvalue
         return self.tau <= 0
 
+    def centred_view(self) -> "Spectral":
+        """The same split with H replaced by Ĥ = Q C_τ⁻¹ Q, Q = I − 11ᵀ/n, for the moment G of centred
+        logits (G1 = 0: the all-ones direction is in the null space). Ĥ is the limit of (C_τ + α11ᵀ)⁻¹ as
+        α → ∞: the inverse of C_τ on the subspace 1⊥, i.e. what the centered gauge's per-target problems
+        (sources re-centred without the target, :mod:`~neudep_assets.lib.covlasso.gauge`) need for err0.
+        The eigenvectors lose their component along 1 (exactly where they are not ⊥ 1: the null space)."""
+        if self.centred:
+            return self
+        Qr = self.Qr - self.Qr.mean(axis=0)
+        Q0 = None if self.Q0 is None else self.Q0 - self.Q0.mean(axis=0)
+        return Spectral(Qr=Qr, wr=self.wr, Q0=Q0, tau=self.tau, slack=self.slack, min_eig=self.min_eig,
+                        method=self.method, centred=True)
+
     @property
-    def null_leverage(self) -> np.ndarray:  # ‖Q₀ᵀ e_i‖²
+    def null_leverage(self) -> np.ndarray:  # ‖Q₀ᵀ e_i‖² (centred: ‖Q₀ᵀ Q e_i‖²)
         if self.Q0 is None:
-            return np.clip(1.0 - (self.Qr ** 2).sum(axis=1), 0.0, 1.0)
+            n = self.Qr.shape[0]
+            top = 1.0 - 1.0 / n if self.centred else 1.0
+            return np.clip(top - (self.Qr ** 2).sum(axis=1), 0.0, 1.0)
         return (self.Q0 ** 2).sum(axis=1)
 
     def h_diag(self) -> np.ndarray:
@@ -81,7 +103,7 @@ class Spectral:
         """(H_r X, P₀ X / τ), kept apart (see the class docstring)."""
         P = self.Qr.T @ X
         if self.Q0 is None:  # projected twice: once leaves eps·‖X‖ along Q_r, which 1/τ would amplify
-            Y = X - self.Qr @ P
+            Y = (X - X.mean(axis=0)) - self.Qr @ P if self.centred else X - self.Qr @ P
             return self.Qr @ (P / self.wr[:, None]), (Y - self.Qr @ (self.Qr.T @ Y)) / self.tau
         return self.Qr @ (P / self.wr[:, None]), self.Q0 @ (self.Q0.T @ X) / self.tau
 
@@ -142,22 +164,21 @@ def _pivoted_cholesky(C: np.ndarray, tol: float, max_rank: int) -> np.ndarray | 
     return Lt.T if d.max() <= tol else None
 
 
-def _remainder_extremes(C: np.ndarray, L: np.ndarray) -> tuple[float, float] | None:
-    """(smallest, largest) eigenvalue of R = C − LLᵀ by Lanczos (ARPACK, both ends at once; a few
-    dozen products with C), None if it does not converge."""
+def _remainder_min(C: np.ndarray, L: np.ndarray) -> float | None:
+    """A Lanczos estimate (ARPACK, tol 1e-3; not a bound) of the smallest eigenvalue of R = C − LLᵀ, to check
+    that C is PSD; None if it does not converge."""
     from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
     n = C.shape[0]
     if n < 3:
-        w = np.linalg.eigvalsh(C - L @ L.T)
-        return float(w[0]), float(w[-1])
+        return float(np.linalg.eigvalsh(C - L @ L.T)[0])
     op = LinearOperator((n, n), matvec=lambda x: C @ x - L @ (L.T @ x), dtype=np.float64)
     v0 = np.random.default_rng(0).standard_normal(n)  # fixed: the same C gives the same numbers
     try:
-        w = eigsh(op, k=2, which="BE", v0=v0, tol=1e-3, maxiter=1000, return_eigenvectors=False)
+        w = eigsh(op, k=1, which="SA", v0=v0, tol=1e-3, maxiter=1000, return_eigenvectors=False)
     except ArpackNoConvergence:
         return None
-    return float(w.min()), float(w.max())
+    return float(w.min())
 
 
 def _lowrank(C: np.ndarray, rtol: float, max_rank: int) -> Spectral | None:
@@ -177,14 +198,15 @@ def _lowrank(C: np.ndarray, rtol: float, max_rank: int) -> Spectral | None:
     top = max(float(w[-1]), 0.0) if w.size else 0.0
     tau = rtol * top
     keep = w > tau
-    extremes = _remainder_extremes(C, L)
-    if extremes is None:
-        return None  # the remainder could not be bounded: the dense path
-    r_min, r_max = extremes
+    r_min = _remainder_min(C, L)
+    if r_min is None:
+        return None  # C's PSD-ness could not be checked: the dense path
+    trace_r = float(np.abs(np.diag(C) - np.einsum("ij,ij->i", L, L)).sum())  # ≥ tr R ≥ ‖R‖₂ when R ⪰ 0
     # C = LLᵀ + R and C_τ = Q_r Λ_r Q_rᵀ + τP₀ (r ≤ n/8: the null space is never empty), so
-    # ‖C_τ − C‖₂ ≤ τ + ‖R‖₂ and λ_min(C) ≥ λ_min(R) (LLᵀ ⪰ 0)
-    return Spectral(Qr=Q @ V[:, keep], wr=w[keep], Q0=None, tau=tau,
-                    slack=tau + max(abs(r_min), abs(r_max)), min_eig=min(r_min, 0.0), method="lowrank")
+    # ‖C_τ − C‖₂ ≤ τ + ‖R‖₂; for a symmetric R, λ_max(R) ≤ tr R + (n − 1)|λ_min(R)|
+    not_psd = max(-r_min, 0.0) if r_min < -tau else 0.0
+    return Spectral(Qr=Q @ V[:, keep], wr=w[keep], Q0=None, tau=tau, slack=tau + trace_r + (n - 1) * not_psd,
+                    min_eig=min(r_min, 0.0), method="lowrank")
 
 
 def check_square(C, what: str) -> np.ndarray:

@@ -55,9 +55,9 @@ _BLOCK = 1024
 
 
 @njit(cache=True, parallel=True)
-def _kernel(LsT, YT, targets, a1, v1, v1n, a2, v2, v2n, lab, indptr, indices, datas, L):
+def _kernel(LsT, YT, targets, a1, v1, v1n, a2, v2, v2n, lab, indptr, indices, datas, L, yw):
     """abs_err, hits, pos_hits (each (V, T, L)) of the V coefficient sets ``datas`` (V, nnz) that share
-    one sparsity pattern: rows k·L + l of (indptr, indices)."""
+    one sparsity pattern: rows k·L + l of (indptr, indices); the reconstruction is yw·y + Σ θ_j f_j."""
     V = datas.shape[0]
     T = targets.shape[0]
     N = LsT.shape[1]
@@ -95,7 +95,11 @@ def _kernel(LsT, YT, targets, a1, v1, v1n, a2, v2, v2n, lab, indptr, indices, da
             for l in range(L):
                 row = k * L + l
                 for v in range(V):
-                    r[:] = 0.0
+                    if yw != 0.0:
+                        for s in range(B):
+                            r[s] = yw * np.float64(yb[s])
+                    else:
+                        r[:] = 0.0
                     for p in range(indptr[row], indptr[row + 1]):
                         d = datas[v, p]
                         src = LsT[indices[p], b0:b1]
@@ -136,9 +140,19 @@ def table1_metrics(source_logits: np.ndarray, labels: np.ndarray, coef, targets:
 
 
 def table1_metrics_sets(source_logits: np.ndarray, labels: np.ndarray, coefs, targets: np.ndarray, *,
-                        target_logits: np.ndarray | None = None) -> list[pd.DataFrame]:
+                        target_logits: np.ndarray | None = None, excl=None, gauge: str = "raw") -> list[pd.DataFrame]:
     """:func:`table1_metrics` of several coefficient sets on one sparsity pattern (e.g. the lasso and
-    its least-squares refit), in one pass over the logits: each source row is read once for all."""
+    its least-squares refit), in one pass over the logits: each source row is read once for all.
+
+    ``gauge="centered"``: the logits are the centred ones (f̃ = f − m·1) and the coefficients t those of
+    each target's re-centred sources h_j = f_j − m₋ᵢ (:mod:`~neudep_assets.lib.covlasso.gauge`; `excl`: each
+    target's excluded source). The reconstruction r = tᵀh = θᵀf̃ (θ lifted) estimates y = g̃_i, so e = y − r and
+    Rel Err = mean|e| / mean|y|. For the accuracies logit i itself is replaced, in raw terms, by
+    ĝ_i = m₋ᵢ + (m/(m−1))·r (m: the target model's classes; y = ((m−1)/m)(g_i − m₋ᵢ)); against the other
+    centred logits that is r' = y − (m/(m−1))·e, which the kernel evaluates as (m/(m−1))·θᵀf̃ − y/(m−1)."""
+    from neudep_assets.lib.covlasso.gauge import check_gauge, lift
+
+    check_gauge(gauge)
     Ls = np.asarray(source_logits)
     if Ls.ndim != 2:
         raise ValueError(f"source_logits must be (N, n), got shape {Ls.shape}")
@@ -157,6 +171,13 @@ def table1_metrics_sets(source_logits: np.ndarray, labels: np.ndarray, coefs, ta
     if labels.size and labels.max() >= m:
         raise ValueError(f"labels reach {labels.max()} but the target model has {m} classes")
     coefs = [coef_of(c) for c in coefs]
+    n_sources = coefs[0].n_active()  # (L, T): the sources of t, before any lifting
+    yw, err_scale = 0.0, 1.0
+    if gauge != "raw":
+        m_t = Y.shape[1]
+        coefs = [lift(c, excl, gauge) for c in coefs]
+        coefs = [c.with_data(c.data * (m_t / (m_t - 1))) for c in coefs]
+        yw, err_scale = -1.0 / (m_t - 1), (m_t - 1) / m_t
     coef = coefs[0]
     targets = np.asarray(targets, dtype=np.int64).ravel()
     if coef.shape[1] != targets.shape[0] or coef.shape[2] != n:
@@ -180,7 +201,6 @@ def table1_metrics_sets(source_logits: np.ndarray, labels: np.ndarray, coefs, ta
     correct = (a1 == labels) & labelled
     orig_acc = correct.sum() / n_lab if n_lab else np.nan
     mean_abs_y = np.abs(Y[:, targets]).mean(axis=0, dtype=np.float64)  # (T,)
-    n_sources = coef.n_active()  # (L, T)
     n_pos = np.bincount(labels[labelled], minlength=m)[targets]
     orig_pos_hits = np.bincount(labels[correct], minlength=m)[targets]
 
@@ -190,7 +210,8 @@ def table1_metrics_sets(source_logits: np.ndarray, labels: np.ndarray, coefs, ta
     ninf = np.full(N, -np.inf)
     datas = np.ascontiguousarray(np.stack([c.data for c in coefs]), dtype=np.float64)
     ae, hi, ph = _kernel(LsT, YT, targets, a1.astype(np.int64), v1, np.nextafter(v1, ninf), a2.astype(np.int64), v2,
-                         np.nextafter(v2, ninf), lab, coef.indptr, coef.indices, datas, L)
+                         np.nextafter(v2, ninf), lab, coef.indptr, coef.indices, datas, L, yw)
+    ae *= err_scale
     with np.errstate(divide="ignore", invalid="ignore"):
         orig_pos_acc = np.where(n_pos > 0, orig_pos_hits / np.maximum(n_pos, 1), np.nan)
     frames = []

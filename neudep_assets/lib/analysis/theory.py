@@ -8,52 +8,27 @@ reconstruction error of the target logit.
 Everything here works on the moments alone and in float64; one eigendecomposition of C serves all
 targets (n = 1000 takes well under a second).
 
-**Redundancy (§2.2, Eq. 5).** err_i(θ*(0)) = det C / det C₋ᵢ is the least-squares residual of the
-target on the sources, ``s − bᵀĈ⁺b``. The paper could not evaluate the determinant quotient (Remark 2:
-tiny eigenvalues → NaN). We never form determinants. We take C = QΛQᵀ, treat eigenvalues below
-τ = rtol·λ_max (numpy's ``matrix_rank`` rule, rtol = n·eps by default) as numerically zero and *floor*
-them at τ: C_τ = Q max(Λ, τ) Qᵀ, H = C_τ⁻¹. Then
-
-* within: err0_i = err_i of C_τ = 1 / H_ii (a sum of positive terms: no cancellation);
-* between: err0_i = s_i − bᵀ[(C_τ)₋ᵢ,₋ᵢ]⁻¹b, with the inverse of the principal submatrix obtained
-  from H by the Schur-complement identity (so again one eigendecomposition for all targets).
-
-For a well-conditioned C (all eigenvalues above τ) this *is* C_ii − bᵀĈ⁻¹b = det C / det C₋ᵢ. For a
-rank-deficient C it is the residual up to the numerical resolution τ of C: since C ⪯ C_τ ⪯ C + δI
-(δ = τ − min(λ_min, 0)), err0 is an upper bound on the exact residual that exceeds it by at most
-δ(1 + ‖θ*‖²). A class that takes part in an exact linear dependency (its coordinate axis has a
-component ``null_leverage`` = ‖Q₀ᵀeᵢ‖² in the numerical null space) gets err0 ≤ τ / null_leverage,
-i.e. ≈ 0 relative to C_ii. When the network's feature width d satisfies d + 1 < n every class is in
-such a dependency and err0 ≈ 0 for all of them: that is the exact answer, not a numerical accident.
+**Redundancy (§2.2, Eq. 5).** err_i(θ*(0)) = det C / det C₋ᵢ is the least-squares residual s − bᵀĈ⁺b; the
+paper's determinant quotient is NaN (Remark 2). We never form determinants: C = QΛQᵀ with eigenvalues below
+τ = rtol·λ_max (rtol = n·eps by default) floored at τ, C_τ = Q max(Λ, τ) Qᵀ, H = C_τ⁻¹; within,
+err0_i = 1 / H_ii; between, s_i − bᵀ[(C_τ)₋ᵢ,₋ᵢ]⁻¹b by the Schur complement of H. With the dense
+eigendecomposition C ⪯ C_τ ⪯ C + δI (δ = τ − min(λ_min, 0)): err0 is an upper bound on the exact residual,
+above it by at most δ(1 + ‖θ*‖²). With the low-rank one (:mod:`spectral`, large heads) C ⪯ C_τ fails (the
+remainder R = C − LLᵀ is dropped, not floored): err0 is within δ(1 + ‖θ*‖²) of the exact residual on either
+side (δ = τ + tr R), no more. A class in an exact linear dependency (``null_leverage`` = ‖Q₀ᵀeᵢ‖² > 0) gets
+err0 ≤ τ / null_leverage ≈ 0: with feature width d + 1 < n that is every class, and the exact answer.
 
 **Sparsity (§2.3).** Theorem 3 (Eq. 13) declares class j independent of i when
+|b_j| / ‖b‖_∞ < 1 − 2 ‖A_j‖₂ ‖A⁻ᵀb‖₂ |1/λ − 1/λ_max| with A = Ĉ^{1/2}, so ‖A_j‖₂² = Ĉ_jj and
+‖A⁻ᵀb‖₂² = bᵀĈ⁺b = s − err0 (``thm3_norm="pinv"``) or its bound s (``"second_moment"``). It is the dual
+polytope projection argument, valid for every λ > 0 and, with the pseudo-inverse, whenever b lies in the
+range of Ĉ (always, for moments of one sample set); otherwise (bᵀĈ_τ⁻¹b > s) ``thm3_applicable = False``
+and nothing is screened. With exact solutions it cannot be violated; it screens little (Cauchy–Schwarz
+makes its right-hand side negative unless λ is close to λ_max). Conjecture 1 (Eq. 14, |b_j| < λ/2) is not
+safe; its violation rate is measured. The derivation is in docs/maths.md.
 
-    |b_j| / ‖b‖_∞ < 1 − 2 ‖A_j‖₂ ‖A⁻ᵀb‖₂ |1/λ − 1/λ_max|,   A = Ĉ^{1/2}.
-
-Since A is the symmetric square root, ‖A_j‖₂² = Ĉ_jj and ‖A⁻ᵀb‖₂² = bᵀĈ⁻¹b, so no matrix square root
-is needed. Read carefully, the derivation (Eqs. 9–12) is the "dual polytope projection" argument: with
-y = A⁻ᵀb the problem is the Lasso ``‖y − At‖² + λ‖t‖₁``, whose dual optimum is the projection of
-2y/λ on {u : |A_jᵀu| ≤ 1}; projection is non-expansive, hence Theorem 2, hence Theorem 3. The
-argument holds for *every* λ > 0 (not only λ < λ_max) and stays valid in the rank-deficient case with
-the pseudo-inverse, y = A⁺b, *provided b lies in the range of Ĉ*: then Aᵀy = b and the objective
-equals ‖y − At‖² − ‖y‖². For moments computed from the same samples this always holds (b = F₋ᵢᵀ g_i / N
-lies in the range of Ĉ = F₋ᵢᵀF₋ᵢ / N), and bᵀĈ⁺b = s − err0 ≤ s. If b has a component outside the range
-of Ĉ (moments that do not come from one set of samples), ‖A⁺b‖ is infinite — the problem is
-unbounded below for small λ — and the theorem is not applicable: detected as bᵀĈ_τ⁻¹b > s (only
-possible when s is known, i.e. always within, and between when `target_second_moment` is passed),
-reported as ``thm3_applicable = False`` with nothing screened.
-
-We evaluate ‖A⁺b‖² as s − err0 (the pinv value up to the numerical resolution, see above; option
-``thm3_norm="pinv"``), or with the always-valid bound ‖A⁺b‖² ≤ s (``thm3_norm="second_moment"``;
-bᵀĈ⁺b ≤ s because the residual is non-negative). With exact solutions the rule can therefore not be
-violated; a counted violation means an inexact solution (or a coefficient the solver left at a
-tiny nonzero value) and is worth reporting. What the rule *does* show on data is how little it
-screens: ‖A_j‖‖A⁺b‖ ≥ |b_j| (Cauchy–Schwarz), so the right-hand side is negative unless λ is close to
-λ_max.
-
-Conjecture 1 (Eq. 14) is the heuristic |b_j| / ‖b‖_∞ < λ / λ_max (i.e. |b_j| < λ/2). It is *not* a safe
-rule (it screens more than even the unsafe "strong rule" of Tibshirani et al. 2012); its violation
-rate is measured here, not assumed.
+**Centered gauge.** Every quantity above is per target in the centered gauge (:mod:`~neudep_assets.lib.
+covlasso.gauge`): b and Ĉ_jj are the target's own, and err0 uses Ĥ = Q C_τ⁻¹ Q (:func:`_err0`).
 """
 
 from __future__ import annotations
@@ -64,8 +39,9 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from neudep_assets.lib.analysis.screening_kernel import screen_counts
+from neudep_assets.lib.analysis.screening_kernel import gauge_rows, screen_counts
 from neudep_assets.lib.analysis.spectral import Spectral, check_square, numerical_rank, rtol_of, spectral
+from neudep_assets.lib.covlasso.gauge import lift, rhs_shift
 from neudep_assets.lib.covlasso.problem import masked
 from neudep_assets.lib.covlasso.sparse import SparseCoef, coef_of, path_errors_sparse
 
@@ -82,6 +58,8 @@ class _Problem:
     s: np.ndarray | None  # (T,) second moment of the target logit (None: unknown, between only)
     excluded: np.ndarray  # (T,) source index excluded for target t, or -1
     targets: np.ndarray  # (T,)
+    gauge: str = "raw"
+    shift: np.ndarray | None = None  # (T,) the centered gauge's constant added to b (covlasso.gauge)
 
     @cached_property
     def X_raw(self) -> np.ndarray:  # (n, T) the columns b, the excluded entry left as is (between only)
@@ -94,7 +72,7 @@ class _Problem:
     _C: np.ndarray | None = None
 
 
-def _problem(C: np.ndarray, cross, targets, target_second_moment) -> _Problem:
+def _problem(C: np.ndarray, cross, targets, target_second_moment, gauge: str = "raw") -> _Problem:
     n = C.shape[0]
     if cross is None:
         M = C
@@ -117,7 +95,8 @@ def _problem(C: np.ndarray, cross, targets, target_second_moment) -> _Problem:
         s = sm[targets].copy()
     else:
         s = None
-    return _Problem(M=M, s=s, excluded=excluded, targets=targets, _C=C if cross is None else None)
+    return _Problem(M=M, s=s, excluded=excluded, targets=targets, _C=C if cross is None else None, gauge=gauge,
+                    shift=rhs_shift(M, targets, excluded, gauge))
 
 
 def _quad_inv(sp: Spectral, pb: _Problem) -> np.ndarray:
@@ -139,12 +118,20 @@ def _quad_inv(sp: Spectral, pb: _Problem) -> np.ndarray:
 
 
 def _err0(C: np.ndarray, sp: Spectral, pb: _Problem, cross) -> tuple[np.ndarray | None, np.ndarray]:
-    """(err0, q) per target; err0 is None when s is unknown (between without target_second_moment)."""
+    """(err0, q) per target; err0 is None when s is unknown (between without target_second_moment).
+
+    Centered gauge (C = G of the centred logits): the sources re-centred without the target span
+    {Σ_{j≠i} a_j f̃_j : Σ a_j = 0}, which is what the raw formulas give on G + α11ᵀ as α → ∞, i.e. with
+    Ĥ = Q G_τ⁻¹ Q (:meth:`Spectral.centred_view`). Within, 1/Ĥ_ii is the residual of f_i − m₋ᵢ, and the target
+    f̃_i = ((n−1)/n)(f_i − m₋ᵢ) scales it by ((n−1)/n)²; between, the Schur complement below with Ĥ."""
     if sp.degenerate:
         q = np.zeros(pb.targets.shape[0])
         return (None if pb.s is None else pb.s.copy()), q
+    if pb.gauge != "raw":
+        sp = sp.centred_view()
     if cross is None:
-        err0 = 1.0 / sp.h_diag()[pb.targets]
+        n = C.shape[0]
+        err0 = (1.0 if pb.gauge == "raw" else ((n - 1) / n) ** 2) / sp.h_diag()[pb.targets]
         # ‖A⁺b‖² consistent with err0 (s − err0), not the separately computed q (differs by O(τ))
         q = pb.s - err0
         return err0, q
@@ -160,15 +147,18 @@ def _spectral_of(C, sp, rtol) -> Spectral:
 # §2.2 redundancy
 
 
-def redundancy(C, *, cross=None, target_second_moment=None, rtol=None, spectral: Spectral | None = None) -> pd.DataFrame:
+def redundancy(C, *, cross=None, target_second_moment=None, rtol=None, spectral: Spectral | None = None,
+               gauge: str = "raw") -> pd.DataFrame:
     """err_i(θ*(0)) per target class, computed stably (see the module docstring).
 
     Within (cross=None): one row per class of C. Between (cross = E[f gᵀ], shape (n, m)): one row per
     class i of g, regressed on all classes of f except i; needs ``target_second_moment`` = E[g_i²]
     (shape (m,)) for err0 (without it err0 and rel_err0 are NaN and only ``explained`` = bᵀĈ⁺b is
-    given). ``spectral``: the eigendecomposition of C if already computed (:func:`spectral`).
+    given). ``spectral``: the eigendecomposition of C if already computed (:func:`spectral`). ``gauge``:
+    "centered" for moments of centred logits, each target's sources re-centred without it (see :func:`_err0`).
 
-    Columns: target, err0 (≥ 0 up to rounding; an upper bound within the numerical resolution),
+    Columns: target, err0 (≥ 0 up to rounding; within the numerical resolution of the exact residual, and
+    above it with the dense eigendecomposition, see the module docstring),
     rel_err0 = err0 / s (s = C_ii or E[g_i²]; the fraction of the target's second moment that the other
     logits cannot explain), second_moment (s), explained (bᵀĈ⁺b = s − err0), null_leverage (> 0: the
     source side of this class lies in an exact linear dependency; within only meaningful for the class
@@ -177,15 +167,16 @@ def redundancy(C, *, cross=None, target_second_moment=None, rtol=None, spectral:
     """
     C = check_square(C, "C")
     sp = _spectral_of(C, spectral, rtol)
-    pb = _problem(C, cross, None, target_second_moment)
+    pb = _problem(C, cross, None, target_second_moment, gauge)
     err0, q = _err0(C, sp, pb, cross)
     T = pb.targets.shape[0]
     s = pb.s if pb.s is not None else np.full(T, np.nan)
     e = err0 if err0 is not None else np.full(T, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(s > 0, e / s, np.nan)
-    lev = np.where(pb.excluded >= 0, sp.null_leverage[np.maximum(pb.excluded, 0)], np.nan) if cross is not None \
-        else sp.null_leverage[pb.targets]
+    spl = sp.centred_view() if gauge != "raw" and not sp.degenerate else sp
+    lev = np.where(pb.excluded >= 0, spl.null_leverage[np.maximum(pb.excluded, 0)], np.nan) if cross is not None \
+        else spl.null_leverage[pb.targets]
     consistent = ~(e < -1e-8 * np.abs(s))
     return pd.DataFrame({
         "target": pb.targets, "err0": e, "rel_err0": rel, "second_moment": s, "explained": q,
@@ -229,10 +220,11 @@ def path_errors(C, path, *, cross=None, target_second_moment=None) -> np.ndarray
     sparse coefficients (O(nnz²) per solution)."""
     C = check_square(C, "C")
     coef, _, targets = _path_arrays(path, C.shape[0])
-    pb = _problem(C, cross, targets, target_second_moment)
+    gauge = getattr(path, "gauge", "raw")
+    pb = _problem(C, cross, targets, target_second_moment, gauge)
     if pb.s is None:
         raise ValueError("between-model errors need target_second_moment = E[g_i²]")
-    return path_errors_sparse(C, _drop_excluded(coef, pb.excluded), pb.M, targets, pb.s)
+    return path_errors_sparse(C, lift(_drop_excluded(coef, pb.excluded), pb.excluded, gauge), pb.M, targets, pb.s)
 
 
 def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None, rtol=1e-9,
@@ -253,7 +245,8 @@ def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None,
     C = check_square(C, "C")
     n = C.shape[0]
     coef, lam, targets = _path_arrays(path, n)
-    pb = _problem(C, cross, targets, target_second_moment)
+    gauge = getattr(path, "gauge", "raw")
+    pb = _problem(C, cross, targets, target_second_moment, gauge)
     if err is None:
         err = path_errors(C, path, cross=cross, target_second_moment=target_second_moment)
     s = pb.s
@@ -264,7 +257,8 @@ def eq5_violations(C, path, *, cross=None, target_second_moment=None, err0=None,
 
     m_all = n if cross is None else np.asarray(cross).shape[1]
     if err0 is None:
-        red = redundancy(C, cross=cross, target_second_moment=target_second_moment, rtol=rank_rtol, spectral=sp)
+        red = redundancy(C, cross=cross, target_second_moment=target_second_moment, rtol=rank_rtol, spectral=sp,
+                         gauge=gauge)
         e0 = red["err0"].to_numpy()[targets]
     elif isinstance(err0, pd.DataFrame):
         e0 = err0.set_index("target").loc[targets, "err0"].to_numpy()
@@ -316,7 +310,7 @@ def _screen_setup(C, path, cross, target_second_moment, thm3_norm, rank_rtol, sp
     if thm3_norm not in ("pinv", "second_moment"):
         raise ValueError(f"thm3_norm must be 'pinv' or 'second_moment', got {thm3_norm!r}")
     tg = targets if only is None else targets[only]
-    pb = _problem(C, cross, tg, target_second_moment)
+    pb = _problem(C, cross, tg, target_second_moment, getattr(path, "gauge", "raw"))
     sp = _spectral_of(C, sp, rank_rtol)
     _, q = _err0(C, sp, pb, cross)
     # within: b is in the range of Ĉ whenever C is PSD; a clearly negative eigenvalue (beyond the
@@ -366,9 +360,17 @@ def screening(C, path, *, cross=None, target_second_moment=None, coef_tol: float
         C, path, cross, target_second_moment, thm3_norm, rank_rtol, spectral)
     L, T = lam.shape
     n = C.shape[0]
-    ci, cf = screen_counts(pb.Mt, targets, pb.excluded, np.sqrt(np.maximum(np.diag(C), 0.0)), np.sqrt(q),
-                            np.ascontiguousarray(lam), applicable, coef.indptr, coef.indices, coef.data,
-                            float(coef_tol))
+    ci, cf = np.zeros((5, L, T), np.int64), np.zeros((3, L, T))
+    step = T if pb.gauge == "raw" else max(1, 2 ** 24 // max(n, 1))  # centered: per-target rows, ≤ 256 MB a block
+    for a in range(0, T, step):
+        b = min(a + step, T)
+        sub = pb if (a, b) == (0, T) else _problem(C, cross, targets[a:b], target_second_moment, pb.gauge)
+        Mt, cols, sqd = gauge_rows(C, sub)
+        ip = coef.indptr[a * L:b * L + 1]
+        i_, f_ = screen_counts(Mt, cols, sub.excluded, sqd, np.sqrt(q[a:b]), np.ascontiguousarray(lam[:, a:b]),
+                               applicable[a:b], ip - ip[0], coef.indices[ip[0]:ip[-1]], coef.data[ip[0]:ip[-1]],
+                               float(coef_tol))
+        ci[:, :, a:b], cf[:, :, a:b] = i_, f_
     n_cand = n - (pb.excluded >= 0).astype(np.int64)
     return pd.DataFrame({
         "lambda_index": np.repeat(np.arange(L, dtype=np.int64), T), "target": np.tile(targets, L),
@@ -396,11 +398,12 @@ def fig3_data(C, path, target_pos, lambda_index, *, cross=None, target_second_mo
     if not 0 <= li < lam.shape[0]:
         raise ValueError(f"lambda_index {li} out of range for {lam.shape[0]} lambdas")
     n = C.shape[0]
-    absb = np.abs(masked(pb.X_raw, pb.excluded))  # (n, 1)
+    Mt, _, sqd = gauge_rows(C, pb)
+    absb = np.abs(masked(np.ascontiguousarray(Mt[[0] if pb.gauge != "raw" else pb.targets].T), pb.excluded))  # (n, 1)
     bmax = absb.max(axis=0) if n else np.zeros(1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(bmax > 0, absb / bmax, 0.0)
-    K = np.sqrt(np.maximum(np.diag(C), 0.0))[:, None] * np.sqrt(q)[None, :]
+    K = sqd[0][:, None] * np.sqrt(q)[None, :]
     thm3, conj, thr, lrat = _rules(lam[li, t:t + 1], bmax, ratio, K, applicable)
     cand = np.ones(n, dtype=bool)
     if pb.excluded[0] >= 0:

@@ -35,10 +35,15 @@ from numba import njit, prange
 
 from neudep_assets.lib.covlasso.numba_linalg import _gemv_rows, _polish_one, SCHUR_RTOL, DEN_EPS  # noqa: F401
 from neudep_assets.lib.covlasso.numba_homotopy import _homotopy_one  # noqa: F401
+from neudep_assets.lib.covlasso.gauge import form
+
+# V, kap (every kernel below): the per-target correction of the centered gauge (covlasso.gauge): target idx
+# is solved on C + v1ᵀ + 1vᵀ + κ11ᵀ with v = V[:, idx], κ = kap[idx], formed in a per-thread buffer; V of
+# shape (0, T): the raw gauge, C itself.
 
 
 @njit(cache=True, parallel=True)
-def solve_many(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, nth):
+def solve_many(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, V, kap, nth):
     """All targets, in parallel over targets (interleaved over threads for balance).
 
     B: (n, T) right-hand sides; excl: (T,) excluded index or -1; mus: (T, L) descending;
@@ -46,13 +51,20 @@ def solve_many(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, inf
     T = B.shape[1]
     if nth > T:
         nth = max(T, 1)
+    n = C.shape[0]
     for wkr in prange(nth):
         nok = np.empty(0)
         noi = np.empty(0, np.int64)
         nocnt = np.zeros(3, np.int64)
+        buf = np.empty((n, n) if V.shape[0] > 0 else (0, 0))
         for idx in range(wkr, T, nth):
-            _solve_into(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, idx,
-                        False, nok, noi, noi, nok, nocnt)
+            if V.shape[0] > 0:
+                form(C, V[:, idx], kap[idx], buf)
+                _solve_into(buf, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, idx,
+                            False, nok, noi, noi, nok, nocnt)
+            else:
+                _solve_into(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, idx,
+                            False, nok, noi, noi, nok, nocnt)
 
 
 @njit(cache=True)
@@ -76,7 +88,7 @@ def _solve_into(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, in
 
 
 @njit(cache=True, nogil=True)
-def solve_knots(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, tlist):
+def solve_knots(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, V, kap, tlist):
     """The targets ``tlist`` one after the other (one thread: the caller runs several on disjoint lists),
     as :func:`solve_many`, and the knots of each path (see :func:`_homotopy_one`).
 
@@ -95,7 +107,11 @@ def solve_knots(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, in
     zp = 0
     need_k = 64
     need_z = 1024
+    n = C.shape[0]
+    buf = np.empty((n, n) if V.shape[0] > 0 else (0, 0))
     for i in range(tlist.size):
+        if V.shape[0] > 0:
+            form(C, V[:, tlist[i]], kap[tlist[i]], buf)
         while True:
             if kp + 2 * need_k > kmu.size:
                 cap = max(2 * kmu.size, kp + 2 * need_k)
@@ -114,8 +130,12 @@ def solve_knots(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, in
                 kidx = i2
                 kval = v2
             kcnt[:] = 0
-            _solve_into(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, tlist[i],
-                        True, kmu[kp:], kst[kp:], kidx[zp:], kval[zp:], kcnt)
+            if V.shape[0] > 0:
+                _solve_into(buf, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, tlist[i],
+                            True, kmu[kp:], kst[kp:], kidx[zp:], kval[zp:], kcnt)
+            else:
+                _solve_into(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, tlist[i],
+                            True, kmu[kp:], kst[kp:], kidx[zp:], kval[zp:], kcnt)
             need_k = max(need_k, kcnt[0])
             need_z = max(need_z, kcnt[1])
             if kcnt[0] <= kmu.size - kp and kcnt[1] <= kidx.size - zp:
@@ -128,21 +148,28 @@ def solve_knots(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, in
 
 
 @njit(cache=True)
-def polish_many(C, B, excl, mus, mu0, coef, tol_rel):
+def polish_many(C, B, excl, mus, mu0, coef, tol_rel, V, kap):
     """Re-polish selected problems in place (used when the independent certificate
-    disagrees with the kernel's). coef: (P, n); returns the absolute violations."""
+    disagrees with the kernel's). coef: (P, n); V (n, P) / kap (P,) per problem; returns the absolute
+    violations."""
     P = coef.shape[0]
     out = np.empty(P)
+    n = C.shape[0]
+    buf = np.empty((n, n) if V.shape[0] > 0 else (0, 0))
     for p in range(P):
         b = np.ascontiguousarray(B[:, p])
         t = coef[p].copy()
-        out[p] = _polish_one(C, b, excl[p], mus[p], mu0[p], t, tol_rel * mu0[p], 20)
+        if V.shape[0] > 0:
+            form(C, V[:, p], kap[p], buf)
+            out[p] = _polish_one(buf, b, excl[p], mus[p], mu0[p], t, tol_rel * mu0[p], 20)
+        else:
+            out[p] = _polish_one(C, b, excl[p], mus[p], mu0[p], t, tol_rel * mu0[p], 20)
         coef[p] = t
     return out
 
 
 @njit(cache=True, parallel=True)
-def kkt_many(C, B, excl, coef, lam_abs, lam_max, nth):
+def kkt_many(C, B, excl, coef, lam_abs, lam_max, V, kap, nth):
     """The certificate of covlasso, computed from C and coef alone (independent of the solver's
     state), exploiting the sparsity of coef: O(n · nnz) per solution.
 
@@ -168,6 +195,14 @@ def kkt_many(C, B, excl, coef, lam_abs, lam_max, nth):
                         vals[m] = v
                         m += 1
                 _gemv_rows(C, idx, m, vals, g, n)
+                if V.shape[0] > 0:  # (Ĉt)_j = (Ct)_j + v_j·1ᵀt + vᵀt + κ·1ᵀt
+                    sig = 0.0
+                    vt = 0.0
+                    for q in range(m):
+                        sig += vals[q]
+                        vt += V[idx[q], t] * vals[q]
+                    for j in range(n):
+                        g[j] += V[j, t] * sig + vt + kap[t] * sig
                 lam = lam_abs[l, t]
                 worst = 0.0
                 for j in range(n):

@@ -25,6 +25,7 @@ from numba import njit, prange
 
 from neudep_assets.lib.covlasso.numba_homotopy import _homotopy_one
 from neudep_assets.lib.covlasso.numba_linalg import _kkt_abs, _residual
+from neudep_assets.lib.covlasso.gauge import form
 
 
 @njit(cache=True)
@@ -150,9 +151,10 @@ def working_set_one(C, b, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kk
 
 
 @njit(cache=True, parallel=True)
-def solve_many_ws(C, B, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kkt, info, ws_info, nth):
+def solve_many_ws(C, B, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kkt, info, ws_info, V, kap, nth):
     """All targets by the working-set homotopy, in parallel over targets (interleaved over threads);
-    arguments as :func:`numba_kernel.solve_many`, plus ws_info (T, 2) of :func:`working_set_one`."""
+    arguments as :func:`numba_kernel.solve_many` (V, kap: the centered gauge's correction), plus ws_info
+    (T, 2) of :func:`working_set_one`."""
     T = B.shape[1]
     L = mus.shape[1]
     n = C.shape[0]
@@ -165,10 +167,15 @@ def solve_many_ws(C, B, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kkt,
         kk = np.empty(L)
         inf = np.zeros(6, np.int64)
         wsi = np.zeros(2, np.int64)
+        buf = np.empty((n, n) if V.shape[0] > 0 else (0, 0))
         for i in range(wkr, T, nth):
             b = np.ascontiguousarray(B[:, i])
             inf[:] = 0
-            working_set_one(C, b, excl[i], mus[i], tol_rel, m0, max_ws, cf, na, st, kk, inf, wsi)
+            if V.shape[0] > 0:
+                form(C, V[:, i], kap[i], buf)
+                working_set_one(buf, b, excl[i], mus[i], tol_rel, m0, max_ws, cf, na, st, kk, inf, wsi)
+            else:
+                working_set_one(C, b, excl[i], mus[i], tol_rel, m0, max_ws, cf, na, st, kk, inf, wsi)
             for l in range(L):
                 coef[l, i, :] = cf[l]
                 nact[l, i] = na[l]

@@ -8,8 +8,10 @@ active set changes, and the smallest λ solved; between two neighbouring knots �
 
 exactly, and the fit error err(t) = s − 2bᵀt + tᵀCt (Eq. 5) is the quadratic
 err(u) = (1 − u)·err_a + u·err_b − u(1 − u)·h with h = (t_b − t_a)ᵀ C (t_b − t_a) (``seg_curv``, stored on
-the knot a). Along the path err is non-increasing as λ decreases (the lasso's training error), so "the
-largest λ with fit Rel Err = err/s ≤ x" is one root of that quadratic on the first segment that reaches x.
+the knot a). Along the path err is non-increasing as λ decreases (the lasso's training error), so the λ at
+which the unexplained share err/s reaches x is one root of that quadratic on the first segment that reaches
+x. The support is not monotone in λ: the sparsest dependency within x (:func:`sparsest_within`) is the
+fewest sources anywhere on the path, not that λ.
 
 Storage is O(nonzeros along the path): per knot, its nonzero coefficients only (:class:`PathKnots` in
 memory; the store's tables ``dependency_path_knots`` and ``dependency_path`` row for row). The readers
@@ -24,7 +26,8 @@ import numpy as np
 import pandas as pd
 from numba import njit, prange
 
-__all__ = ["PathKnots", "knot_frames", "dependency_at", "last_with_at_most", "sparsest_within"]
+__all__ = ["PathKnots", "knot_frames", "dependency_at", "last_with_at_most", "sparsest_within", "sparsest_on_grid",
+           "BOUNDS"]
 
 
 @dataclass
@@ -77,7 +80,7 @@ def _ranges(starts, lengths) -> np.ndarray:
 
 
 @njit(cache=True, parallel=True)
-def _knot_errors(M, cols, s, lam, target_ptr, indptr, indices, data):
+def _knot_errors(M, cols, s, shift, lam, target_ptr, indptr, indices, data):
     """Per knot: err = s − 2bᵀt + tᵀCt, and h = dᵀCd of the segment to the next knot of the same target
     (d = t_next − t; 0 on a target's last knot), in O(nonzeros) from the optimality conditions instead of C:
     on the active set A, (b − Ct)_A = μ sign(t)_A (μ = λ/2), so err = s − bᵀt − μ‖t‖₁, and along a segment
@@ -96,7 +99,7 @@ def _knot_errors(M, cols, s, lam, target_ptr, indptr, indices, data):
             lin = 0.0
             l1 = 0.0
             for p in range(a, b):
-                lin += M[indices[p], col] * data[p]
+                lin += (M[indices[p], col] + shift[k]) * data[p]
                 l1 += abs(data[p])
             err[r] = s[k] - lin - 0.5 * lam[r] * l1
             if r + 1 < target_ptr[k + 1]:
@@ -123,16 +126,18 @@ def _knot_errors(M, cols, s, lam, target_ptr, indptr, indices, data):
     return err, curv
 
 
-def knot_frames(knots: PathKnots, targets, lambda_max, M, s) -> tuple[pd.DataFrame, pd.DataFrame]:
+def knot_frames(knots: PathKnots, targets, lambda_max, M, s, shift=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The store's rows of a path: (knots, coefficients).
 
-    knots: target_class, knot, lambda_abs, lambda_rel (λ / λ_max), n_sources, fit_err, fit_rel_err (err/s),
+    knots: target_class, knot, lambda_abs, lambda_rel (λ / λ_max), n_sources, fit_err, unexplained_share (err/s),
     seg_curv (h of the segment to the next knot), exact. coefficients: target_class, knot, source_class, coef.
     `M` is C (within) or the cross moment (between); `s` (all classes) E[target²]; `targets`, `lambda_max` as
-    the solver returned them."""
+    the solver returned them; `shift` (per target, centered gauge): the constant its b carries beyond M's column
+    (:func:`~neudep_assets.lib.covlasso.gauge.rhs_shift`)."""
     targets = np.asarray(targets, np.int64)
     st = np.asarray(s, np.float64)[targets]
-    err, curv = _knot_errors(np.ascontiguousarray(M, dtype=np.float64), targets, st, knots.lambda_abs,
+    shift = np.zeros(targets.size) if shift is None else np.asarray(shift, np.float64)
+    err, curv = _knot_errors(np.ascontiguousarray(M, dtype=np.float64), targets, st, shift, knots.lambda_abs,
                              knots.target_ptr, knots.indptr, knots.indices, knots.data)
     nk = np.diff(knots.target_ptr)
     pos = np.repeat(np.arange(targets.size), nk)
@@ -141,7 +146,7 @@ def knot_frames(knots: PathKnots, targets, lambda_max, M, s) -> tuple[pd.DataFra
     kf = pd.DataFrame({"target_class": targets[pos], "knot": knot_no, "lambda_abs": knots.lambda_abs,
                        "lambda_rel": np.divide(knots.lambda_abs, lmax, out=np.ones_like(lmax), where=lmax > 0),
                        "n_sources": np.diff(knots.indptr), "fit_err": err,
-                       "fit_rel_err": np.divide(err, st[pos], out=np.zeros_like(err), where=st[pos] > 0),
+                       "unexplained_share": np.divide(err, st[pos], out=np.zeros_like(err), where=st[pos] > 0),
                        "seg_curv": curv, "exact": knots.exact[pos]})
     row = np.repeat(np.arange(knots.lambda_abs.size), np.diff(knots.indptr))
     cf = pd.DataFrame({"target_class": targets[pos][row], "knot": knot_no[row], "source_class": knots.indices,
@@ -213,43 +218,92 @@ def dependency_at(knots: pd.DataFrame, coefs: pd.DataFrame, lam: float, *, relat
 def last_with_at_most(knots: pd.DataFrame, coefs: pd.DataFrame, k: int) -> pd.DataFrame:
     """Per target, the last dependency along the path (the smallest stored λ) with at most k sources: a knot
     (the set of λ with ≤ k sources is a union of closed intervals between knots). Rows target_class, knot,
-    lambda_abs, lambda_rel, fit_rel_err, source_class, coef (a target with k = 0 and t = 0: one row, no
+    lambda_abs, lambda_rel, unexplained_share, source_class, coef (a target with k = 0 and t = 0: one row, no
     source)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
         raise ValueError(f"k (the most sources) must be an integer ≥ 0, got {k!r}")
     kn = _check(knots)
     pick = kn[kn["n_sources"] <= k].groupby("target_class").tail(1)
-    cols = ["target_class", "knot", "lambda_abs", "lambda_rel", "fit_rel_err"]
+    cols = ["target_class", "knot", "lambda_abs", "lambda_rel", "unexplained_share"]
     c = coefs[["target_class", "knot", "source_class", "coef"]]
     return pick[cols].merge(c, on=["target_class", "knot"], how="left").sort_values(
         ["target_class", "source_class"]).reset_index(drop=True)
 
 
-def sparsest_within(knots: pd.DataFrame, coefs: pd.DataFrame, x: float) -> pd.DataFrame:
-    """Per target, the dependency at the largest λ whose fit-split Rel Err (err/E[target²]) is ≤ x, with λ
-    exact (the root of the segment's quadratic). Targets whose stored path never reaches x are left out.
-    Rows target_class, lambda_abs, lambda_rel, fit_rel_err, n_sources, source_class, coef."""
+BOUNDS = ("unexplained_share", "rel_err")  # what "sparsest" can bound: fit-split err/E[y²], or Table 1's Rel Err
+
+
+def _check_x(x, bound: str = "unexplained_share") -> float:
+    if bound not in BOUNDS:
+        raise ValueError(f"bound must be one of {', '.join(BOUNDS)}, got {bound!r}")
     if isinstance(x, bool) or not isinstance(x, (int, float, np.floating)) or not 0 < x <= 1:
-        raise ValueError(f"x (the largest fit Rel Err) must lie in (0, 1], got {x!r}")
+        raise ValueError(f"x (the largest {bound}) must lie in (0, 1], got {x!r}")
+    return float(x)
+
+
+def sparsest_within(knots: pd.DataFrame, coefs: pd.DataFrame, x: float) -> pd.DataFrame:
+    """Per target, the dependency with the fewest sources anywhere on the stored path whose unexplained share
+    (fit split, err/E[target²]) is ≤ x; among those, the one at the largest λ. Targets whose stored path never
+    reaches x are left out. Rows target_class, bound ("unexplained_share"), lambda_abs, lambda_rel,
+    unexplained_share, n_sources, source_class, coef.
+
+    The lasso's support is not monotone in λ, so this is not the largest λ that meets x. Where it is attained:
+    err is non-increasing as λ falls, and on a segment between knots λ_a > λ_b the support is constant and
+    contains both knots' supports (a class entering at λ_a is zero there, one leaving at λ_b is zero there).
+    So every point of a segment wholly within x is matched or beaten (fewer sources, or as many at a larger
+    λ) by its knot a, and the candidates are the knots within x plus the exact root of err = x·s on the first
+    segment that reaches x (its λ solved from the segment's quadratic)."""
+    x = _check_x(x)
     kn = _check(knots)
-    s = kn["fit_err"] / kn["fit_rel_err"].where(kn["fit_rel_err"] > 0, np.nan)
+    s = kn["fit_err"] / kn["unexplained_share"].where(kn["unexplained_share"] > 0, np.nan)
     s = s.groupby(kn["target_class"]).transform("first")  # knot 0 (t = 0): fit_err = s
     seg = _segment_rows(kn).assign(s=s.to_numpy())
+    lmax_all = seg.groupby("target_class")["lambda_abs"].transform("first")
+    # the root on the first segment that reaches x (u = 0: its knot a is within x already)
     reach = seg[seg["err_b"] <= x * seg["s"]].groupby("target_class").head(1)
     e0, e1, h, goal = reach["fit_err"], reach["err_b"], reach["seg_curv"], x * reach["s"]
     u = np.asarray(_first_root(e0.to_numpy(), e1.to_numpy(), h.to_numpy(), goal.to_numpy()))
-    u = np.where(e0 <= goal, 0.0, u)  # knot a already within x (only knot 0 when x = 1)
+    u = np.where(e0 <= goal, 0.0, u)
     la = reach["lambda_abs"] - u * (reach["lambda_abs"] - reach["lambda_b"])
-    lmax = seg.groupby("target_class")["lambda_abs"].transform("first")[reach.index]
-    picks = pd.DataFrame({"target_class": reach["target_class"].to_numpy(), "knot_a": reach["knot"].to_numpy(),
+    roots = pd.DataFrame({"target_class": reach["target_class"].to_numpy(), "knot_a": reach["knot"].to_numpy(),
                           "knot_b": reach["knot_b"].to_numpy(), "u": u, "lambda_abs": la.to_numpy(),
-                          "lambda_rel": (la / lmax).to_numpy(),
-                          "fit_rel_err": ((1 - u) * e0 + u * e1 - u * (1 - u) * h).to_numpy() / reach["s"].to_numpy()})
+                          "lambda_rel": (la / lmax_all[reach.index]).to_numpy(),
+                          "unexplained_share": ((1 - u) * e0 + u * e1 - u * (1 - u) * h).to_numpy()
+                          / reach["s"].to_numpy()})
+    roots["n_sources"] = roots["target_class"].map(_coefs_between(coefs, roots).groupby("target_class").size()) \
+        .fillna(0).astype(np.int64)
+    within = seg[seg["fit_err"] <= x * seg["s"]]
+    knots_in = pd.DataFrame({"target_class": within["target_class"].to_numpy(), "knot_a": within["knot"].to_numpy(),
+                             "knot_b": within["knot"].to_numpy(), "u": 0.0, "lambda_abs": within["lambda_abs"].to_numpy(),
+                             "lambda_rel": (within["lambda_abs"] / lmax_all[within.index]).to_numpy(),
+                             "unexplained_share": (within["fit_err"] / within["s"]).to_numpy(),
+                             "n_sources": within["n_sources"].to_numpy().astype(np.int64)})
+    cand = pd.concat([roots, knots_in], ignore_index=True)
+    picks = cand.sort_values(["target_class", "n_sources", "lambda_abs"], ascending=[True, True, False]) \
+        .groupby("target_class").head(1).reset_index(drop=True)
     out = _coefs_between(coefs, picks)
-    n = out.groupby("target_class").size()
-    picks["n_sources"] = picks["target_class"].map(n).fillna(0).astype(np.int64)
+    picks.insert(1, "bound", "unexplained_share")
     return picks.drop(columns=["knot_a", "knot_b", "u"]).merge(
         out[["target_class", "source_class", "coef"]], on="target_class", how="left").reset_index(drop=True)
+
+
+def sparsest_on_grid(metrics: pd.DataFrame, edges: pd.DataFrame, x: float, bound: str = "rel_err") -> pd.DataFrame:
+    """Per target, among the analysis's λ grid (``dependency_metrics`` rows of one analysis, with its
+    ``dependencies`` edges), the solution with the fewest sources whose `bound` (Table 1's ``rel_err`` on the
+    eval split, or the fit split's ``unexplained_share``) is ≤ x; ties: the largest λ. Table 1's Rel Err is
+    only known on the grid, not along the path. Rows target_class, bound, lambda_index, lambda_abs, rel_err,
+    unexplained_share, n_sources, source_class, coef."""
+    x = _check_x(x, bound)
+    if "dependency_run_id" in metrics and metrics["dependency_run_id"].nunique() > 1:
+        raise ValueError("metrics: rows of several analyses (dependency_run_id); pass one analysis")
+    ok = metrics[metrics[bound] <= x]
+    picks = ok.sort_values(["target_class", "n_sources", "lambda_abs"], ascending=[True, True, False]) \
+        .groupby("target_class").head(1)
+    cols = ["target_class", "lambda_index", "lambda_abs", "rel_err", "unexplained_share", "n_sources"]
+    picks = picks[cols].assign(bound=bound)[["target_class", "bound"] + cols[1:]]
+    e = edges[["lambda_index", "target_class", "source_class", "coef"]]
+    return picks.merge(e, on=["target_class", "lambda_index"], how="left").sort_values(
+        ["target_class", "source_class"]).reset_index(drop=True)
 
 
 def _first_root(e0, e1, h, goal):

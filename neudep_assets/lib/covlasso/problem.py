@@ -10,13 +10,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def target_rhs(C: np.ndarray, cross: np.ndarray | None, targets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(B, excluded, λ_max) for `targets`: B (n, T) the raw columns b (the excluded entry left as is),
-    excluded (T,) the source index each target excludes (−1 for none), λ_max (T,) = 2‖b‖_∞ without it."""
+def target_rhs(C: np.ndarray, cross: np.ndarray | None, targets,
+               gauge: str = "raw") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(B, excluded, λ_max) for `targets`: B (n, T) the columns b (the excluded entry left as is; in the
+    centered gauge shifted by M[e, i]/(n−1), :mod:`gauge`), excluded (T,) the source index each target
+    excludes (−1 for none), λ_max (T,) = 2‖b‖_∞ without it."""
+    from neudep_assets.lib.covlasso.gauge import rhs_shift
+
     n = C.shape[0]
     tg = np.asarray(targets, dtype=np.int64).ravel()
-    B = np.ascontiguousarray((C if cross is None else cross)[:, tg], dtype=np.float64)
+    M = C if cross is None else cross
+    B = np.ascontiguousarray(M[:, tg], dtype=np.float64)
     excl = tg.copy() if cross is None else np.where(tg < n, tg, -1).astype(np.int64)
+    if gauge != "raw":
+        B += rhs_shift(M, tg, excl, gauge)[None, :]
     lam_max = 2.0 * np.abs(masked(B, excl)).max(axis=0) if n else np.zeros(tg.shape[0])
     return B, excl, lam_max
 

@@ -81,6 +81,7 @@ from typing import Sequence
 
 import numpy as np
 
+from neudep_assets.lib.covlasso.gauge import check_gauge, correction
 from neudep_assets.lib.covlasso.inputs import METHODS, check_device, validate
 from neudep_assets.lib.covlasso.path import PathKnots
 from neudep_assets.lib.covlasso.problem import target_rhs
@@ -127,6 +128,7 @@ class CovLassoPath:
     seconds: float
     device: str = "cpu"
     knots: PathKnots | None = None
+    gauge: str = "raw"  # "centered": each target's sources re-centred without it (covlasso.gauge)
 
     @property
     def coef(self) -> np.ndarray:
@@ -141,10 +143,14 @@ class CovLassoPath:
 # ----------------------------------------------------------------------------- certificate
 
 
-def kkt_violation(C, coef, b, excl, lam_abs, lam_max) -> np.ndarray:
+def kkt_violation(C, coef, b, excl, lam_abs, lam_max, V=None, kap=None) -> np.ndarray:
     """Relative KKT violation of coef (T, n) for right-hand sides b (n, T), excluded indices
-    excl (T,) (−1 for none), absolute λ (T,) and λ_max (T,). Dense products, O(T·n²)."""
+    excl (T,) (−1 for none), absolute λ (T,) and λ_max (T,); V (n, T) and kap (T,): the centered gauge's
+    correction (:mod:`gauge`). Dense products, O(T·n²)."""
     G = 2.0 * (coef @ C - b.T)  # C symmetric: row t of coef @ C is (C t)ᵀ
+    if V is not None and V.shape[0]:
+        sig = coef.sum(1)
+        G += 2.0 * (V.T * sig[:, None] + np.einsum("tj,jt->t", coef, V)[:, None] + (kap * sig)[:, None])
     lam = lam_abs[:, None]
     v = np.where(coef > 0, np.abs(G + lam), np.where(coef < 0, np.abs(G - lam), np.maximum(np.abs(G) - lam, 0.0)))
     rows = np.nonzero(excl >= 0)[0]
@@ -153,19 +159,19 @@ def kkt_violation(C, coef, b, excl, lam_abs, lam_max) -> np.ndarray:
     return v.max(axis=1) / denom
 
 
-def _certify(C, B, excl, coef, lam_abs, lam_max):
-    """The certificate for every (λ, target), from C and coef only (sparse products)."""
+def _certify(C, B, excl, coef, lam_abs, lam_max, V, kap):
+    """The certificate for every (λ, target), from C (and the gauge's correction) and coef only."""
     import numba
 
     from neudep_assets.lib.covlasso import numba_kernel as K
 
-    return K.kkt_many(C, B, excl, coef, np.ascontiguousarray(lam_abs), lam_max, numba.get_num_threads())
+    return K.kkt_many(C, B, excl, coef, np.ascontiguousarray(lam_abs), lam_max, V, kap, numba.get_num_threads())
 
 
 # ----------------------------------------------------------------------------- the solver
 
 
-def _solve_numba(C, B, excl, mus, tol, knots=False, method="homotopy"):
+def _solve_numba(C, B, excl, mus, tol, V, kap, knots=False, method="homotopy"):
     """The numba homotopy (`method` "homotopy", or "working_set": :mod:`numba_workingset`); with `knots`
     (always the full homotopy), also each target's path knots (:class:`PathKnots`), else None.
 
@@ -188,37 +194,50 @@ def _solve_numba(C, B, excl, mus, tol, knots=False, method="homotopy"):
         from neudep_assets.lib.covlasso.numba_workingset import solve_many_ws
 
         ws_info = np.zeros((T, 2), np.int64)  # rounds, fell back (read by the kernel's tests)
-        solve_many_ws(C, B, excl, mus, float(tol), WS_START, WS_MAX, coef, nact, stat, kkt, info, ws_info,
-                      numba.get_num_threads())
+        solve_many_ws(C, B, excl, mus, float(tol), WS_START, WS_MAX, coef, nact, stat, kkt, info, ws_info, V, kap,
+                      _threads(V, n))
         return coef, stat, info[:, 0], None
     if not knots:
-        K.solve_many(*args, numba.get_num_threads())
+        K.solve_many(*args, V, kap, _threads(V, n))
         return coef, stat, info[:, 0], None
     from concurrent.futures import ThreadPoolExecutor
 
-    nth = max(1, min(numba.get_num_threads(), T))
+    nth = max(1, min(_threads(V, n), T))
     lists = [np.arange(w, T, nth, dtype=np.int64) for w in range(nth)]
     with ThreadPoolExecutor(nth) as pool:
-        outs = list(pool.map(lambda tl: K.solve_knots(*args, tl), lists))
+        outs = list(pool.map(lambda tl: K.solve_knots(*args, V, kap, tl), lists))
     parts = [PathKnots.from_kernel(*o, info[tl, 4] == 0) for o, tl in zip(outs, lists)]
     order = np.argsort(np.concatenate(lists), kind="stable")
     return coef, stat, info[:, 0], PathKnots.concat(parts).take(order)
+
+
+GAUGE_BUFFER_BYTES = 2 ** 32  # the centered gauge's per-thread n × n buffers, all threads together, at most
+
+
+def _threads(V, n: int) -> int:
+    """numba's threads, fewer in the centered gauge when their n × n buffers would exceed GAUGE_BUFFER_BYTES
+    (n = 21,841: one thread, 3.8 GB)."""
+    import numba
+
+    nth = numba.get_num_threads()
+    return nth if V.shape[0] == 0 else max(1, min(nth, GAUGE_BUFFER_BYTES // (8 * n * n)))
 
 
 def _lambda_abs(lam, lam_max, lambda_mode):
     return lam[:, None] * lam_max[None, :] if lambda_mode == "relative" else np.repeat(lam[:, None], lam_max.size, 1)
 
 
-def _solve_block(C, cross, tg, lam, lambda_mode, tol, dev, knots=False, method="homotopy"):
+def _solve_block(C, cross, tg, lam, lambda_mode, tol, dev, knots=False, method="homotopy", gauge="raw"):
     """Solve, certify and repair the targets `tg` (one internal chunk); dense (L, T, n) coefficients, and
     the path knots (with `knots`; they come from the numba kernel, whatever the device)."""
-    B, excl, lam_max = target_rhs(C, cross, tg)
+    B, excl, lam_max = target_rhs(C, cross, tg, gauge)
+    V, kap = correction(C, excl, gauge)
     lam_abs = _lambda_abs(lam, lam_max, lambda_mode)
     order = np.argsort(-lam, kind="stable")  # the homotopy walks λ downwards
     mus = np.ascontiguousarray((0.5 * lam_abs[order]).T)  # (T, L)
     path_knots = None
-    if dev == "cpu" or knots:
-        coef_s, stat_s, breakpoints, path_knots = _solve_numba(C, B, excl, mus, tol, knots, method)
+    if dev == "cpu" or knots or gauge != "raw":
+        coef_s, stat_s, breakpoints, path_knots = _solve_numba(C, B, excl, mus, tol, V, kap, knots, method)
     else:
         from neudep_assets.lib.covlasso.torch_kernel import solve_many_torch
 
@@ -228,7 +247,7 @@ def _solve_block(C, cross, tg, lam, lambda_mode, tol, dev, knots=False, method="
         if need_cpu.any():  # degenerate targets the lockstep path gave up on: the numba path
             sel = np.flatnonzero(need_cpu)
             c2, s2, b2, _ = _solve_numba(C, np.ascontiguousarray(B[:, sel]), excl[sel], np.ascontiguousarray(mus[sel]),
-                                         tol)
+                                         tol, np.asfortranarray(V[:, sel]), kap[sel])
             coef_s[:, sel], stat_s[:, sel], breakpoints[sel] = c2, s2, b2
     inv = np.empty_like(order)
     inv[order] = np.arange(order.size)
@@ -236,17 +255,18 @@ def _solve_block(C, cross, tg, lam, lambda_mode, tol, dev, knots=False, method="
     status = stat_s[inv].copy()
 
     # independent certificate; repair what it rejects but the kernel had accepted
-    kkt = _certify(C, B, excl, coef, lam_abs, lam_max)
+    kkt = _certify(C, B, excl, coef, lam_abs, lam_max, V, kap)
     bad = np.argwhere((kkt > tol) & (status < 2))
     if bad.size:
         from neudep_assets.lib.covlasso import numba_kernel as K
 
         ls, ks = bad[:, 0], bad[:, 1]
         sub = np.ascontiguousarray(coef[ls, ks])
+        Vk, kk = np.asfortranarray(V[:, ks]), kap[ks]
         K.polish_many(
-            C, np.ascontiguousarray(B[:, ks]), excl[ks], 0.5 * lam_abs[ls, ks], 0.5 * lam_max[ks], sub, float(tol)
-        )
-        new = kkt_violation(C, sub, B[:, ks], excl[ks], lam_abs[ls, ks], lam_max[ks])
+            C, np.ascontiguousarray(B[:, ks]), excl[ks], 0.5 * lam_abs[ls, ks], 0.5 * lam_max[ks], sub, float(tol),
+            Vk, kk)
+        new = kkt_violation(C, sub, B[:, ks], excl[ks], lam_abs[ls, ks], lam_max[ks], Vk, kk)
         better = new < kkt[ls, ks]
         coef[ls[better], ks[better]] = sub[better]
         kkt[ls[better], ks[better]] = new[better]
@@ -268,6 +288,7 @@ def solve_path(
     block_bytes: int = 2**27,
     knots: bool = False,
     method: str = "auto",
+    gauge: str = "raw",
 ) -> CovLassoPath:
     """Solve the Covariance Lasso for every target and every λ, with a KKT certificate.
 
@@ -290,11 +311,18 @@ def solve_path(
         (:mod:`numba_workingset`) walks it on a growing set of candidate sources and certifies the
         result on all of them (the same solutions, faster at large n); "auto" = "working_set" from
         ``WS_MIN_N`` = 6,000 sources up, unless `knots` (the exact path needs the full homotopy).
-    Raises ValueError on invalid input (shape, symmetry, NaN/Inf, negative λ, bad targets, method).
+    gauge: "raw" (the paper's problem on C as given) or "centered": C (and cross) are the moments of the
+        centred logits (``offsets.gauge_moment``) and each target's sources are re-centred without it
+        (:mod:`~neudep_assets.lib.covlasso.gauge`: Ĉ = C + v1ᵀ + 1vᵀ + κ11ᵀ per target, formed in a per-thread
+        n × n buffer, so n² more floats per thread, with fewer threads where those would exceed
+        ``GAUGE_BUFFER_BYTES``; always on the numba path). The coefficients are those
+        of the sources h_j = f_j − m₋ᵢ.
+    Raises ValueError on invalid input (shape, symmetry, NaN/Inf, negative λ, bad targets, method, gauge).
     """
     t0 = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_gauge(gauge)
     C, lam, cross, tg = validate(C, lambdas, cross, targets, lambda_mode, tol)
     auto_homotopy = method == "auto" and C.shape[0] < WS_MIN_N
     method = "homotopy" if knots or method == "homotopy" or auto_homotopy else "working_set"
@@ -304,7 +332,7 @@ def solve_path(
     parts, lam_abs, lam_max, kkt, status, bps, kns = [], [], [], [], [], [], []
     for s0 in range(0, tg.size, step):
         coef, la, lm, kk, st, bp, kn = _solve_block(C, cross, tg[s0:s0 + step], lam, lambda_mode, tol, dev, knots,
-                                                   method)
+                                                   method, gauge)
         parts.append(SparseCoef.from_dense(coef))
         del coef
         lam_abs.append(la), lam_max.append(lm), kkt.append(kk), status.append(st), bps.append(bp), kns.append(kn)
@@ -334,8 +362,9 @@ def solve_path(
         mode="within" if cross is None else "between",
         tol=float(tol),
         seconds=time.perf_counter() - t0,
-        device="cpu" if knots else dev,
+        device="cpu" if knots or gauge != "raw" else dev,
         knots=PathKnots.concat(kns) if knots else None,
+        gauge=gauge,
     )
 
 

@@ -166,7 +166,7 @@ def _chol_solve(A, y):
 
 
 @njit(cache=True, parallel=True)
-def _refit(C, M, cols, indptr, indices, L):
+def _refit(C, M, cols, indptr, indices, L, V, kap, shift):
     R = indptr.shape[0] - 1
     out = np.zeros(indices.shape[0])
     for r in prange(R):
@@ -177,10 +177,13 @@ def _refit(C, M, cols, indptr, indices, L):
             continue
         A = np.empty((k, k))
         y = np.empty(k)
+        kk = r // L
         for p in range(k):
-            y[p] = M[indices[a + p], c]
+            y[p] = M[indices[a + p], c] + shift[kk]
             for q in range(k):
                 A[p, q] = C[indices[a + p], indices[a + q]]
+                if V.shape[0] > 0:  # the centered gauge's Ĉ = C + v1ᵀ + 1vᵀ + κ11ᵀ (covlasso.gauge)
+                    A[p, q] += (V[indices[a + p], kk] + V[indices[a + q], kk]) + kap[kk]
         x, ok = _chol_solve(A, y)
         if not ok:  # a support whose Gram block is singular: the minimum-norm least-squares solution
             x = np.linalg.lstsq(A, y, rcond=1e-12)[0]
@@ -189,8 +192,11 @@ def _refit(C, M, cols, indptr, indices, L):
     return out
 
 
-def refit(C: np.ndarray, coef: SparseCoef, M: np.ndarray, cols: np.ndarray) -> SparseCoef:
+def refit(C: np.ndarray, coef: SparseCoef, M: np.ndarray, cols: np.ndarray, *, correction=None) -> SparseCoef:
     """The relaxed (debiased) lasso: on each solution's support S the least-squares coefficients
-    C_SS⁻¹ b_S (minimum-norm when C_SS is singular), same supports, from the same moments."""
-    L = coef.shape[0]
-    return coef.with_data(_refit(C, M, np.asarray(cols, np.int64), coef.indptr, coef.indices, L))
+    Ĉ_SS⁻¹ b_S (minimum-norm when Ĉ_SS is singular), same supports, from the same moments. `correction`:
+    the centered gauge's (V, κ, shift) per target (:mod:`~neudep_assets.lib.covlasso.gauge`: Ĉ = C + v1ᵀ +
+    1vᵀ + κ11ᵀ, b = M[:, i] + shift); None: the raw gauge."""
+    L, T = coef.shape[:2]
+    V, kap, shift = (np.zeros((0, T)), np.zeros(T), np.zeros(T)) if correction is None else correction
+    return coef.with_data(_refit(C, M, np.asarray(cols, np.int64), coef.indptr, coef.indices, L, V, kap, shift))
