@@ -38,10 +38,11 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "eval_every": 1,
     "fresh_samples": True,
     "mean_logit_penalty": 0.0,
+    "threads": 1,  # torch threads while training: the weights' last bits depend on it (lib/models/threads.py)
 }
 AUGMENTS = ("none", "shift")
 
-_INT_KEYS = ("epochs", "batch_size", "seed", "eval_every")
+_INT_KEYS = ("epochs", "batch_size", "seed", "eval_every", "threads")
 _FLOAT_KEYS = ("lr", "weight_decay", "label_smoothing", "warmup_epochs", "min_lr_ratio", "grad_clip",
                "mean_logit_penalty")
 
