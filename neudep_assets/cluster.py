@@ -121,7 +121,7 @@ def run_cluster_demo(config: Path, base: Path, *, scheduler: str | None = None, 
 
     config, base = Path(config).resolve(), Path(base).resolve()
     if scheduler:
-        check_scheduler(scheduler)
+        check_scheduler(scheduler, origin="--scheduler")
     dask_root, default_root, dask_cfg = base / "dask", base / "default", base / "dask.yaml"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)

@@ -12,10 +12,10 @@ class SchedulerUnreachable(ConnectionError):
     """No Dask scheduler answers at the configured address."""
 
 
-def check_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT) -> None:
+def check_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT, origin: str = "executor.scheduler") -> None:
     """Connect to the Dask scheduler at ``address`` and disconnect; `SchedulerUnreachable` naming the
-    address when none answers within ``timeout`` seconds (a closed port, an unknown host, a malformed
-    address, something else listening)."""
+    address and where it came from (``origin``) when none answers within ``timeout`` seconds (a
+    closed port, an unknown host, a malformed address, something else listening)."""
     from distributed import Client
 
     try:
@@ -23,7 +23,7 @@ def check_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT) -> None:
             pass
     except Exception as exc:  # noqa: BLE001 - whatever the cause, the address is what the user must fix
         raise SchedulerUnreachable(
-            f"no Dask scheduler answers at {address!r} (executor.scheduler; waited {timeout:g} s): "
+            f"no Dask scheduler answers at {address!r} ({origin}; waited {timeout:g} s): "
             f"{type(exc).__name__}: {exc}") from None
 
 from neudep_assets.lib.config import ExecutorConfig
