@@ -229,7 +229,11 @@ def cmd_cluster_demo(args) -> None:
     print(f"[neudep] Dask {r.dask_seconds:.1f}s, default executor {r.default_seconds:.1f}s; stores equal: "
           f"{not r.differences}")
     if r.differences:
-        raise SystemExit("[neudep] the Dask run's store differs from the default run's: " + "; ".join(r.differences))
+        why = ("; the checkpoints differ: a model trained with another train.threads, on another kind of CPU or "
+               "device, or by other code (docs/cluster.md)"
+               if any(d.startswith("checkpoints.checkpoint_sha256") for d in r.differences) else "")
+        raise SystemExit("[neudep] the Dask run's store differs from the default run's: "
+                         + "; ".join(r.differences) + why)
 
 
 def cmd_sql(args) -> None:

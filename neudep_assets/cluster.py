@@ -67,11 +67,12 @@ VOLATILE = {"dagster_run_id", "written_at", "path", "train_seconds", "epoch_seco
             "time_ratio"}
 
 
-def store_differences(a, b, rtol: float = 0.0, atol: float = 0.0) -> list[str]:
+def store_differences(a, b, rtol: float = 0.0, atol: float = 0.0, *, detail: bool = False) -> list[str]:
     """How two result stores (data roots or `ResultStore`s) differ, table by table (empty: the same
     rows). Every column but the :data:`VOLATILE` ones is compared: identities (checkpoint and logit
     sha256, content-addressed ids) exactly, numbers within ``rtol``/``atol`` (default: bit for bit;
-    NaN equals NaN)."""
+    NaN equals NaN). ``detail``: each line also says in how many rows, and for numbers the largest
+    relative difference."""
     import numpy as np
     import pandas as pd
 
@@ -89,11 +90,18 @@ def store_differences(a, b, rtol: float = 0.0, atol: float = 0.0) -> list[str]:
         x, y = (d.sort_values(keys, kind="stable").reset_index(drop=True) for d in (x, y))
         for c in cols:
             if c in keys:
-                same = (x[c].isna() == y[c].isna()).all() and (x[c].dropna().astype(str) == y[c].dropna().astype(str)).all()
+                u, v = x[c].astype(str).where(x[c].notna(), None), y[c].astype(str).where(y[c].notna(), None)
+                bad = ~((u == v) | (u.isna() & v.isna()))
+                what = ""
             else:
-                same = np.allclose(x[c].astype(float), y[c].astype(float), rtol=rtol, atol=atol, equal_nan=True)
-            if not same:
-                out.append(f"{table}.{c} differs")
+                u, v = x[c].to_numpy(float), y[c].to_numpy(float)
+                bad = ~np.isclose(u, v, rtol=rtol, atol=atol, equal_nan=True)
+                scale = np.maximum(np.abs(u), np.abs(v))[bad]
+                gap = np.abs(u - v)[bad]
+                rel = np.where(scale > 0, gap / np.where(scale > 0, scale, 1), gap)
+                what = f", largest relative difference {np.nanmax(rel):.1e}" if bad.any() and np.isfinite(rel).any() else ""
+            if bad.any():
+                out.append(f"{table}.{c} differs" + (f" ({int(bad.sum())} of {len(x)} rows{what})" if detail else ""))
     return out
 
 
@@ -143,7 +151,8 @@ def run_cluster_demo(config: Path, base: Path, *, scheduler: str | None = None, 
     t0 = time.perf_counter()
     run_pipeline(config, default_root, instance=dg.DagsterInstance.ephemeral(), log=log)
     t_default = time.perf_counter() - t0
-    return DemoResult(store_differences(dask_root, default_root), t_dask, t_default, steps, statuses, address)
+    return DemoResult(store_differences(dask_root, default_root, detail=True), t_dask, t_default, steps, statuses,
+                      address)
 
 
 def wait_for(predicate, timeout: float, every: float = 1.0) -> float:

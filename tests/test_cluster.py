@@ -67,6 +67,9 @@ def test_store_differences_names_what_differs(tmp_path):
     assert store_differences(stores[0], stores[2]) == ["checkpoints.checkpoint_sha256 differs",
                                                        "dependencies.coef differs"]
     assert store_differences(stores[0], stores[2], rtol=1e-12) == ["checkpoints.checkpoint_sha256 differs"]
+    assert store_differences(stores[0], stores[2], detail=True) == [
+        "checkpoints.checkpoint_sha256 differs (1 of 1 rows)",
+        "dependencies.coef differs (1 of 1 rows, largest relative difference 2.2e-16)"]
 
 
 def test_a_scheduler_that_does_not_answer_fails_at_once_naming_it(tmp_path, monkeypatch, capsys):
