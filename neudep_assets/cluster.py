@@ -119,7 +119,7 @@ class DemoResult:
 
 def run_cluster_demo(config: Path, base: Path, *, scheduler: str | None = None, log=print) -> DemoResult:
     """The config's graph on a Dask cluster (two one-thread workers started on 127.0.0.1, or the
-    existing ``scheduler``) into ``base/dask``, then with the config's own executor in this process
+    existing ``scheduler``) into ``base/dask``, then in this process (Dagster's in-process executor)
     into ``base/default``; each run trains its own checkpoints. ``base`` is replaced; an existing
     scheduler that does not answer fails first, with nothing written."""
     import dagster as dg
@@ -149,7 +149,7 @@ def run_cluster_demo(config: Path, base: Path, *, scheduler: str | None = None, 
                      if e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS"}
             statuses = [r.status.value for r in runs]
     t0 = time.perf_counter()
-    run_pipeline(config, default_root, instance=dg.DagsterInstance.ephemeral(), log=log)
+    run_pipeline(config, default_root, instance=dg.DagsterInstance.ephemeral(), log=log, executor="in_process")
     t_default = time.perf_counter() - t0
     return DemoResult(store_differences(dask_root, default_root, detail=True), t_dask, t_default, steps, statuses,
                       address)
