@@ -43,7 +43,7 @@ def test_cluster_demo_on_the_tiny_graph_gives_the_default_executors_store(tmp_pa
     assert dask.query(q).equals(default.query(q)) and len(dask.query(q)) == 6
     steps = dask.query("SELECT DISTINCT json_extract(config_json, '$.chunk_steps') AS c FROM dependency_runs")
     assert steps["c"].astype(int).tolist() == [3]
-    print(f"tiny graph: dask {r.dask_seconds:.1f}s, default executor {r.default_seconds:.1f}s (both with training)")
+    print(f"tiny graph: dask {r.dask_seconds:.1f}s, in process {r.default_seconds:.1f}s (both with training)")
 
 
 def test_store_differences_names_what_differs(tmp_path):
