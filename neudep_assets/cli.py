@@ -226,7 +226,7 @@ def cmd_cluster_demo(args) -> None:
         r = run_cluster_demo(config_path(), data_root() / "cluster-demo", scheduler=args.scheduler)
     except (SchedulerUnreachable, PipelineError) as exc:
         raise SystemExit(f"[neudep] cluster-demo: {exc}") from None
-    print(f"[neudep] Dask {r.dask_seconds:.1f}s, default executor {r.default_seconds:.1f}s; stores equal: "
+    print(f"[neudep] Dask {r.dask_seconds:.1f}s, in process {r.default_seconds:.1f}s; stores equal: "
           f"{not r.differences}")
     if r.differences:
         why = ("; the checkpoints differ: a model trained with another train.threads, on another kind of CPU or "
