@@ -22,8 +22,9 @@ demo: $(BIN)/.installed
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/neudep demo
 
-# the tiny graph on a local Dask cluster (scheduler + 2 workers on 127.0.0.1) and with the default
-# executor; the two stores must be equal. Another config: NEUDEP_CONFIG=... make cluster-demo
+# the tiny graph on a local Dask cluster (scheduler + 2 one-thread workers on 127.0.0.1) and with the
+# default executor, each run training its own checkpoints; the two stores must be equal bit for bit
+# (docs/cluster.md). Another config: NEUDEP_CONFIG=... make cluster-demo
 cluster-demo: $(BIN)/.installed
 	NEUDEP_CONFIG=$${NEUDEP_CONFIG:-tests/tiny.yaml} $(BIN)/neudep cluster-demo
 

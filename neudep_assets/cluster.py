@@ -1,14 +1,16 @@
-"""A Dask cluster on this machine (scheduler + workers on 127.0.0.1, as separate processes), and a
-comparison of two result stores: what `neudep cluster-demo` and the cluster test use."""
+"""`neudep cluster-demo`: the same graph on a Dask cluster (scheduler + workers on 127.0.0.1, as
+separate processes) and with the default executor, and a comparison of the two result stores."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -60,15 +62,17 @@ def local_dask_cluster(n_workers: int = 2, env: dict | None = None, timeout: flo
             fh.close()
 
 
-#: provenance and location columns differ between two runs of the same work; `logits_sha256` is a
-#: bitwise digest of float32 logits, which differ in the last bits between processes (BLAS paths)
-VOLATILE = {"dagster_run_id", "written_at", "path", "logits_sha256"}
+#: columns that differ between two runs of the same work: provenance, locations, wall-clock times
+VOLATILE = {"dagster_run_id", "written_at", "path", "train_seconds", "epoch_seconds", "baseline_epoch_seconds",
+            "time_ratio"}
 
 
-def store_differences(a, b, rtol: float = 1e-5, atol: float = 1e-9) -> list[str]:
-    """How two result stores (data roots or `ResultStore`s) differ, table by table (empty: the same rows). Numbers are compared with
-    a relative tolerance (float32 logits computed in two processes differ in their last bits);
-    run ids, timestamps, paths and bitwise digests of logits are left out."""
+def store_differences(a, b, rtol: float = 0.0, atol: float = 0.0, *, detail: bool = False) -> list[str]:
+    """How two result stores (data roots or `ResultStore`s) differ, table by table (empty: the same
+    rows). Every column but the :data:`VOLATILE` ones is compared: identities (checkpoint and logit
+    sha256, content-addressed ids) exactly, numbers within ``rtol``/``atol`` (default: bit for bit;
+    NaN equals NaN). ``detail``: each line also says in how many rows, and for numbers the largest
+    relative difference."""
     import numpy as np
     import pandas as pd
 
@@ -86,12 +90,69 @@ def store_differences(a, b, rtol: float = 1e-5, atol: float = 1e-9) -> list[str]
         x, y = (d.sort_values(keys, kind="stable").reset_index(drop=True) for d in (x, y))
         for c in cols:
             if c in keys:
-                same = (x[c].isna() == y[c].isna()).all() and (x[c].dropna().astype(str) == y[c].dropna().astype(str)).all()
+                u, v = x[c].astype(str).where(x[c].notna(), None), y[c].astype(str).where(y[c].notna(), None)
+                bad = ~((u == v) | (u.isna() & v.isna()))
+                what = ""
             else:
-                same = np.allclose(x[c].astype(float), y[c].astype(float), rtol=rtol, atol=atol, equal_nan=True)
-            if not same:
-                out.append(f"{table}.{c} differs")
+                u, v = x[c].to_numpy(float), y[c].to_numpy(float)
+                bad = ~np.isclose(u, v, rtol=rtol, atol=atol, equal_nan=True)
+                scale = np.maximum(np.abs(u), np.abs(v))[bad]
+                gap = np.abs(u - v)[bad]
+                rel = np.where(scale > 0, gap / np.where(scale > 0, scale, 1), gap)
+                what = f", largest relative difference {np.nanmax(rel):.1e}" if bad.any() and np.isfinite(rel).any() else ""
+            if bad.any():
+                out.append(f"{table}.{c} differs" + (f" ({int(bad.sum())} of {len(x)} rows{what})" if detail else ""))
     return out
+
+
+@dataclass
+class DemoResult:
+    """What `run_cluster_demo` found: the stores' differences (empty: equal), both runs' seconds, the
+    steps that succeeded on the Dask cluster and the Dask runs' statuses."""
+    differences: list[str]
+    dask_seconds: float
+    default_seconds: float
+    dask_steps: set[str]
+    dask_run_statuses: list[str]
+    address: str
+
+
+def run_cluster_demo(config: Path, base: Path, *, scheduler: str | None = None, log=print) -> DemoResult:
+    """The config's graph on a Dask cluster (two one-thread workers started on 127.0.0.1, or the
+    existing ``scheduler``) into ``base/dask``, then in this process (Dagster's in-process executor)
+    into ``base/default``; each run trains its own checkpoints. ``base`` is replaced; an existing
+    scheduler that does not answer fails first, with nothing written."""
+    import dagster as dg
+
+    from neudep_assets.cli import run_pipeline
+    from neudep_assets.defs.executors import check_scheduler
+
+    config, base = Path(config).resolve(), Path(base).resolve()
+    if scheduler:
+        check_scheduler(scheduler, origin="--scheduler")
+    dask_root, default_root, dask_cfg = base / "dask", base / "default", base / "dask.yaml"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    env = {"NEUDEP_CONFIG": str(dask_cfg), "NEUDEP_DATA": str(dask_root),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    cluster = contextlib.nullcontext(scheduler) if scheduler else local_dask_cluster(2, env, log_dir=base / "logs")
+    with cluster as address:
+        log(f"[neudep] Dask scheduler {address}; workers load NEUDEP_CONFIG={dask_cfg} NEUDEP_DATA={dask_root}")
+        dask_cfg.write_text(config.read_text() + f"\nexecutor: {{kind: dask, scheduler: '{address}'}}\n")
+        (base / "dagster").mkdir()
+        with dg.instance_for_test(temp_dir=str(base / "dagster")) as instance:
+            t0 = time.perf_counter()
+            run_pipeline(dask_cfg, dask_root, instance=instance, log=log)
+            t_dask = time.perf_counter() - t0
+            runs = instance.get_runs()
+            steps = {e.step_key for r in runs for e in instance.all_logs(r.run_id)
+                     if e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS"}
+            statuses = [r.status.value for r in runs]
+    t0 = time.perf_counter()
+    run_pipeline(config, default_root, instance=dg.DagsterInstance.ephemeral(), log=log, executor="in_process")
+    t_default = time.perf_counter() - t0
+    return DemoResult(store_differences(dask_root, default_root, detail=True), t_dask, t_default, steps, statuses,
+                      address)
 
 
 def wait_for(predicate, timeout: float, every: float = 1.0) -> float:

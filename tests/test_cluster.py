@@ -1,70 +1,101 @@
-"""The tiny graph on a real Dask cluster (scheduler + two workers on 127.0.0.1, dagster-dask) gives
-the same store as the default executor."""
+"""`neudep cluster-demo` at the tiny size: the graph on a real Dask cluster (scheduler + two one-thread
+workers on 127.0.0.1, dagster-dask) and with the default executor in this process, each training its
+own checkpoints, give the same store bit for bit; a scheduler that does not answer fails at once."""
 
-import contextlib
-import shutil
+import os
 import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from neudep_assets.cli import run_pipeline
-from neudep_assets.cluster import local_dask_cluster, store_differences
+from neudep_assets.cli import PipelineError, main, run_pipeline
+from neudep_assets.cluster import free_port, run_cluster_demo, store_differences
 from neudep_assets.lib.store import ResultStore
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = Path(__file__).with_name("tiny.yaml")
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """torch and BLAS on one thread in this process. A float32 forward pass on another thread count gives
-    other last bits (the tiny CNN's logits: ≈ 2e-7 relative), and the tiny CNN's C is rank-deficient,
-    which amplifies them past the comparison's tolerance in err0 and small coefficients (seen when the
-    machine was loaded); with the workers' thread count the two stores hold the same numbers."""
+def test_cluster_demo_on_the_tiny_graph_gives_the_default_executors_store(tmp_path):
+    """What `make cluster-demo` runs (`run_cluster_demo`), on tests/tiny.yaml with the CovLasso of each
+    model and pair split into target chunks (each a step of its own on the workers). This process
+    runs two torch threads, the workers one: training and logits run in a fixed count, so the
+    checkpoints, logits and every row downstream are the same bytes."""
     import torch
-    from threadpoolctl import threadpool_limits
 
+    cfg = tmp_path / "tiny-chunks.yaml"
+    cfg.write_text(TINY.read_text().replace("dependencies:\n", "dependencies:\n  chunk_steps: 3\n"))
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(2)
     try:
-        with threadpool_limits(1):
-            yield
+        r = run_cluster_demo(cfg, tmp_path / "demo", log=lambda *_: None)
     finally:
         torch.set_num_threads(before)
-
-
-def test_tiny_graph_on_a_dask_cluster_equals_the_default_executor(tmp_path):
-    default_root, dask_root = tmp_path / "default", tmp_path / "dask"
-    t0 = time.perf_counter()
-    with _one_thread():  # as the Dask workers (OMP_NUM_THREADS=1 below): the same bits, see _one_thread
-        run_pipeline(TINY, default_root, instance=dg.DagsterInstance.ephemeral(), log=lambda *_: None)
-    t_default = time.perf_counter() - t0
-    shutil.copytree(default_root / "checkpoints", dask_root / "checkpoints")  # trained once: same weights
-    cfg = tmp_path / "tiny-dask.yaml"
-    env = {"NEUDEP_CONFIG": str(cfg), "NEUDEP_DATA": str(dask_root), "PYTHONPATH": str(ROOT),
-           "OMP_NUM_THREADS": "1"}
-    with local_dask_cluster(2, env) as address:
-        # the CovLasso of each model and pair split into target chunks, each a step of its own on the workers
-        cfg.write_text(TINY.read_text().replace("dependencies:\n", "dependencies:\n  chunk_steps: 3\n")
-                       + f"executor: {{kind: dask, scheduler: '{address}'}}\n")
-        (tmp_path / "dagster").mkdir()
-        with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-            t0 = time.perf_counter()
-            ran = run_pipeline(cfg, dask_root, instance=instance, log=lambda *_: None)
-            t_dask = time.perf_counter() - t0
-            runs = instance.get_runs()
-            assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-            assert {r.tags.get("dagster/partition") for r in runs} >= {"cnn", "vit", "cnn|vit", "vit|cnn"}
-            steps = {e.step_key for r in runs for e in instance.all_logs(r.run_id)
-                     if e.dagster_event and e.dagster_event.event_type_value == "STEP_SUCCESS"}
-            assert {f"{a}.dependency_chunk_{k}" for a in ("dependencies", "between_dependencies")
-                    for k in range(3)} <= steps, sorted(s for s in steps if "chunk" in s)
-    assert ("comparisons_job", None, ["comparisons"]) in ran
-    # the same rows; only the recorded effective config says how the CovLasso was split
-    assert store_differences(dask_root, default_root) == ["dependency_runs.config_json differs"]
-    steps = ResultStore(dask_root).query("SELECT DISTINCT json_extract(config_json, '$.chunk_steps') AS c "
-                                         "FROM dependency_runs")
+    assert r.differences == []
+    assert r.dask_run_statuses and set(r.dask_run_statuses) == {"SUCCESS"}
+    assert {f"{a}.dependency_chunk_{k}" for a in ("dependencies", "between_dependencies")
+            for k in range(3)} <= r.dask_steps, sorted(s for s in r.dask_steps if "chunk" in s)
+    assert {"checkpoint", "logits"} <= {s.split("[")[0] for s in r.dask_steps}, sorted(r.dask_steps)
+    dask, default = (ResultStore(tmp_path / "demo" / k) for k in ("dask", "default"))
+    q = "SELECT model, checkpoint_sha256 FROM checkpoints ORDER BY model"
+    assert dask.query(q).equals(default.query(q)) and len(dask.query(q)) == 2
+    q = "SELECT logit_set_id, logits_sha256 FROM logit_sets ORDER BY logit_set_id"
+    assert dask.query(q).equals(default.query(q)) and len(dask.query(q)) == 6
+    steps = dask.query("SELECT DISTINCT json_extract(config_json, '$.chunk_steps') AS c FROM dependency_runs")
     assert steps["c"].astype(int).tolist() == [3]
-    print(f"tiny graph: default executor {t_default:.1f}s (with training), dask {t_dask:.1f}s")
+    print(f"tiny graph: dask {r.dask_seconds:.1f}s, in process {r.default_seconds:.1f}s (both with training)")
+
+
+def test_store_differences_names_what_differs(tmp_path):
+    """The comparison itself: a changed coefficient (even in the last bit) and a changed checkpoint
+    sha256 are named; run ids, timestamps and seconds are not."""
+    import numpy as np
+
+    row = {"checkpoint_sha256": "a" * 64, "model": "m", "arch": "x", "origin": "trained", "source": "neudep",
+           "parent_sha256": None, "path": "/p", "dataset_id": "d", "num_classes": 3, "num_features": 2,
+           "n_params": 10, "train_val_acc": 0.5, "train_seconds": 1.0, "config_json": "{}"}
+    dep = {"dependency_run_id": "r", "lambda_index": 0, "target_class": 1, "source_class": 2, "coef": 0.25}
+    stores = []
+    for name, ck, coef, secs in (("a", "a" * 64, 0.25, 1.0), ("b", "a" * 64, 0.25, 9.0),
+                                 ("c", "b" * 64, np.nextafter(0.25, 1.0), 1.0)):
+        s = ResultStore(tmp_path / name)
+        s.write("checkpoints", "m", [{**row, "checkpoint_sha256": ck, "train_seconds": secs, "path": f"/{name}"}],
+                run_id=name, code_version="v")
+        s.write("dependencies", "r", [{**dep, "coef": coef}], run_id=name, code_version="v")
+        stores.append(s)
+    assert store_differences(stores[0], stores[1]) == []
+    assert store_differences(stores[0], stores[2]) == ["checkpoints.checkpoint_sha256 differs",
+                                                       "dependencies.coef differs"]
+    assert store_differences(stores[0], stores[2], rtol=1e-12) == ["checkpoints.checkpoint_sha256 differs"]
+    assert store_differences(stores[0], stores[2], detail=True) == [
+        "checkpoints.checkpoint_sha256 differs (1 of 1 rows)",
+        "dependencies.coef differs (1 of 1 rows, largest relative difference 2.2e-16)"]
+
+
+def test_a_scheduler_that_does_not_answer_fails_at_once_naming_it(tmp_path, monkeypatch, capsys):
+    """`neudep cluster-demo --scheduler ADDRESS` and a config's `executor.scheduler`: a clear error
+    naming the address within seconds, before anything is written."""
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    data = tmp_path / "data"
+    monkeypatch.setenv("NEUDEP_CONFIG", str(TINY))
+    monkeypatch.setenv("NEUDEP_DATA", str(data))
+    t0 = time.perf_counter()
+    with pytest.raises(SystemExit) as e:
+        main(["cluster-demo", "--scheduler", address])
+    assert address in str(e.value.code) and "no Dask scheduler answers" in str(e.value.code)
+    assert "--scheduler" in str(e.value.code)
+    assert time.perf_counter() - t0 < 20
+    assert not data.exists()
+
+    cfg = tmp_path / "dask.yaml"
+    cfg.write_text(TINY.read_text() + f"executor: {{kind: dask, scheduler: '{address}'}}\n")
+    root = tmp_path / "root"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TINY.parents[1]), os.environ.get("PYTHONPATH", "")]))
+    (tmp_path / "dagster").mkdir()
+    t0 = time.perf_counter()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        with pytest.raises((PipelineError, ConnectionError)) as e:
+            run_pipeline(cfg, root, instance=instance, log=lambda *_: None)
+    assert time.perf_counter() - t0 < 60
+    assert f"no Dask scheduler answers at {address!r} (executor.scheduler" in str(e.value) + capsys.readouterr().err
+    assert not list((root / "store").rglob("*.parquet")) and not (root / "artifacts").exists()

@@ -368,6 +368,67 @@ def test_train_classifier_learns_and_is_deterministic():
     assert not m1.training
 
 
+def _train_toy(threads=None, outer=1, n_classes=4):
+    """The toy CNN trained for a few steps while this process runs ``outer`` torch threads; the
+    weights' bytes (``threads`` None: the training's default) and the logits of the trained model."""
+    x, y = _toy_data(n_classes=n_classes)
+    kw = models.resolve_train_config({"epochs": 2, "lr": 1e-2, "batch_size": 32, "seed": 3})
+    if threads is not None:
+        kw["threads"] = threads
+    before = torch.get_num_threads()
+    torch.set_num_threads(outer)
+    try:
+        _, m = _cnn(num_classes=n_classes)
+        r = training.train_classifier(m, train_images=x, train_labels=y, val_images=x, val_labels=y,
+                                      mean=MEAN, std=STD, log=None, **kw)
+        assert torch.get_num_threads() == outer  # restored after training
+        weights = b"".join(t.numpy().tobytes() for t in m.state_dict().values())
+        logits = compute_logits(m, x, mean=MEAN, std=STD, batch_size=32)
+        assert torch.get_num_threads() == outer
+    finally:
+        torch.set_num_threads(before)
+    return r, weights, logits
+
+
+def test_training_bytes_do_not_depend_on_the_process_thread_count():
+    """The same config, data and seed give the same weights and logits, bit for bit, in a one-thread
+    and a two-thread process (a Dask worker and the CLI); the thread count training runs in does change
+    the last bits (which is why it is fixed, and part of the config)."""
+    r1, w1, lg1 = _train_toy(outer=1)
+    r2, w2, lg2 = _train_toy(outer=2)
+    assert r1["threads"] == r2["threads"] == models.TRAIN_DEFAULTS["threads"] == 1
+    assert hashlib.sha256(w1).hexdigest() == hashlib.sha256(w2).hexdigest()
+    assert lg1.tobytes() == lg2.tobytes()
+    _, w3, _ = _train_toy(threads=2, outer=1)
+    assert w3 != w1  # reductions split over two threads: other last bits
+    np.testing.assert_allclose(np.frombuffer(w3, np.float32), np.frombuffer(w1, np.float32), rtol=1e-2, atol=1e-3)
+
+
+def test_logits_do_not_depend_on_the_process_thread_count():
+    _, m = _cnn(num_classes=5)
+    x = _images(64)
+    out = []
+    before = torch.get_num_threads()
+    try:
+        for outer in (1, 2):
+            torch.set_num_threads(outer)
+            out.append(compute_logits(m, x, mean=MEAN, std=STD, batch_size=7))
+        two = compute_logits(m, x, mean=MEAN, std=STD, batch_size=7, threads=2)  # odd batches: split otherwise
+    finally:
+        torch.set_num_threads(before)
+    assert out[0].tobytes() == out[1].tobytes()
+    assert two.tobytes() != out[0].tobytes()  # a forward pass in two threads: other last bits
+    np.testing.assert_allclose(two, out[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])
+def test_train_threads_must_be_a_positive_integer(threads):
+    with pytest.raises(ValueError, match="threads"):
+        models.resolve_train_config({"threads": threads})
+    with pytest.raises(ValueError, match="threads"):
+        _train_toy(threads=threads)
+
+
 def test_train_classifier_with_sampler_and_shift():
     x, y = _toy_data()
     calls = []

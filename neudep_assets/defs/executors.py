@@ -4,6 +4,28 @@ in-process executor, or a Dask cluster through dagster-dask."""
 import dagster as dg
 from dagster_shared.record import copy
 
+#: seconds to wait for an existing Dask scheduler to answer before a run fails
+SCHEDULER_TIMEOUT = 5.0
+
+
+class SchedulerUnreachable(ConnectionError):
+    """No Dask scheduler answers at the configured address."""
+
+
+def check_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT, origin: str = "executor.scheduler") -> None:
+    """Connect to the Dask scheduler at ``address`` and disconnect; `SchedulerUnreachable` naming the
+    address and where it came from (``origin``) when none answers within ``timeout`` seconds (a
+    closed port, an unknown host, a malformed address, something else listening)."""
+    from distributed import Client
+
+    try:
+        with Client(address, timeout=timeout, set_as_default=False):
+            pass
+    except Exception as exc:  # noqa: BLE001 - whatever the cause, the address is what the user must fix
+        raise SchedulerUnreachable(
+            f"no Dask scheduler answers at {address!r} ({origin}; waited {timeout:g} s): "
+            f"{type(exc).__name__}: {exc}") from None
+
 from neudep_assets.lib.config import ExecutorConfig
 
 
@@ -15,9 +37,12 @@ def _dask_executor_def() -> dg.ExecutorDefinition:
         """dagster-dask's executor. dask ≥ 2025 walks every tuple it is given, and two optional records
         of a run refuse iteration: its op-concurrency summary (our `gpu` pool) and its partitions
         subset. They are left out of the run shipped to the workers (the steps still claim pool slots
-        through the instance, and read their partition from the run's tags)."""
+        through the instance, and read their partition from the run's tags). An existing scheduler
+        that does not answer fails the run before any step, naming its address."""
 
         def execute(self, plan_context, execution_plan):
+            if self.cluster_type == "existing":
+                check_scheduler(self.cluster_configuration["address"])
             run = plan_context.dagster_run
             drop = {k: None for k in ("run_op_concurrency", "partitions_subset") if getattr(run, k, None) is not None}
             if drop:

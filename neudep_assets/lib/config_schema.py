@@ -105,6 +105,8 @@ class TrainSchema(_Schema):
     eval_every: Annotated[int, Field(ge=1, description="epochs between validation passes")] = 1
     fresh_samples: Annotated[bool, Field(description="glyphs: new drawings each epoch")] = True
     mean_logit_penalty: Annotated[float, Field(ge=0, description="weight of E[m(x)²], m the mean logit")] = 0.0
+    threads: Annotated[int, Field(ge=1, le=1024, description="torch threads while training (and for logits): "
+                                  "the weights' last bits depend on the count, so it is part of the checkpoint")] = 1
 
 
 class ModelSchema(_Schema):

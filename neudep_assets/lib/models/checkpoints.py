@@ -99,7 +99,8 @@ def _train(spec: ModelSpec, ds: PreparedDataset, folder: Path, *, device: str, l
         sampler=renderer.render, mean=DEFAULT_MEAN, std=DEFAULT_STD, device=device, log=log, **t)
     seconds = time.perf_counter() - t0
     model.to("cpu")
-    extra = {"val_acc": float(result["val_acc"]), "seconds": seconds, "dataset_id": ds.dataset_id}
+    extra = {"val_acc": float(result["val_acc"]), "seconds": seconds, "dataset_id": ds.dataset_id,
+             "threads": result["threads"]}
     save_checkpoint(model, folder, model_args=spec.model_args, extra={"neudep_training.json": extra})
     return _describe(model, spec, folder, "trained", "neudep", train_val_acc=extra["val_acc"], train_seconds=seconds)
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from neudep_assets.lib.data import IMAGE_EXTENSIONS
+from neudep_assets.lib.models.threads import DEFAULT_THREADS, fixed_threads
 from neudep_assets.lib.models.timm_models import model_data_config, model_in_chans, num_classes_of
 
 
@@ -110,12 +111,14 @@ def compute_logits(
     device: str = "cpu",
     log: Callable[[str], Any] | None = None,
     on_batch: Callable[[int, int], Any] | None = None,
+    threads: int = DEFAULT_THREADS,
 ) -> np.ndarray:
     """Raw logits (N, n_classes) float32 of ``model`` on ``images``.
 
     ``images``: uint8 (N,S,S) or (N,C,S,S) (float arrays are taken as already in [0, 1]). A grey image
     is repeated over the channels of an RGB model; a model with a fixed input size gets the images
-    resized (bilinear) to it. Batched, under ``torch.no_grad``, model in eval mode. ``on_batch`` is
+    resized (bilinear) to it. Batched, under ``torch.no_grad``, model in eval mode, in ``threads``
+    torch threads (the logits' last bits depend on the count: :mod:`.threads`). ``on_batch`` is
     called with (images done, images) after each batch.
     """
     import torch
@@ -139,7 +142,7 @@ def compute_logits(
     model.to(device)
     progress = _Progress(log, n, "logits")
     out: list[np.ndarray] = []
-    with torch.no_grad():
+    with torch.no_grad(), fixed_threads(threads):
         for s in range(0, n, max(1, int(batch_size))):
             xb = torch.from_numpy(np.ascontiguousarray(images[s:s + batch_size])).to(device)
             xb = xb.float().div_(255.0) if xb.dtype == torch.uint8 else xb.float()
@@ -166,12 +169,14 @@ def imagefolder_logits(
     num_workers: int = 0,
     log: Callable[[str], Any] | None = None,
     on_batch: Callable[[int, int], Any] | None = None,
+    threads: int = DEFAULT_THREADS,
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
     """Logits on an ImageFolder tree (``root/<class>/<image>``) with timm's eval transform for ``model``.
 
     Returns ``(logits float32 (N, n), labels int64 (N,), sample_ids, class_names)``: ``labels`` index
     ``class_names`` (the sorted folder names, as torchvision's ImageFolder orders them) and
-    ``sample_ids`` are the image paths relative to ``root``. ``on_batch``: as in :func:`compute_logits`.
+    ``sample_ids`` are the image paths relative to ``root``. The model runs in ``threads`` torch threads;
+    ``on_batch``: as in :func:`compute_logits`.
     """
     import torch
     from PIL import Image
@@ -218,7 +223,7 @@ def imagefolder_logits(
     progress = _Progress(log, len(ds), f"logits {root.name}")
     out: list[np.ndarray] = []
     done = 0
-    with torch.no_grad():
+    with torch.no_grad(), fixed_threads(threads):
         for xb, _yb in dl:
             out.append(model(xb.to(device)).float().cpu().numpy())
             done += xb.shape[0]

@@ -4,7 +4,8 @@ AdamW (timm's optimizer factory: no weight decay on norms/biases/embeddings) wit
 schedule after a linear warm-up (per step), label smoothing. Images arrive as uint8 (fixed set) or come from a ``sampler`` that draws
 fresh samples every epoch (the glyph renderer). Inputs are scaled to [0, 1] and normalized with
 ``(x - mean) / std``: the same preprocessing as :func:`neudep_assets.lib.models.logits.compute_logits`.
-Deterministic for a given seed on the CPU.
+On the CPU the same config, data and seed give the same weights, bit for bit, whatever the process
+and its thread count: training runs in ``threads`` intra-op threads (:mod:`.threads`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from neudep_assets.lib.models.logits import compute_logits
+from neudep_assets.lib.models.threads import DEFAULT_THREADS, check_threads, fixed_threads
 from neudep_assets.lib.specs import AUGMENTS
 
 def _shift(x, max_shift: int = 2):
@@ -48,9 +50,10 @@ def _to_unit(xb):
 
 
 def evaluate(model, images: np.ndarray, labels: np.ndarray, *, mean, std, batch_size: int = 512,
-             device: str = "cpu") -> float:
+             device: str = "cpu", threads: int = DEFAULT_THREADS) -> float:
     """Top-1 accuracy of ``model`` on uint8 images (same preprocessing as training)."""
-    logits = compute_logits(model, images, mean=mean, std=std, batch_size=batch_size, device=device)
+    logits = compute_logits(model, images, mean=mean, std=std, batch_size=batch_size, device=device,
+                            threads=threads)
     return float((logits.argmax(1) == np.asarray(labels)).mean()) if len(labels) else float("nan")
 
 
@@ -80,6 +83,7 @@ def train_classifier(
     eval_batch_size: int = 512,
     fresh_samples: bool = True,
     mean_logit_penalty: float = 0.0,
+    threads: int = DEFAULT_THREADS,
 ) -> dict:
     """Train ``model`` in place; return ``{"val_acc", "history", "seconds", ...}``.
 
@@ -90,6 +94,8 @@ def train_classifier(
     ``mean_logit_penalty`` α adds α·E[m(x)²], m(x) the sample's mean logit over the classes: a term
     softmax cannot see (its gradient lies along the all-ones logit direction, the cross-entropy's is
     orthogonal to it), so it only removes the common logit offset plain cross-entropy leaves free.
+    ``threads``: torch's intra-op threads during training (restored after): the weights' last bits
+    depend on it, not on the process' own count.
     Each epoch logs loss, train accuracy, val accuracy and seconds through ``log``.
     """
     import torch
@@ -98,6 +104,7 @@ def train_classifier(
     from timm.scheduler import CosineLRScheduler
 
     log = log or (lambda *_a, **_k: None)
+    check_threads(threads, "train.threads")
     if augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
     if not fresh_samples:
@@ -137,62 +144,63 @@ def train_classifier(
     t_start = time.perf_counter()
     step = 0
     val_acc = float("nan")
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(n, generator=g)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for i in range(steps_per_epoch):
-            idx = perm[i * batch_size:(i + 1) * batch_size]
-            yb = labels_all[idx]
-            if sampler is not None:
-                xb = sampler(yb, g)
-                if xb.ndim == 3:
-                    xb = xb[:, None]
-                xb = _to_unit(xb)
-            else:
-                xb = _to_unit(images_all[idx])
-            if augment == "shift":
-                xb = _shift(xb)
-            xb = xb.to(device, non_blocking=True)
-            yb_d = yb.to(device, non_blocking=True)
-            xb = (xb - mean_t) / std_t
-            sched.step_update(step)
-            out = model(xb)
-            loss = F.cross_entropy(out, yb_d, label_smoothing=label_smoothing)
-            if mean_logit_penalty:
-                loss = loss + mean_logit_penalty * out.mean(dim=1).square().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
-            step += 1
-            bs = int(yb.shape[0])
-            loss_sum += float(loss.detach()) * bs
-            correct += int((out.detach().argmax(1) == yb_d).sum())
-            seen += bs
-        if not math.isfinite(loss_sum):
-            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss is not finite); lower lr")
-        train_seconds = time.perf_counter() - t0
-        last = epoch == epochs - 1
-        if last or (eval_every and (epoch + 1) % eval_every == 0):
-            val_acc = evaluate(model, val_images, val_labels, mean=mean, std=std,
-                               batch_size=eval_batch_size, device=device)
-        rec = {
-            "epoch": epoch + 1,
-            "loss": loss_sum / max(1, seen),
-            "train_acc": correct / max(1, seen),
-            "val_acc": val_acc,
-            "lr": opt.param_groups[0]["lr"],
-            "train_seconds": train_seconds,
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(rec)
-        log(
-            f"epoch {epoch + 1}/{epochs}: loss {rec['loss']:.4f}  train acc {rec['train_acc']:.4f}  "
-            f"val acc {val_acc:.4f}  {rec['seconds']:.1f}s (train {train_seconds:.1f}s)"
-        )
+    with fixed_threads(threads):
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            model.train()
+            perm = torch.randperm(n, generator=g)
+            loss_sum, correct, seen = 0.0, 0, 0
+            for i in range(steps_per_epoch):
+                idx = perm[i * batch_size:(i + 1) * batch_size]
+                yb = labels_all[idx]
+                if sampler is not None:
+                    xb = sampler(yb, g)
+                    if xb.ndim == 3:
+                        xb = xb[:, None]
+                    xb = _to_unit(xb)
+                else:
+                    xb = _to_unit(images_all[idx])
+                if augment == "shift":
+                    xb = _shift(xb)
+                xb = xb.to(device, non_blocking=True)
+                yb_d = yb.to(device, non_blocking=True)
+                xb = (xb - mean_t) / std_t
+                sched.step_update(step)
+                out = model(xb)
+                loss = F.cross_entropy(out, yb_d, label_smoothing=label_smoothing)
+                if mean_logit_penalty:
+                    loss = loss + mean_logit_penalty * out.mean(dim=1).square().mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                opt.step()
+                step += 1
+                bs = int(yb.shape[0])
+                loss_sum += float(loss.detach()) * bs
+                correct += int((out.detach().argmax(1) == yb_d).sum())
+                seen += bs
+            if not math.isfinite(loss_sum):
+                raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss is not finite); lower lr")
+            train_seconds = time.perf_counter() - t0
+            last = epoch == epochs - 1
+            if last or (eval_every and (epoch + 1) % eval_every == 0):
+                val_acc = evaluate(model, val_images, val_labels, mean=mean, std=std,
+                                   batch_size=eval_batch_size, device=device, threads=threads)
+            rec = {
+                "epoch": epoch + 1,
+                "loss": loss_sum / max(1, seen),
+                "train_acc": correct / max(1, seen),
+                "val_acc": val_acc,
+                "lr": opt.param_groups[0]["lr"],
+                "train_seconds": train_seconds,
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(rec)
+            log(
+                f"epoch {epoch + 1}/{epochs}: loss {rec['loss']:.4f}  train acc {rec['train_acc']:.4f}  "
+                f"val acc {val_acc:.4f}  {rec['seconds']:.1f}s (train {train_seconds:.1f}s)"
+            )
     model.eval()
     seconds = time.perf_counter() - t_start
     return {
@@ -202,4 +210,5 @@ def train_classifier(
         "epochs": epochs,
         "steps": step,
         "train_samples_per_epoch": min(n, steps_per_epoch * batch_size),
+        "threads": threads,
     }
