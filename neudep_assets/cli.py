@@ -337,7 +337,8 @@ def _pick_run(store, sel: dict, command: str) -> tuple[str, int, str]:
     """(dependency_run_id, λ index, dataset id) of the one analysis a command reads: --run's, else the
     model's (or pair's) current one (latest_dependency_runs) in --gauge, by default its primary analysis
     (not the other gauge's cross-check)."""
-    runs = store.query(CHOSEN_RUN_SQL if sel["run"] else CURRENT_RUNS_SQL, sel)
+    sql = CHOSEN_RUN_SQL if sel["run"] else CURRENT_RUNS_SQL
+    runs = store.query(sql, {k: v for k, v in sel.items() if f"${k}" in sql})
     if not sel["run"] and not sel["gauge"] and len(runs) > 1:
         runs = runs[runs["role"] != "crosscheck"]
         if len(runs) > 1 and (runs["logit_gauge"] == "raw").sum() == 1:  # pre-pointer stores: raw, the paper's
