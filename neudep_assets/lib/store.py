@@ -106,11 +106,7 @@ TABLES: dict[str, pa.Schema] = {
                                    ("role", _S), ("seed", _I), ("alpha", _F), ("checkpoint_sha256", _S),
                                    ("accuracy", _F), ("ood_aupr", _F), ("lambda_rel", _F), ("logit_gauge", _S),
                                    ("dependency_run_id", _S)],
-        # which analyses a model's (or pair's) latest dependency materialization points to, under the
-        # name of that model (an alias, when identical weights reuse another model's analysis): the
-        # views' "current" analyses; one key per model or pair, replaced at each materialization
-        "current_analyses": [("kind", _S), ("model", _S), ("source_model", _S), ("role", _S), ("logit_gauge", _S),
-                             ("dependency_run_id", _S)],
+        "current_analyses": [(c, _S) for c in ("kind", "model", "source_model", "role", "logit_gauge", "dependency_run_id")],
     }.items()
 }
 
