@@ -140,7 +140,8 @@ def _execute_out_of_process(job_name: str, config: Path, root: Path, instance, p
 
 
 def print_summary(root: Path | None = None) -> None:
-    """What the store holds: models and accuracy, dependencies at λ_rel = 0.1, the strongest ones."""
+    """What the store holds: models and accuracy, the current analyses' dependencies at λ_rel = 0.1 (an
+    analysis without that λ: at its λ closest to it, said so), the strongest ones."""
     from neudep_assets.lib.analysis.offsets import OFFSET_SHARE_WARN, offset_warning
 
     store = _store(root)
@@ -152,9 +153,10 @@ def print_summary(root: Path | None = None) -> None:
     print(_fmt(offsets))
     for _, r in offsets[offsets["offset_share_pct"] > 100 * OFFSET_SHARE_WARN].iterrows():
         print(f"warning: {offset_warning(r['model'], r['split'], r['offset_share_pct'] / 100)}")
-    print("\n== classes with a dependency (≤ 10 sources, Rel Err ≤ 20%) at λ_rel = 0.1, per logit gauge ==")
+    print("\n== classes with a dependency (≤ 10 sources, Rel Err ≤ 20%) at λ_rel = 0.1 (else the λ closest to it), "
+          "current analyses, per logit gauge ==")
     print(_fmt(store.query(q("dependency_share.sql").read_text())))
-    print("\n== the five strongest within-model dependencies at λ_rel = 0.1 ==")
+    print("\n== the five strongest within-model dependencies at λ_rel = 0.1 (current analyses) ==")
     print(_fmt(store.query(q("strongest_dependencies.sql").read_text())))
     inc = store.query(q("incremental_table.sql").read_text())
     if len(inc):

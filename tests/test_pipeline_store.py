@@ -23,9 +23,9 @@ def _quiet(*_):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("store-decides")
-    instance = dg.DagsterInstance.ephemeral()
-    run_pipeline(TINY, root, instance=instance, log=_quiet)
-    return root, instance
+    with dg.instance_for_test(temp_dir=str(tmp_path_factory.mktemp("store-decides-dagster"))) as instance:
+        run_pipeline(TINY, root, instance=instance, log=_quiet)
+        yield root, instance
 
 
 def _rerun(tiny, log=_quiet):
@@ -95,7 +95,7 @@ def test_zeroed_classes_and_checkpoints_files_come_back(tiny):
     assert _rerun(tiny) == []
 
 
-def test_the_store_watch_sensor_launches_what_the_store_lost(tiny):
+def test_the_store_watch_sensor_and_the_schedule_launch_what_the_store_lost(tiny):
     from neudep_assets.defs.sensors import store_watch
 
     root, instance = tiny
@@ -113,6 +113,11 @@ def test_the_store_watch_sensor_launches_what_the_store_lost(tiny):
     requests = tick().run_requests
     assert [(r.job_name, r.partition_key, r.asset_selection) for r in requests] == [
         ("model_job", "cnn", [dg.AssetKey("dependencies")])]
+    schedule = defs.resolve_schedule_def("rerun_stale_model")  # the weekly schedule sees the loss too
+    with dg.build_schedule_context(instance=instance, repository_def=defs.get_repository_def(),
+                                   resources={"neudep": defs.resources["neudep"]}) as context:
+        requests = schedule.evaluate_tick(context).run_requests
+    assert [(r.partition_key, r.asset_selection) for r in requests] == [("cnn", [dg.AssetKey("dependencies")])]
     assert _rerun(tiny) == [("model_job", "cnn", ["dependencies"])]
     assert isinstance(tick(), dg.SkipReason)
 
