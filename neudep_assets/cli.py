@@ -96,8 +96,12 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
         log(f"[neudep] {label} done in {time.perf_counter() - t0:.1f}s")
 
     def missing() -> dict:
-        """What the store lacks of what Dagster records as materialized (the store decides), logged."""
+        """What the store lacks of what Dagster records as materialized (the store decides), logged;
+        asked again only after a run."""
+        if memo and memo[0] == len(done):
+            return memo[1]
         gone = store_missing(neudep, instance, names)
+        memo[:] = [len(done), gone]
         for partition, assets in gone.items():
             for asset, what in assets.items():
                 line = (f"[neudep] {asset}{f' [{partition}]' if partition else ''}: {'; '.join(what[:3])}"
@@ -107,7 +111,7 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
                     log(line)
         return gone
 
-    logged: set[str] = set()
+    logged, memo = set(), []
 
     for level in ("dataset_job", "model_job", "target_job", "pair_job"):
         # each level is planned after the one before it ran, so staleness sees its new data versions
