@@ -164,13 +164,15 @@ def _schedule_fn(job_name: str):
                                            changed=changed, missing=missing):
             if job == job_name:
                 yield dg.RunRequest(asset_selection=[dg.AssetKey(a) for a in assets], partition_key=partition,
-                                    tags={"neudep/reason": "scheduled rerun of missing, failed or stale"})
+                                    tags={"neudep/reason": "scheduled rerun of missing (or lost from the store), "
+                                                           "failed or stale"})
     return fn
 
 
 def rerun_schedules(cron: str) -> list[dg.ScheduleDefinition]:
-    """The cron schedule (`schedule:` in neudep.yaml, default weekly) that reruns what is missing,
-    failed or stale, one per job (a run has one partitioning); on when `make ui` starts. At a tick only
+    """The cron schedule (`schedule:` in neudep.yaml, default weekly) that reruns what is missing (in
+    Dagster's records or in the store), failed or stale, and a changed dataset, one per job (a run has
+    one partitioning); on when `make ui` starts. At a tick only
     the first level with work runs (dataset, models, targets, pairs, comparisons): what reads it follows
     by its automation condition."""
     jobs = {"dataset_job": dataset_job, "model_job": model_job, "target_job": target_job, "pair_job": pair_job,
@@ -179,4 +181,4 @@ def rerun_schedules(cron: str) -> list[dg.ScheduleDefinition]:
         name=f"rerun_stale_{name.removesuffix('_job')}", cron_schedule=cron, execution_fn=_schedule_fn(name), job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING, required_resource_keys={"neudep"},
         description=f"Reruns the missing, failed or stale partitions of {name} (Dagster's code and data versions "
-                    "say which).") for name, job in jobs.items()]
+                    "say which, and the store: a result gone from it is missing).") for name, job in jobs.items()]
