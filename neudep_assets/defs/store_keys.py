@@ -84,7 +84,12 @@ def record_current(store: ResultStore, kind: str, source_model: str, model: str,
     role `primary` or `crosscheck`): what the SQL views call its analysis is what this materialization
     used, also when it found the analysis in the store, and under this model's name."""
     key = pointer_key(kind, source_model, model)
-    store.write("current_analyses", key, [{"kind": kind, "model": model, "source_model": source_model, "role": role,
-                                           "logit_gauge": gauge, "dependency_run_id": run}
-                                          for role, gauge, run in analyses], run_id=run_id, code_version=code_version)
+    rows = [{"kind": kind, "model": model, "source_model": source_model, "role": role, "logit_gauge": gauge,
+             "dependency_run_id": run} for role, gauge, run in analyses]
+    with store.lock(f"current_analyses/{key}"):
+        if present(store, "current_analyses", key):
+            old = store.read("current_analyses", key)[list(rows[0])].to_dict("records")
+            if sorted(map(sorted, (r.items() for r in old))) == sorted(map(sorted, (r.items() for r in rows))):
+                return key  # already current: nothing written (a rerun that finds its analysis changes no file)
+        store.write("current_analyses", key, rows, run_id=run_id, code_version=code_version)
     return key
