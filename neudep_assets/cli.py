@@ -39,7 +39,7 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
     model's (default: each entry's, else fitted to input and memory)."""
     import dagster as dg
 
-    from neudep_assets.defs.jobs import changed_checkpoints, plan, uses_steps
+    from neudep_assets.defs.jobs import changed_checkpoints, plan, store_missing, uses_steps
     from neudep_assets.defs.partitions import register
     from neudep_assets.definitions import build_defs
     from neudep_assets.lib.config import load_config
@@ -94,14 +94,33 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
         done.append((job_name, partition, assets))
         log(f"[neudep] {label} done in {time.perf_counter() - t0:.1f}s")
 
+    def missing() -> dict:
+        """What the store lacks of what Dagster records as materialized (the store decides), logged;
+        asked again only after a run."""
+        if memo and memo[0] == len(done):
+            return memo[1]
+        gone = store_missing(neudep, instance, names)
+        memo[:] = [len(done), gone]
+        for partition, assets in gone.items():
+            for asset, what in assets.items():
+                line = (f"[neudep] {asset}{f' [{partition}]' if partition else ''}: {'; '.join(what[:3])}"
+                        f"{' …' if len(what) > 3 else ''}: recomputed")
+                if line not in logged:
+                    logged.add(line)
+                    log(line)
+        return gone
+
+    logged, memo = set(), []
+
     for level in ("dataset_job", "model_job", "target_job", "pair_job"):
         # each level is planned after the one before it ran, so staleness sees its new data versions
-        for job_name, partition, assets in [s for s in plan(graph, instance, names, changed=changed) if s[0] == level]:
+        for job_name, partition, assets in [s for s in plan(graph, instance, names, changed=changed, missing=missing())
+                                            if s[0] == level]:
             run(job_name, partition, assets)
     # uses of dependencies (§3.2, §3.3): a regularized parent's children become models of their own
     for job_name, partition, assets in uses_steps(graph, instance, project):
         run(job_name, partition, assets)
-    for job_name, partition, assets in [s for s in plan(graph, instance, names, changed=changed)
+    for job_name, partition, assets in [s for s in plan(graph, instance, names, changed=changed, missing=missing())
                                        if s[0] == "comparisons_job"]:
         run(job_name, partition, assets)
     if not done:
@@ -124,7 +143,8 @@ def _execute_out_of_process(job_name: str, config: Path, root: Path, instance, p
 
 
 def print_summary(root: Path | None = None) -> None:
-    """What the store holds: models and accuracy, dependencies at λ_rel = 0.1, the strongest ones."""
+    """What the store holds: models and accuracy, the current analyses' dependencies at λ_rel = 0.1 (an
+    analysis without that λ: at its λ closest to it, said so), the strongest ones."""
     from neudep_assets.lib.analysis.offsets import OFFSET_SHARE_WARN, offset_warning
 
     store = _store(root)
@@ -136,9 +156,10 @@ def print_summary(root: Path | None = None) -> None:
     print(_fmt(offsets))
     for _, r in offsets[offsets["offset_share_pct"] > 100 * OFFSET_SHARE_WARN].iterrows():
         print(f"warning: {offset_warning(r['model'], r['split'], r['offset_share_pct'] / 100)}")
-    print("\n== classes with a dependency (≤ 10 sources, Rel Err ≤ 20%) at λ_rel = 0.1, per logit gauge ==")
+    print("\n== classes with a dependency (≤ 10 sources, Rel Err ≤ 20%) at λ_rel = 0.1 (else the λ closest to it), "
+          "current analyses, per logit gauge ==")
     print(_fmt(store.query(q("dependency_share.sql").read_text())))
-    print("\n== the five strongest within-model dependencies at λ_rel = 0.1 ==")
+    print("\n== the five strongest within-model dependencies at λ_rel = 0.1 (current analyses) ==")
     print(_fmt(store.query(q("strongest_dependencies.sql").read_text())))
     inc = store.query(q("incremental_table.sql").read_text())
     if len(inc):
@@ -324,18 +345,54 @@ WHERE ($run = '' OR dependency_run_id = $run)
        AND lambda_mode = 'relative' AND abs(lambda_rel - $lam) < 1e-9))
 """
 
+CURRENT_RUNS_SQL = """
+SELECT DISTINCT dependency_run_id, lambda_index, dataset_id, logit_gauge, role FROM latest_dependency_runs
+WHERE model = $model AND source_model = $source AND lambda_mode = 'relative' AND abs(lambda_rel - $lam) < 1e-9
+  AND ($gauge = '' OR logit_gauge = $gauge)
+"""
+
+CHOSEN_RUN_SQL = """
+SELECT DISTINCT dependency_run_id, lambda_index, dataset_id, coalesce(logit_gauge, 'raw') AS logit_gauge,
+       'chosen' AS role FROM dependency_runs
+WHERE dependency_run_id = $run AND ($gauge = '' OR coalesce(logit_gauge, 'raw') = $gauge)
+  AND (kind = 'theta_head' OR (lambda_mode = 'relative' AND abs(lambda_rel - $lam) < 1e-9))
+"""
+
 
 def _selection(args) -> dict:
-    return {"model": args.model, "source": args.source_model or args.model, "lam": args.lam, "run": args.run or ""}
+    return {"model": args.model, "source": args.source_model or args.model, "lam": args.lam, "run": args.run or "",
+            "gauge": args.gauge or ""}
+
+
+def _pick_run(store, sel: dict, command: str) -> tuple[str, int, str]:
+    """(dependency_run_id, λ index, dataset id) of the one analysis a command reads: --run's, else the
+    model's (or pair's) current one (latest_dependency_runs) in --gauge, by default its primary analysis
+    (not the other gauge's cross-check)."""
+    sql = CHOSEN_RUN_SQL if sel["run"] else CURRENT_RUNS_SQL
+    runs = store.query(sql, {k: v for k, v in sel.items() if f"${k}" in sql})
+    if not sel["run"] and not sel["gauge"] and len(runs) > 1:
+        runs = runs[runs["role"] != "crosscheck"]
+        if len(runs) > 1 and (runs["logit_gauge"] == "raw").sum() == 1:  # pre-pointer stores: raw, the paper's
+            runs = runs[runs["logit_gauge"] == "raw"]
+    if len(runs) != 1:
+        what = {k: v for k, v in sel.items() if v != ""}
+        raise SystemExit(f"neudep {command}: {len(runs)} analyses match {what}; pass --run or --gauge to choose one"
+                         if len(runs) else f"neudep {command}: no analysis matches {what}")
+    r = runs.iloc[0]
+    return str(r["dependency_run_id"]), int(r["lambda_index"]), str(r["dataset_id"])
 
 
 def cmd_export_graph(args) -> None:
     from neudep_assets.lib.report import write_dependency_graph
 
     store = open_store()
-    lineage = store.query(LINEAGE_SQL, _selection(args))
-    classes = store.query("SELECT class_index, name FROM classes WHERE dataset_id = $d",
-                          {"d": lineage["dataset"].iloc[0]}) if len(lineage) else None
+    sel = _selection(args)
+    run, li, dataset_id = _pick_run(store, sel, "export-graph")
+    lineage = store.query("SELECT * FROM dependency_lineage WHERE dependency_run_id = $run AND "
+                          "(kind = 'theta_head' OR abs(lambda_rel - $lam) < 1e-9)", {"run": run, "lam": sel["lam"]})
+    if len(lineage) and not args.run:  # under the name asked for (a copy of identical weights has its own)
+        lineage = lineage.assign(model=sel["model"], source_model=sel["source"])
+    classes = store.query("SELECT class_index, name FROM classes WHERE dataset_id = $d", {"d": dataset_id})
     try:
         path = write_dependency_graph(lineage, classes, Path(args.out), args.format)
     except ValueError as exc:
@@ -350,13 +407,7 @@ def cmd_stars(args) -> None:
 
     store = open_store()
     sel = _selection(args)
-    runs = store.query("SELECT DISTINCT dependency_run_id, lambda_index, dataset_id FROM dependency_runs WHERE model = "
-                       "$model AND source_model = $source AND abs(lambda_rel - $lam) < 1e-9 AND ($run = '' OR "
-                       "dependency_run_id = $run)", sel)
-    if len(runs) != 1:
-        raise SystemExit(f"neudep stars: {len(runs)} analyses match {sel}; pass --run to choose one" if len(runs)
-                         else f"neudep stars: no analysis matches {sel}")
-    run, li, dataset_id = runs.iloc[0]
+    run, li, dataset_id = _pick_run(store, sel, "stars")
     ds_path = store.root / "pointers" / "dataset.json"
     if not ds_path.is_file():
         raise SystemExit(f"neudep stars: no materialized dataset under {store.root}")
@@ -418,8 +469,10 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--model", required=True, help="the (target) model")
         p.add_argument("--source-model", help="source model of a between analysis (default: within)")
         p.add_argument("--lambda", dest="lam", type=float, default=0.1, help="relative λ (default 0.1)")
-        p.add_argument("--run", help="a dependency_run_id, when several analyses match (a Θ-head's theta-… run "
-                       "is selected by --run alone)")
+        p.add_argument("--run", help="a dependency_run_id (any analysis, not only the current one; a Θ-head's "
+                       "theta-… run is selected by --run alone)")
+        p.add_argument("--gauge", choices=("raw", "centered"),
+                       help="logit gauge (default: the model's current analysis, not its cross-check)")
         if name == "export-graph":
             p.add_argument("--format", choices=("graphml", "json"), default="graphml")
             p.add_argument("--out", required=True, help="output file")

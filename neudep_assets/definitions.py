@@ -11,7 +11,7 @@ from neudep_assets.defs.jobs import (comparisons_job, dataset_job, model_job, pa
                                    target_job)
 from neudep_assets.defs.model_assets import checkpoint, logits, moments, target_logits
 from neudep_assets.defs.resources import default_resources
-from neudep_assets.defs.sensors import model_registry
+from neudep_assets.defs.sensors import model_registry, store_watch
 from neudep_assets.defs.uses_assets import (incremental_heads, incremental_job, regularization_report,
                                             regularization_report_job, regularize_job, regularized_checkpoints)
 from neudep_assets.defs.executors import executor_for
@@ -50,7 +50,7 @@ def build_defs(config_path_: str | None = None, data_root: str | None = None) ->
         asset_checks=[moments_symmetric_psd],  # the certificates are check_specs of the dependency assets
         jobs=[dataset_job, model_job, target_job, pair_job, comparisons_job, incremental_job, regularize_job,
               regularization_report_job],
-        sensors=[model_registry, automation_sensor],
+        sensors=[model_registry, store_watch, automation_sensor],
         schedules=rerun_schedules(project.schedule if project else "0 4 * * 1"),
         executor=executor_for(project.executor) if project else None,
         resources=default_resources(config_path_, data_root),

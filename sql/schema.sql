@@ -3,23 +3,45 @@
 -- files (store/<table>/*.parquet and store/analyses/<key>/<table>.parquet), so a new table needs no
 -- line here. Parquet is the source of truth; these views only read it.
 
--- The latest committed analysis of each model and pair (kind, source model, model, dataset, λ mode) in
--- each logit gauge: its dependency_runs rows (one per λ). "The current results" are read through this
--- view, so a summary never mixes two analyses (two checkpoints, two λ grids, two gauges) of one model;
--- the raw and the centered analyses both stay visible, side by side. A run without a gauge is raw.
+-- The current analyses of each model (within) and ordered pair (between): the ones its latest dependency
+-- materialization points to (table current_analyses, written at every materialization, also when the
+-- analysis was found in the store; the UI shows the same), under that model's name (a copied checkpoint
+-- folder that reuses identical weights' analyses is listed under its own name), with their role: `primary`
+-- (the project's config, or the Launchpad run a user chose) and, within, the other gauge's `crosscheck`.
+-- A model or pair without a pointer to a committed analysis (a store written before pointers; Θ-heads)
+-- falls back to its latest committed analysis per dataset, λ mode and logit gauge (role `latest`). Every
+-- other analysis (an experiment with another λ grid, an older checkpoint) stays in dependency_runs and
+-- dependency_lineage. "The current results" are read through this view, so a summary never mixes two
+-- analyses of one model. A run without a gauge is raw.
 CREATE OR REPLACE VIEW latest_dependency_runs AS
 WITH analyses AS (
     SELECT dependency_run_id, any_value(kind) AS kind, any_value(source_model) AS source_model,
            any_value(model) AS model, any_value(dataset_id) AS dataset_id, any_value(lambda_mode) AS lambda_mode,
            coalesce(any_value(logit_gauge), 'raw') AS logit_gauge, max(written_at) AS written_at
     FROM dependency_runs GROUP BY dependency_run_id
-), latest AS (
-    SELECT dependency_run_id FROM analyses
-    QUALIFY row_number() OVER (PARTITION BY kind, source_model, model, dataset_id, lambda_mode, logit_gauge
-                               ORDER BY written_at DESC, dependency_run_id DESC) = 1
+), pointed AS (
+    SELECT DISTINCT p.dependency_run_id, p.kind, p.source_model, p.model, p.role
+    FROM current_analyses p SEMI JOIN analyses USING (dependency_run_id)
+), fallback AS (
+    SELECT a.dependency_run_id, a.kind, a.source_model, a.model, 'latest' AS role
+    FROM analyses a ANTI JOIN pointed p ON p.kind = a.kind AND p.source_model = a.source_model AND p.model = a.model
+    QUALIFY row_number() OVER (PARTITION BY a.kind, a.source_model, a.model, a.dataset_id, a.lambda_mode, a.logit_gauge
+                               ORDER BY a.written_at DESC, a.dependency_run_id DESC) = 1
+), cur AS (
+    SELECT * FROM pointed UNION ALL SELECT * FROM fallback
 )
-SELECT r.* REPLACE (coalesce(r.logit_gauge, 'raw') AS logit_gauge)
-FROM dependency_runs r SEMI JOIN latest USING (dependency_run_id);
+SELECT r.* REPLACE (c.model AS model, c.source_model AS source_model, coalesce(r.logit_gauge, 'raw') AS logit_gauge),
+       c.role
+FROM dependency_runs r JOIN cur c USING (dependency_run_id);
+
+-- Each current analysis at its reference λ: λ_rel = 0.1 when it holds it, else its relative λ closest to 0.1
+-- (the one the UI's pictures use); `lambda_rel` says which. A model whose current analysis has another λ
+-- grid keeps its row (at its own λ), never a 0 for a λ it does not hold.
+CREATE OR REPLACE VIEW current_reference_runs AS
+SELECT * FROM latest_dependency_runs
+WHERE lambda_mode = 'relative'
+QUALIFY row_number() OVER (PARTITION BY dependency_run_id, model, source_model
+                           ORDER BY abs(lambda_rel - 0.1), lambda_index) = 1;
 
 -- One row per (run, λ, target): the Table-1 metrics with model and class names.
 CREATE OR REPLACE VIEW dependency_summary AS
@@ -34,6 +56,13 @@ FROM dependency_metrics m
 JOIN dependency_runs r USING (dependency_run_id, lambda_index)
 LEFT JOIN classes tc ON tc.dataset_id = r.dataset_id AND tc.class_index = m.target_class;
 
+-- dependency_summary of the current analyses only, under each current model's name, with their role.
+CREATE OR REPLACE VIEW current_dependency_summary AS
+SELECT s.* REPLACE (c.model AS model, c.source_model AS source_model), c.role
+FROM dependency_summary s
+JOIN (SELECT DISTINCT dependency_run_id, model, source_model, role FROM latest_dependency_runs) c
+    USING (dependency_run_id);
+
 -- One row per dependency edge: which checkpoint, dataset and λ produced it.
 CREATE OR REPLACE VIEW dependency_lineage AS
 SELECT r.kind, r.model, r.checkpoint_sha256, r.dataset_id AS dataset, r.fit_split, r.eval_split,
@@ -47,34 +76,30 @@ JOIN dependency_metrics m USING (dependency_run_id, lambda_index, target_class)
 LEFT JOIN classes tc ON tc.dataset_id = r.dataset_id AND tc.class_index = d.target_class
 LEFT JOIN classes sc ON sc.dataset_id = r.dataset_id AND sc.class_index = d.source_class;
 
--- The current version of each model: its latest analysed checkpoint (the newest `checkpoints` row
--- that has a dependency run), and every edge of that version (between pairs: both sides current), read
--- from the latest analysis of that version per pair, λ mode and logit gauge (as latest_dependency_runs),
--- so two analyses of one version never mix. Older versions stay in `dependency_lineage`;
--- sql/queries/checkpoint_diff.sql compares two of them.
+-- The current version of each model: the checkpoint its current (primary) within analysis is of, else its
+-- newest analysed checkpoint; and every edge of the current analyses of that version (between pairs: both
+-- sides current), under the current model names, with their role. Older versions stay in
+-- `dependency_lineage`; sql/queries/checkpoint_diff.sql compares two of them.
 CREATE OR REPLACE VIEW checkpoints_current AS
+WITH pointed AS (
+    SELECT model, any_value(checkpoint_sha256) AS checkpoint_sha256, max(written_at) AS written_at
+    FROM latest_dependency_runs WHERE kind = 'within' AND role = 'primary' GROUP BY model
+)
+SELECT * FROM pointed
+UNION ALL
 SELECT model, arg_max(checkpoint_sha256, written_at) AS checkpoint_sha256, max(written_at) AS written_at
 FROM checkpoints
 WHERE checkpoint_sha256 IN (SELECT checkpoint_sha256 FROM dependency_runs)
+  AND model NOT IN (SELECT model FROM pointed)
 GROUP BY model;
 
 CREATE OR REPLACE VIEW dependencies_current AS
-WITH current_analyses AS (
-    SELECT r.dependency_run_id, any_value(r.kind) AS kind, any_value(r.source_model) AS source_model,
-           any_value(r.model) AS model, any_value(r.dataset_id) AS dataset_id,
-           any_value(r.lambda_mode) AS lambda_mode, coalesce(any_value(r.logit_gauge), 'raw') AS logit_gauge,
-           max(r.written_at) AS written_at
-    FROM dependency_runs r
-    JOIN checkpoints_current t ON t.model = r.model AND t.checkpoint_sha256 = r.checkpoint_sha256
-    JOIN checkpoints_current s ON s.model = r.source_model AND s.checkpoint_sha256 = r.source_checkpoint_sha256
-    GROUP BY r.dependency_run_id
-), latest AS (
-    SELECT dependency_run_id FROM current_analyses
-    QUALIFY row_number() OVER (PARTITION BY kind, source_model, model, dataset_id, lambda_mode, logit_gauge
-                               ORDER BY written_at DESC, dependency_run_id DESC) = 1
-)
-SELECT l.*
-FROM dependency_lineage l SEMI JOIN latest USING (dependency_run_id);
+SELECT l.* REPLACE (c.model AS model, c.source_model AS source_model), c.role
+FROM dependency_lineage l
+JOIN (SELECT DISTINCT dependency_run_id, model, source_model, role FROM latest_dependency_runs) c
+    USING (dependency_run_id)
+JOIN checkpoints_current t ON t.model = c.model AND t.checkpoint_sha256 = l.checkpoint_sha256
+JOIN checkpoints_current s ON s.model = c.source_model AND s.checkpoint_sha256 = l.source_checkpoint_sha256;
 
 -- The exact path of each target (when the analysis kept it: dependencies.store_path), one row per knot and
 -- source with the analysis's lineage: knots are λ_max (no source), every λ where the active set changes, and

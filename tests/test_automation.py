@@ -69,6 +69,7 @@ def test_sensor_automation_and_schedule_are_on_by_default():
     defs = build_defs()
     sensors = {s.name: s for s in defs.sensors}
     assert sensors["model_registry"].default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensors["store_watch"].default_status == dg.DefaultSensorStatus.RUNNING  # the store decides what is missing
     assert isinstance(sensors["neudep_automation"], dg.AutomationConditionSensorDefinition)
     assert sensors["neudep_automation"].default_status == dg.DefaultSensorStatus.RUNNING
     assert len(defs.schedules) == 5  # one per job: dataset, model, target, pair, comparisons

@@ -2,8 +2,11 @@
 
 The model registry sensor launches a model's checkpoint run (new or changed weights); from there
 Dagster's automation condition sensor materializes what reads it (logits → moments → dependencies,
-the pairs that involve the model, comparisons), each when its inputs have updated. The weekly
-schedule (`schedule:` in neudep.yaml) reruns whatever is missing or stale.
+the pairs that involve the model, comparisons), each when its inputs have updated. Dagster's records
+do not see a result lost from the store, nor an ImageFolder's changed images: the `store_watch` sensor
+(defs/sensors.py) asks the store and the dataset, and launches the first run that recomputes them; what
+reads it follows by these conditions. The schedules (`schedule:` in neudep.yaml, defs/jobs.py) rerun
+whatever is missing (in Dagster's records or in the store), failed or stale.
 """
 
 import dagster as dg

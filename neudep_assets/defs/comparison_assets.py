@@ -7,6 +7,7 @@ import pandas as pd
 from neudep_assets.defs.automation import COMPARISONS_CONDITION
 from neudep_assets.defs.report import md_table
 from neudep_assets.defs.resources import Neudep
+from neudep_assets.defs.store_keys import present, store_keys
 from neudep_assets.lib.analysis.comparisons import compare
 from neudep_assets.lib.code_version import code_version
 from neudep_assets.lib.config import stable_hash
@@ -49,7 +50,7 @@ def comparisons(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict
                             "dependency_runs WHERE dataset_id = $d) USING (dependency_run_id)", {"d": ds.dataset_id}).df()
         summary = con.execute(SUMMARY_SQL, {"dataset": ds.dataset_id}).df()
     comparison_id = stable_hash(sorted(set(runs["dependency_run_id"])) + [COMPARISONS_CODE_VERSION])
-    if store.has("comparisons", ds.dataset_id) and \
+    if present(store, "comparisons", ds.dataset_id) and \
             (store.read("comparisons", ds.dataset_id)["comparison_id"] == comparison_id).all():
         context.log.info("comparisons unchanged")
     else:
@@ -70,4 +71,5 @@ def comparisons(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict
     return dg.Output({"comparison_id": comparison_id, "dataset_id": ds.dataset_id},
                      data_version=dg.DataVersion(comparison_id),
                      metadata={"summary": md_table(summary), "within_vs_between_overlap": md_table(overlap),
-                               "stability_across_lambda": md_table(lam), "runs_compared": len(set(runs["dependency_run_id"]))})
+                               "stability_across_lambda": md_table(lam), "runs_compared": len(set(runs["dependency_run_id"])),
+                               **store_keys(tables=[("comparisons", ds.dataset_id)])})

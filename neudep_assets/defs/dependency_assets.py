@@ -15,6 +15,7 @@ from neudep_assets.defs.checks import CERTIFIED, certificate, certificate_spec
 from neudep_assets.defs.partitions import SOURCE, TARGET, models_partitions, pairs_partitions, parse_pair
 from neudep_assets.defs.report import md_table, picture, picture_list, pictures
 from neudep_assets.defs.resources import Neudep
+from neudep_assets.defs.store_keys import record_current, store_keys
 from neudep_assets.lib.report import plots
 from neudep_assets.lib.analysis import analyse, best_targets, summarize
 from neudep_assets.lib.analysis.dependencies import (analyse_chunk, chunk_from_arrays, chunk_to_arrays, merge_chunks,
@@ -97,6 +98,16 @@ def _reference_lambda(eff: DependencyConfig) -> int:
     return int(np.argmin(np.abs(np.asarray(eff.lambdas) - 0.1)))
 
 
+def _share_or_na(eff: DependencyConfig, share: float) -> float | dg.MetadataValue:
+    """A share at the reference λ, reported as "at λ_rel = 0.1" only when the analysis holds that λ:
+    otherwise "not available" (never a number of another λ, never 0)."""
+    lam = eff.lambdas[_reference_lambda(eff)]
+    if eff.lambda_mode == "relative" and abs(lam - 0.1) < 1e-9:
+        return float(share)
+    return dg.MetadataValue.text(f"not available: this analysis has no λ_rel = 0.1 ({eff.lambda_mode} λ grid "
+                                 f"{', '.join(f'{x:g}' for x in eff.lambdas)})")
+
+
 def _save_fig3(store: ResultStore, run_key: str, res, eff: DependencyConfig, ds: PreparedDataset, C, title: str,
                **between) -> None:
     li = _reference_lambda(eff)
@@ -119,7 +130,8 @@ def _publish(store: ResultStore, run_key: str, eff: DependencyConfig, ds: Prepar
                           eff.lambdas[li])
     return {
         "lambda_summary": md_table(summary),
-        "share_with_dependency_at_0.1": float(summary["share_with_dependency"].iloc[li]),
+        "share_with_dependency_at_0.1": _share_or_na(eff, summary["share_with_dependency"].iloc[li]),
+        "reference_lambda": float(eff.lambdas[li]),
         "max_kkt": float(per_target["kkt"].max()),
         "rank": int(diag["rank"].iloc[0]),
         "eq5_violations": int(diag["eq5_violations"].sum()),
@@ -369,13 +381,18 @@ def _within_commit(context: dg.AssetExecutionContext, neudep: Neudep, plan: dict
         if not other_check.passed:
             yield other_check.with_metadata({**other_check.metadata, "crosscheck_run_id": other_key})
             raise _refused(other_key, other_check)
-        shares[other.logit_gauge] = _share_at(store, other_key, 0)
+        shares[other.logit_gauge] = _share_or_na(eff, _share_at(store, other_key, 0))
         check = check.with_metadata({**check.metadata, "crosscheck_run_id": other_key,
                                      "crosscheck_max_relative_kkt": other_check.metadata["max_relative_kkt"]})
     meta = _publish(store, run_key, eff, ds, logits["model"])
     shares[eff.logit_gauge] = meta["share_with_dependency_at_0.1"]
     meta.update({f"share_with_dependency_{g}_gauge": v for g, v in shares.items()})
     meta["logit_gauge"] = eff.logit_gauge
+    model = context.partition_key
+    current = [("primary", eff.logit_gauge, run_key)] + ([("crosscheck", other.logit_gauge, other_key)] if other_key else [])
+    pointer = record_current(store, "within", model, model, current, run_id=context.run.run_id,
+                             code_version=DEPENDENCIES_CODE_VERSION)
+    meta.update(store_keys(tables=[("current_analyses", pointer)], analyses=[k for _, _, k in current]))
     context.add_asset_metadata(meta)  # on the materialization only (see defs/report.py)
     yield dg.Output({"dependency_run_id": run_key, "kind": "within", "model": logits["model"],
                      "logit_gauge": eff.logit_gauge, "crosscheck_run_id": other_key}, output_name="result",
@@ -402,6 +419,9 @@ def _between_commit(context: dg.AssetExecutionContext, neudep: Neudep, plan: dic
         raise _refused(run_key, check)
     meta = _publish(store, run_key, eff, ds, f"{src}→{tgt}")
     meta["logit_gauge"] = eff.logit_gauge
+    pointer = record_current(store, "between", src, tgt, [("primary", eff.logit_gauge, run_key)],
+                             run_id=context.run.run_id, code_version=DEPENDENCIES_CODE_VERSION)
+    meta.update(store_keys(tables=[("current_analyses", pointer)], analyses=[run_key]))
     context.add_asset_metadata(meta)  # on the materialization only (see defs/report.py)
     yield dg.Output({"dependency_run_id": run_key, "kind": "between", "model": tgt, "source_model": src,
                      "logit_gauge": eff.logit_gauge}, output_name="result",

@@ -1,8 +1,9 @@
 """Jobs (Dagster runs one partition key per run), and what of them is missing or stale.
 
 `plan` is what `neudep demo` and the weekly schedule run: only the runs whose assets Dagster says are
-MISSING or STALE (code version changed, or an input's data version moved since), never a run to find
-a cached result.
+MISSING or STALE (code version changed, or an input's data version moved since), or whose results the
+store no longer holds (`store_missing`: deleted, quarantined, damaged, never committed), or whose data
+changed (an ImageFolder's files), never a run to find a cached result.
 """
 
 from pathlib import Path
@@ -12,6 +13,7 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.loader import LoadingContextForTest
 
 from neudep_assets.defs.partitions import pair_key
+from neudep_assets.defs.store_keys import missing_in_store, recorded_keys
 
 dataset_job = dg.define_asset_job("dataset_job", selection=dg.AssetSelection.assets("dataset"),
                                   description="Render or index the dataset.")
@@ -57,6 +59,45 @@ def changed_checkpoints(neudep, instance: dg.DagsterInstance, models: list[str])
     return out
 
 
+def dataset_changed(neudep, instance: dg.DagsterInstance) -> str | None:
+    """The dataset's id now, when it differs from the one its last materialization recorded (an
+    ImageFolder's images changed, were added or removed); None when unchanged or never materialized.
+    A dataset that cannot be used (a symlink out of its tree, a name that is not UTF-8) fails here,
+    naming the file, before any run."""
+    from neudep_assets.lib.data.datasets import dataset_id_of
+
+    event = instance.get_latest_materialization_event(dg.AssetKey("dataset"))
+    last = event.asset_materialization.tags.get("dagster/data_version") if event and event.asset_materialization else None
+    if last is None:
+        return None
+    now = dataset_id_of(neudep.project().dataset)
+    return now if now != last else None
+
+
+def store_missing(neudep, instance: dg.DagsterInstance, models: list[str]) -> dict[str | None, dict[str, list[str]]]:
+    """partition (None for the dataset and the comparisons; a model; a pair key) -> {asset: what of its
+    latest materialization's store results the store lacks}, plus the dataset when its data changed.
+    The store decides: a result gone from it is missing whatever Dagster's event log says."""
+    store, out = neudep.store(), {}
+
+    def look(asset: str, partition) -> None:
+        if gone := missing_in_store(store, recorded_keys(instance, asset, partition)):
+            out.setdefault(partition, {})[asset] = [f"{g} not in the store" for g in gone]
+
+    if (now := dataset_changed(neudep, instance)) is not None:
+        out[None] = {"dataset": [f"its data changed (dataset id now {now})"]}
+    look("dataset", None)
+    for m in models:
+        for asset in MODEL_ASSETS:
+            look(asset, m)
+    for a in models:
+        for b in models:
+            if a != b:
+                look("between_dependencies", pair_key(a, b))
+    look("comparisons", None)
+    return out
+
+
 def _from_first(todo: list[str]) -> list[str]:
     """A model's chain from its first missing or stale asset on: what reads a rerun asset is stale only
     once it has run (then a content-addressed rerun finds its result at once if nothing changed)."""
@@ -64,21 +105,27 @@ def _from_first(todo: list[str]) -> list[str]:
 
 
 def plan(asset_graph, instance: dg.DagsterInstance, models: list[str], *, whole: bool = True,
-         changed: set[str] = frozenset()) -> list[tuple]:
+         changed: set[str] = frozenset(), missing: dict | None = None) -> list[tuple]:
     """(job name, partition key, assets) of every run needed to bring the graph up to date, in order.
 
-    `changed`: models whose checkpoint file changed (their whole model run is due). `whole=False`
+    `changed`: models whose checkpoint file changed (their whole model run is due). `missing`: what
+    `store_missing` found gone from the store (or changed data), rerun as if Dagster said missing. `whole=False`
     (the schedule, whose runs start together) stops at the first level that has work: what reads it
     follows by its automation condition once it has run.
     """
-    s = _Staleness(asset_graph, instance)
-    steps = [("dataset_job", None, s.todo(["dataset"]))]
-    steps += [("model_job", m, list(MODEL_ASSETS) if m in changed else _from_first(s.todo(MODEL_ASSETS, m)))
+    s, missing = _Staleness(asset_graph, instance), missing or {}
+
+    def todo(keys, partition=None) -> list[str]:
+        gone = missing.get(partition, {})
+        return [k for k in keys if k in gone or k in s.todo([k], partition)]
+
+    steps = [("dataset_job", None, todo(["dataset"]))]
+    steps += [("model_job", m, list(MODEL_ASSETS) if m in changed else _from_first(todo(MODEL_ASSETS, m)))
               for m in models]
-    levels = [steps[:1], steps[1:], [("target_job", m, s.todo(["target_logits"], m)) for m in models]]
-    levels.append([("pair_job", pair_key(a, b), s.todo(["between_dependencies"], pair_key(a, b)))
+    levels = [steps[:1], steps[1:], [("target_job", m, todo(["target_logits"], m)) for m in models]]
+    levels.append([("pair_job", pair_key(a, b), todo(["between_dependencies"], pair_key(a, b)))
                    for a in models for b in models if a != b])
-    levels.append([("comparisons_job", None, s.todo(["comparisons"]))])
+    levels.append([("comparisons_job", None, todo(["comparisons"]))])
     out = []
     for level in levels:
         work = [step for step in level if step[2]]
@@ -112,17 +159,20 @@ def _schedule_fn(job_name: str):
         neudep = context.resources.neudep
         names = neudep.model_names()
         changed = changed_checkpoints(neudep, context.instance, names)
+        missing = store_missing(neudep, context.instance, names)
         for job, partition, assets in plan(context.repository_def.asset_graph, context.instance, names, whole=False,
-                                           changed=changed):
+                                           changed=changed, missing=missing):
             if job == job_name:
                 yield dg.RunRequest(asset_selection=[dg.AssetKey(a) for a in assets], partition_key=partition,
-                                    tags={"neudep/reason": "scheduled rerun of missing, failed or stale"})
+                                    tags={"neudep/reason": "scheduled rerun of missing (or lost from the store), "
+                                                           "failed or stale"})
     return fn
 
 
 def rerun_schedules(cron: str) -> list[dg.ScheduleDefinition]:
-    """The cron schedule (`schedule:` in neudep.yaml, default weekly) that reruns what is missing,
-    failed or stale, one per job (a run has one partitioning); on when `make ui` starts. At a tick only
+    """The cron schedule (`schedule:` in neudep.yaml, default weekly) that reruns what is missing (in
+    Dagster's records or in the store), failed or stale, and a changed dataset, one per job (a run has
+    one partitioning); on when `make ui` starts. At a tick only
     the first level with work runs (dataset, models, targets, pairs, comparisons): what reads it follows
     by its automation condition."""
     jobs = {"dataset_job": dataset_job, "model_job": model_job, "target_job": target_job, "pair_job": pair_job,
@@ -131,4 +181,4 @@ def rerun_schedules(cron: str) -> list[dg.ScheduleDefinition]:
         name=f"rerun_stale_{name.removesuffix('_job')}", cron_schedule=cron, execution_fn=_schedule_fn(name), job=job,
         default_status=dg.DefaultScheduleStatus.RUNNING, required_resource_keys={"neudep"},
         description=f"Reruns the missing, failed or stale partitions of {name} (Dagster's code and data versions "
-                    "say which).") for name, job in jobs.items()]
+                    "say which, and the store: a result gone from it is missing).") for name, job in jobs.items()]

@@ -12,6 +12,7 @@ from neudep_assets.defs.automation import CHECKPOINT_CONDITION, FOLLOW_INPUTS
 from neudep_assets.defs.partitions import models_partitions, targets_partitions
 from neudep_assets.defs.report import md_table
 from neudep_assets.defs.resources import Neudep
+from neudep_assets.defs.store_keys import present, record_row, store_keys
 from neudep_assets.lib.models.checkpoints import CheckpointInfo, obtain_checkpoint, split_logits
 from neudep_assets.lib.models.finetune import derived_checkpoint
 from neudep_assets.lib.config import stable_hash, stable_json
@@ -55,20 +56,20 @@ def checkpoint(context: dg.AssetExecutionContext, neudep: Neudep, dataset: dict)
         info = obtain_checkpoint(spec, ds, store.root, device=neudep.pick_device(), log=context.log.info)
     else:
         info = derived[0]
-    if not store.has("checkpoints", info.sha256):
-        store.write("checkpoints", info.sha256, [{
-            "checkpoint_sha256": info.sha256, "model": info.model, "arch": info.arch, "origin": info.origin,
-            "source": info.source, "parent_sha256": derived[1]["parent_sha256"] if derived else None,
-            "path": info.path, "dataset_id": ds.dataset_id,
-            "num_classes": info.num_classes, "num_features": info.num_features, "n_params": info.n_params,
-            "train_val_acc": info.train_val_acc, "train_seconds": info.train_seconds,
-            "config_json": derived[1]["config_json"] if derived else stable_json(spec)}],
-            run_id=context.run.run_id, code_version=CHECKPOINT_CODE_VERSION)
+    ck_key = record_row(store, "checkpoints", info.sha256, {
+        "checkpoint_sha256": info.sha256, "model": context.partition_key, "arch": info.arch, "origin": info.origin,
+        "source": info.source, "parent_sha256": derived[1]["parent_sha256"] if derived else None,
+        "path": info.path, "dataset_id": ds.dataset_id,
+        "num_classes": info.num_classes, "num_features": info.num_features, "n_params": info.n_params,
+        "train_val_acc": info.train_val_acc, "train_seconds": info.train_seconds,
+        "config_json": derived[1]["config_json"] if derived else stable_json(spec)},
+        run_id=context.run.run_id, code_version=CHECKPOINT_CODE_VERSION)
     return dg.Output(info.to_json(), data_version=dg.DataVersion(info.sha256), metadata={
         "sha256": info.sha256, "path": dg.MetadataValue.path(info.path), "origin": info.origin,
         "arch": info.arch, "params": info.n_params, "feature_dim": info.num_features,
         "val_acc_after_training": info.train_val_acc if info.train_val_acc is not None else float("nan"),
         "train_seconds": info.train_seconds if info.train_seconds is not None else float("nan"),
+        **store_keys(tables=[("checkpoints", ck_key)]),
     })
 
 
@@ -94,12 +95,13 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
     if config.batch_size is not None and config.batch_size < 1:
         raise dg.Failure(f"logits config: batch_size must be ≥ 1 (unset = automatic), got {config.batch_size}")
     batch_size = config.batch_size or _model_entry(neudep, info.model).logits_batch_size  # None: automatic
-    out, rows, stats, warnings = {}, [], [], []
+    out, rows, stats, warnings, keys = {}, [], [], [], []
     for split in ds.splits:
         set_id = f"{info.sha256[:16]}-{ds.dataset_id}-{split}-{LOGITS_CODE_VERSION[:8]}"
         path = store.artifact("logits", set_id)
-        if store.has("logit_sets", set_id) and path.is_file():
+        if present(store, "logit_sets", set_id) and path.is_file():
             row = {**store.read("logit_sets", set_id).iloc[0].to_dict(), "path": str(path)}
+            row = {k: v for k, v in row.items() if k not in ("dagster_run_id", "code_version", "written_at")}
         else:
             context.log.info(f"logits of {info.model} on {split} ({ds.counts.get(split)} samples) on {device}")
             lg, labels, ids = split_logits(info, ds, split, device=device, batch_size=batch_size,
@@ -114,13 +116,16 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
                    "logits_sha256": hashlib.sha256(lg.tobytes()).hexdigest(),
                    "samples_sha256": hashlib.sha256("\n".join(ids.astype(str)).encode()).hexdigest(),
                    "accuracy": acc, "path": str(path)}
-            store.write("logit_sets", set_id, [row], run_id=context.run.run_id, code_version=LOGITS_CODE_VERSION)
-        if store.has("logit_stats", set_id):
+        keys.append(("logit_sets", record_row(store, "logit_sets", set_id, {**row, "model": context.partition_key},
+                                              run_id=context.run.run_id, code_version=LOGITS_CODE_VERSION)))
+        if present(store, "logit_stats", set_id):
             st = store.read("logit_stats", set_id).iloc[0].to_dict()
         else:  # also for logits computed before the diagnostics existed
             st = {"logit_set_id": set_id, "checkpoint_sha256": info.sha256, "model": info.model,
                   "dataset_id": ds.dataset_id, "split": split, **logit_stats(load_arrays(row["path"])["logits"])}
-            store.write("logit_stats", set_id, [st], run_id=context.run.run_id, code_version=LOGITS_CODE_VERSION)
+        keys.append(("logit_stats", record_row(store, "logit_stats", set_id, {
+            **{k: st[k] for k in st if k not in ("dagster_run_id", "code_version", "written_at")},
+            "model": context.partition_key}, run_id=context.run.run_id, code_version=LOGITS_CODE_VERSION)))
         stats.append({k: st[k] for k in ("split", "mean_logit_mean", "mean_logit_std", "offset_share",
                                          "top_logit_mean", "within_sample_std")})
         if (w := offset_warning(info.model, split, float(st["offset_share"]))) is not None:
@@ -136,7 +141,8 @@ def logits(context: dg.AssetExecutionContext, config: LogitsConfig, neudep: Neud
                                "val_accuracy": float(out.get("val", {}).get("accuracy", float("nan"))),
                                "logit_offsets": md_table(pd.DataFrame(stats)),
                                "offset_share": float(max(s["offset_share"] for s in stats)),
-                               **({"offset_warning": dg.MetadataValue.md("\n\n".join(warnings))} if warnings else {})})
+                               **({"offset_warning": dg.MetadataValue.md("\n\n".join(warnings))} if warnings else {}),
+                               **store_keys(tables=keys, artifacts=[("logits", s["logit_set_id"]) for s in out.values()])})
 
 
 @dg.asset(partitions_def=models_partitions, code_version=MOMENTS_CODE_VERSION, group_name="dependencies",
@@ -149,8 +155,9 @@ def moments(context: dg.AssetExecutionContext, neudep: Neudep, logits: dict) -> 
     src = logits["splits"][split]
     moments_id = f"{src['logit_set_id']}-second-{MOMENTS_CODE_VERSION[:8]}"
     path = store.artifact("moments", moments_id)
-    if store.has("moments", moments_id) and path.is_file():
+    if present(store, "moments", moments_id) and path.is_file():
         row = {**store.read("moments", moments_id).iloc[0].to_dict(), "path": str(path)}
+        row = {k: v for k, v in row.items() if k not in ("dagster_run_id", "code_version", "written_at")}
     else:
         lg = load_arrays(src["path"])["logits"]
         C = second_moment(lg)
@@ -159,14 +166,16 @@ def moments(context: dg.AssetExecutionContext, neudep: Neudep, logits: dict) -> 
         row = {"moments_id": moments_id, "kind": "second", "model": logits["model"],
                "checkpoint_sha256": logits["checkpoint_sha256"], "dataset_id": logits["dataset_id"],
                "split": split, "n_samples": len(lg), "n_classes": C.shape[0], "path": str(path), **spec}
-        store.write("moments", moments_id, [row], run_id=context.run.run_id, code_version=MOMENTS_CODE_VERSION)
+    key = record_row(store, "moments", moments_id, {**row, "model": context.partition_key}, run_id=context.run.run_id,
+                     code_version=MOMENTS_CODE_VERSION)
     return dg.Output({"moments_id": moments_id, "path": row["path"], "split": split, "model": logits["model"],
                       "checkpoint_sha256": logits["checkpoint_sha256"], "dataset_id": logits["dataset_id"],
                       "logits": logits},
                      data_version=dg.DataVersion(moments_id),
                      metadata={"n_classes": int(row["n_classes"]), "rank": int(row["rank"]),
                                "min_eig": float(row["min_eig"]), "max_eig": float(row["max_eig"]),
-                               "fit_split": split})
+                               "fit_split": split,
+                               **store_keys(tables=[("moments", key)], artifacts=[("moments", moments_id)])})
 
 
 @dg.asset(partitions_def=targets_partitions, group_name="dependencies", automation_condition=FOLLOW_INPUTS,

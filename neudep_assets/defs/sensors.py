@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from neudep_assets.defs.jobs import model_job
+from neudep_assets.defs.jobs import comparisons_job, dataset_job, model_job, pair_job, plan, store_missing
 from neudep_assets.defs.partitions import add_requests, missing_models
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.models import WEIGHTS_NAME, CheckpointError, weights_sha256
@@ -72,3 +72,28 @@ def model_registry(context: dg.SensorEvaluationContext, neudep: Neudep) -> dg.Se
         context.log.info(f"checkpoint of model {name!r} is gone; its results stay queryable in the store")
     return dg.SensorResult(run_requests=runs, cursor=json.dumps(seen),
                            dynamic_partitions_requests=add_requests(missing))
+
+
+@dg.sensor(jobs=[dataset_job, model_job, pair_job, comparisons_job], minimum_interval_seconds=300,
+           default_status=dg.DefaultSensorStatus.RUNNING)
+def store_watch(context: dg.SensorEvaluationContext, neudep: Neudep) -> dg.SensorResult | dg.SkipReason:
+    """Asks the result store for what each materialization wrote (its `store_keys`) and indexes the
+    dataset: an analysis, table file or artifact deleted, quarantined or damaged, or an ImageFolder
+    whose images changed, launches the first run that recomputes it (what reads it follows by the
+    automation conditions). The store decides what is missing, not Dagster's records."""
+    missing = store_missing(neudep, context.instance, neudep.model_names())
+    if not missing:
+        return dg.SkipReason("the store holds every materialized result; the dataset is unchanged")
+    runs = []
+    for job, partition, assets in plan(context.repository_def.asset_graph, context.instance, neudep.model_names(),
+                                       whole=False, missing=missing):
+        if assets and any(a in missing.get(partition, {}) for a in assets):
+            last = context.instance.fetch_materializations(dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(assets[0]), asset_partitions=[partition] if partition else None), limit=1).records
+            stamp = last[0].run_id if last else "never"  # a result lost again after its rerun is launched again
+            runs.append(dg.RunRequest(job_name=job, partition_key=partition,
+                                      asset_selection=[dg.AssetKey(a) for a in assets],
+                                      run_key=f"store-{job}-{partition}-{stamp}",
+                                      tags={"neudep/reason": "; ".join(missing.get(partition, {}).get(assets[0], []))[:200]
+                                            or "lost from the store"}))
+    return dg.SensorResult(run_requests=runs)

@@ -69,5 +69,8 @@ TABLES: dict[str, pa.Schema] = {
                                    ("role", _S), ("seed", _I), ("alpha", _F), ("checkpoint_sha256", _S),
                                    ("accuracy", _F), ("ood_aupr", _F), ("lambda_rel", _F), ("logit_gauge", _S),
                                    ("dependency_run_id", _S)],
+        # which analyses a model's (or pair's) latest `dependencies` materialization points to: "current"
+        "current_analyses": [(c, _S) for c in ("kind", "model", "source_model", "role", "logit_gauge",
+                                               "dependency_run_id")],
     }.items()
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,24 +61,82 @@ def prepare_dataset(cfg: DatasetConfig, root: Path, log=print) -> PreparedDatase
     return _index_imagefolder(cfg)
 
 
+def dataset_id_of(cfg: DatasetConfig) -> str:
+    """The id `prepare_dataset` gives `cfg`'s dataset, without rendering or loading any image (glyphs:
+    from the config; ImageFolder: from its file list, sizes and times): what tells a changed dataset."""
+    if cfg.kind == "glyphs":
+        return glyph_catalog.dataset_id(cfg.glyphs)
+    return _index_imagefolder(cfg).dataset_id
+
+
+#: ImageFolder datasets up to this many bytes are identified by their files' content too (sha256).
+CONTENT_HASH_MAX_BYTES = 64 << 20
+
+
+def _utf8(path: Path, root: Path, what: str, split: str) -> str:
+    """`path` relative to `root`, refused (naming it) when its name is not valid UTF-8."""
+    rel = str(path.relative_to(root))
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DatasetError(f"dataset split {split!r}: {what} name is not valid UTF-8: "
+                           f"{os.fsencode(path)!r}; rename it") from None
+    return rel
+
+
+def _split_files(split: str, root: Path) -> tuple[list[str], list[tuple[str, os.stat_result, Path]]]:
+    """Class folders and image files of one split, walking without following links: a symlinked folder,
+    or a file that resolves out of the split's tree, is refused (the logits would read what the dataset
+    id does not cover)."""
+    real = root.resolve()
+    classes, files = [], []
+    for d in sorted(root.iterdir()):
+        if d.is_symlink() and d.is_dir():
+            raise DatasetError(f"dataset split {split!r}: class folder {d} is a symlink (to {d.resolve()}); "
+                               "copy the images into the dataset tree")
+        if d.is_dir():
+            classes.append(_utf8(d, root, "class folder", split))
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        for name in dirnames:
+            if (here / name).is_symlink():
+                raise DatasetError(f"dataset split {split!r}: folder {here / name} is a symlink (to "
+                                   f"{(here / name).resolve()}); copy the images into the dataset tree")
+        for name in filenames:
+            p = here / name
+            if p.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            if p.is_symlink() and not p.resolve().is_relative_to(real):
+                raise DatasetError(f"dataset split {split!r}: image {p} is a symlink out of the dataset tree "
+                                   f"(to {p.resolve()})")
+            files.append((_utf8(p, root, "image file", split), p.stat(), p))
+    return classes, sorted(files, key=lambda f: f[0])
+
+
 def _index_imagefolder(cfg: DatasetConfig) -> PreparedDataset:
+    """Class folders and counts of each split; the dataset id covers every image's relative path, size
+    and modification time (and content, up to CONTENT_HASH_MAX_BYTES in all), so changed, added or
+    removed images give another id (and new logits downstream)."""
     listing = hashlib.sha256()
-    counts, classes = {}, None
+    counts, classes, per_split = {}, None, {}
     for split, folder in sorted(cfg.splits.items()):
         root = Path(folder)
         if not root.is_dir():
             raise DatasetError(f"dataset split {split!r}: folder not found: {root}")
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        split_classes, files = _split_files(split, root)
         if not files:
             raise DatasetError(f"dataset split {split!r}: no images under {root}")
-        split_classes = sorted(d.name for d in root.iterdir() if d.is_dir())
         if split != "ood":
             if classes is not None and split_classes != classes:
                 raise DatasetError(f"dataset split {split!r} ({root}) has other class folders than the train split")
             classes = split_classes
         counts[split] = len(files)
-        for p in files:
-            listing.update(f"{split}/{p.relative_to(root)}:{p.stat().st_size}\n".encode())
+        per_split[split] = files
+    hash_content = sum(st.st_size for files in per_split.values() for _, st, _ in files) <= CONTENT_HASH_MAX_BYTES
+    for split, files in per_split.items():
+        for rel, st, path in files:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if hash_content else ""
+            listing.update(f"{split}/{rel}:{st.st_size}:{st.st_mtime_ns}:{digest}\n".encode())
     names = _readable_class_names(classes)
     return PreparedDataset(
         dataset_id=f"{cfg.name}-{stable_hash({'splits': cfg.splits, 'files': listing.hexdigest()}, 12)}",
