@@ -65,7 +65,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 FORBIDDEN = ("dagster", "duckdb")  # a bare GPU machine has neither
 
-# the CPU references of parts 4 and 5 (README "How big a model can you analyse?", bench/scale.py)
+# the CPU references of parts 4 and 5 (docs/scale.md "How big a model can you analyse?", bench/scale.py)
 REF_21K = ("2-core CPU, 2026-12-02: C 195 s, chunks 509 s (solve 404 s), merge 65 s, wall 12 min 55 s, "
            "RSS 9.4 GB; 2.07 M nonzeros, worst KKT 1.9e-14")
 REF_5K = ("2-core CPU, 2026-12-02: analysis 422 s (solve 360 s), 7 min 17 s with C, RSS 1.67 GB; "

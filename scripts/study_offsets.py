@@ -12,7 +12,7 @@ plain cross-entropy, 40 fresh renderings per class and epoch) outside Dagster, o
 (lib/analysis/offsets.py), and the share of classes with a dependency (1–10 sources, Rel Err ≤ 20%; fit
 on train, evaluated on val, as the pipeline) under the raw and the centered gauge at λ_rel 0.1 and 0.05,
 with the median coefficient sum and the median offset-direction share of those dependencies. Prints a
-Markdown table (the one in README).
+Markdown table (the one in docs/results.md).
 """
 from __future__ import annotations
 
