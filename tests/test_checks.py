@@ -22,6 +22,18 @@ def test_certificate_uses_the_analysis_tol_and_names_the_worst_targets():
                                                           "'beta' (class 1) at λ=0.5: KKT 5.00e-07"])
 
 
+def test_certificate_results_say_which_model_pair_and_gauge_they_are():
+    """Four "Passed" rows in the UI must be told apart: the description names the pair, gauge and analysis."""
+    m = _metrics([1e-12, 5e-13, 2e-12])
+    within = certificate(m, 1e-9, [0.5, 0.1], NAMES, run_key="within-1",
+                         rows=[{"model": "cnn", "source_model": "cnn", "logit_gauge": "centered"}])
+    between = certificate(m, 1e-9, [0.5, 0.1], NAMES, run_key="between-2",
+                          rows=pd.DataFrame([{"model": "vit", "source_model": "cnn", "logit_gauge": "raw"}]))
+    assert within.description.startswith("cnn (centered gauge, 2 λ): all 3 solutions certified")
+    assert between.description.startswith("cnn → vit (raw gauge")
+    assert between.metadata["analysis"].value == "between-2" and within.metadata["model"].value == "cnn"
+
+
 def test_a_nan_certificate_fails():
     n, worst = uncertified(_metrics([0.0, float("nan"), 0.0]), 1e-9, [0.5, 0.1], NAMES)
     assert n == 1 and worst[0].startswith("'beta'")

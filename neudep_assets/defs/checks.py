@@ -25,14 +25,25 @@ def certificate_spec(asset: str) -> dg.AssetCheckSpec:
         "an analysis that fails is not written."))
 
 
-def certificate(per_target: pd.DataFrame, tol: float, lambdas, class_names) -> dg.AssetCheckResult:
-    """The certificate of one analysis: passed when every solution's relative KKT is ≤ its tol."""
+def certificate(per_target: pd.DataFrame, tol: float, lambdas, class_names, *, run_key: str = "",
+                rows: list[dict] | pd.DataFrame | None = None) -> dg.AssetCheckResult:
+    """The certificate of one analysis: passed when every solution's relative KKT is ≤ its tol. `rows`
+    (its dependency_runs rows) name the model, the pair and the gauge in the UI, where one check result
+    per partition and gauge would otherwise look alike."""
     n_bad, worst = uncertified(per_target, tol, lambdas, class_names)
     kkt = per_target["kkt"].to_numpy(dtype=float)
-    return dg.AssetCheckResult(check_name=CERTIFIED, passed=not n_bad, metadata={
-        "max_relative_kkt": float(np.nanmax(kkt)) if np.isfinite(kkt).any() else float("nan"),
-        "tolerance": float(tol), "uncertified_solutions": n_bad, "solutions": len(kkt),
-        "worst_targets": dg.MetadataValue.md("\n".join(f"- {w}" for w in worst) or "none")})
+    r = (rows.iloc[0].to_dict() if isinstance(rows, pd.DataFrame) else rows[0]) if rows is not None and len(rows) else {}
+    who = r.get("model", "?") if r.get("source_model") in (None, r.get("model")) else f"{r['source_model']} → {r['model']}"
+    worst_kkt = float(np.nanmax(kkt)) if np.isfinite(kkt).any() else float("nan")
+    verdict = (f"all {len(kkt)} solutions certified" if not n_bad else f"{n_bad} of {len(kkt)} solutions NOT certified")
+    return dg.AssetCheckResult(
+        check_name=CERTIFIED, passed=not n_bad,
+        description=f"{who} ({r.get('logit_gauge') or 'raw'} gauge, {len(lambdas)} λ): {verdict}; worst relative KKT "
+                    f"{worst_kkt:.1e} (tol {tol:.0e})",
+        metadata={"model": who, "logit_gauge": r.get("logit_gauge") or "raw", "analysis": run_key,
+                  "max_relative_kkt": worst_kkt, "tolerance": float(tol), "uncertified_solutions": n_bad,
+                  "solutions": len(kkt),
+                  "worst_targets": dg.MetadataValue.md("\n".join(f"- {w}" for w in worst) or "none")})
 
 
 @dg.asset_check(asset=moments, blocking=True, partitions_def=models_partitions)

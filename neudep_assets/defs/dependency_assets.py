@@ -13,7 +13,7 @@ import pandas as pd
 from neudep_assets.defs.automation import FOLLOW_INPUTS
 from neudep_assets.defs.checks import CERTIFIED, certificate, certificate_spec
 from neudep_assets.defs.partitions import SOURCE, TARGET, models_partitions, pairs_partitions, parse_pair
-from neudep_assets.defs.report import md_table, picture, picture_list, pictures
+from neudep_assets.defs.report import picture, picture_list, pictures
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.defs.store_keys import record_current, store_keys
 from neudep_assets.lib.report import plots
@@ -74,7 +74,7 @@ def _write_results(store: ResultStore, run_key: str, res, run_rows: list[dict], 
     """Certify one analysis, then commit all its tables at once (`extra`: further tables of the
     analysis, by table name; `code_version`: of the asset writing it). Returns the certificate; an
     uncertified analysis is not written."""
-    check = certificate(res.per_target, eff.tol, eff.lambdas, class_names)
+    check = certificate(res.per_target, eff.tol, eff.lambdas, class_names, run_key=run_key, rows=run_rows)
     if check.passed:
         commit_rows(store, run_key, res, run_rows, run_id=run_id, code_version=code_version, extra=extra)
     return check
@@ -90,7 +90,7 @@ def _refused(run_key: str, check: dg.AssetCheckResult) -> dg.Failure:
 def _stored_certificate(store: ResultStore, run_key: str, class_names) -> dg.AssetCheckResult:
     runs = store.read("dependency_runs", run_key).sort_values("lambda_index")
     return certificate(store.read("dependency_metrics", run_key), float(runs["tol"].max()),
-                       runs["lambda_value"].tolist(), class_names)
+                       runs["lambda_value"].tolist(), class_names, run_key=run_key, rows=runs)
 
 
 def _reference_lambda(eff: DependencyConfig) -> int:
@@ -106,6 +106,20 @@ def _share_or_na(eff: DependencyConfig, share: float) -> float | dg.MetadataValu
         return float(share)
     return dg.MetadataValue.text(f"not available: this analysis has no λ_rel = 0.1 ({eff.lambda_mode} λ grid "
                                  f"{', '.join(f'{x:g}' for x in eff.lambdas)})")
+
+
+def _readable(summary: pd.DataFrame) -> pd.DataFrame:
+    """The per-λ summary as a person reads it: shares and errors in %, losses in points, n/a for none."""
+    pct = lambda v: "n/a" if pd.isna(v) else f"{100 * v:.1f}%"  # noqa: E731
+    pts = lambda v: "n/a" if pd.isna(v) else f"{v:.1f} pts"  # noqa: E731
+    return pd.DataFrame({
+        "λ_rel": summary["lambda"].map("{:g}".format), "targets": summary["targets"],
+        "with a dependency": [f"{w} ({pct(s)})" for w, s in zip(summary["with_dependency"], summary["share_with_dependency"])],
+        "median sources": summary["median_sources"].map("{:g}".format),
+        "median Rel Err": summary["median_rel_err"].map(pct),
+        "mean Acc loss": summary["acc_loss_pts"].map(pts),
+        "median Pos Acc loss (with a dependency)": summary["pos_acc_loss_pts_dep_median"].map(pts),
+        "worst KKT": summary["max_kkt"].map("{:.1e}".format)})
 
 
 def _save_fig3(store: ResultStore, run_key: str, res, eff: DependencyConfig, ds: PreparedDataset, C, title: str,
@@ -128,15 +142,30 @@ def _publish(store: ResultStore, run_key: str, eff: DependencyConfig, ds: Prepar
     li = _reference_lambda(eff)
     stars = star_pictures(edges, per_target, ds, li, best_targets(per_target, li, eff.star_plots), title,
                           eff.lambdas[li])
+    run = store.read("dependency_runs", run_key).iloc[0]
+    share = summary["share_with_dependency"].iloc[li]
+    rank, n = int(diag["rank"].iloc[0]), len(diag)
+    screened = per_target["conj1_screened"].sum()
     return {
-        "lambda_summary": md_table(summary),
-        "share_with_dependency_at_0.1": _share_or_na(eff, summary["share_with_dependency"].iloc[li]),
+        "summary": dg.MetadataValue.md(
+            f"**{100 * share:.1f}%** of {n} targets have a dependency at λ_rel = {eff.lambdas[li]:g} (1–10 sources, "
+            f"Rel Err ≤ 20%; the table below: every λ). Every solution certified: worst relative KKT "
+            f"{per_target['kkt'].max():.1e}. Rank of C: {rank} of {n} (a head of width d gives rank ≤ d + 1; "
+            f"below n, every class is an exact linear combination of the others as λ → 0). Theorem 3: "
+            f"{int(per_target['thm3_violations'].sum())} violations (a safe rule); Conjecture 1: wrong for "
+            f"{100 * per_target['conj1_violations'].sum() / max(screened, 1):.2f}% of the {int(screened)} sources it "
+            f"screens (a heuristic). Eq. 5: {int(diag['eq5_violations'].sum())} violations."),
+        "explore": dg.MetadataValue.url(  # `neudep explore` serves it (default address)
+            f"http://127.0.0.1:8765/model/{run['model']}?source={run['source_model']}"
+            f"&gauge={run.get('logit_gauge') or 'raw'}&run={run_key}"),
+        "lambda_summary": dg.MetadataValue.md(_readable(summary).to_markdown(index=False)),
+        "share_with_dependency_at_0.1": _share_or_na(eff, share),
         "reference_lambda": float(eff.lambdas[li]),
-        "max_kkt": float(per_target["kkt"].max()),
+        "max_kkt": float(f"{per_target['kkt'].max():.3g}"),
         "rank": int(diag["rank"].iloc[0]),
         "eq5_violations": int(diag["eq5_violations"].sum()),
         "thm3_violations": int(per_target["thm3_violations"].sum()),
-        "conj1_violation_rate": float(per_target["conj1_violations"].sum() / max(per_target["conj1_screened"].sum(), 1)),
+        "conj1_violation_rate": float(f"{per_target['conj1_violations'].sum() / max(screened, 1):.3g}"),
         **pictures(store, run_key, {"sparsity_plot": ("sparsity", plots.sparsity_plot(per_target)),
                                     "screening_plot": ("screening (Theorem 3, Conjecture 1)",
                                                        plots.screening_plot(per_target))}),

@@ -91,9 +91,10 @@ def train_classifier(
     each batch (the labels of an epoch are ``train_labels``, shuffled); without it the fixed
     ``train_images`` (uint8) are used, optionally with random shifts (``augment="shift"``).
     ``fresh_samples=False`` ignores the sampler (trains on the fixed images).
-    ``mean_logit_penalty`` α adds α·E[m(x)²], m(x) the sample's mean logit over the classes: a term
-    softmax cannot see (its gradient lies along the all-ones logit direction, the cross-entropy's is
-    orthogonal to it), so it only removes the common logit offset plain cross-entropy leaves free.
+    ``mean_logit_penalty`` α adds α·E[m(x)²], m(x) the sample's mean logit over the classes. On given
+    logits softmax cannot see it (its gradient lies along the all-ones logit direction, the cross-entropy's
+    is orthogonal to it), but through the shared backbone it changes the trained weights, and so the
+    model and its predictions, beside removing the common offset plain cross-entropy leaves free.
     ``threads``: torch's intra-op threads during training (restored after): the weights' last bits
     depend on it, not on the process' own count.
     Each epoch logs loss, train accuracy, val accuracy and seconds through ``log``.
@@ -134,8 +135,9 @@ def train_classifier(
         steps_per_epoch -= 1  # a batch of one breaks batch norm
     total = steps_per_epoch * epochs
     warmup = int(round(warmup_epochs * steps_per_epoch))
-    # timm's cosine schedule per step: linear warm-up to lr, then cosine down to min_lr_ratio·lr
-    sched = CosineLRScheduler(opt, t_initial=max(1, total - warmup), lr_min=lr * min_lr_ratio, warmup_t=warmup,
+    # timm's cosine schedule per step: linear warm-up to lr, then cosine down to min_lr_ratio·lr. At most one
+    # step after the warm-up takes lr whatever t_initial is ≥ 1; 2 spares timm's "no effect" warning there
+    sched = CosineLRScheduler(opt, t_initial=max(2, total - warmup), lr_min=lr * min_lr_ratio, warmup_t=warmup,
                               warmup_lr_init=lr / max(1, warmup), warmup_prefix=True, t_in_epochs=False)
     mean_t = torch.tensor(list(mean), dtype=torch.float32, device=device).view(1, -1, 1, 1)
     std_t = torch.tensor(list(std), dtype=torch.float32, device=device).view(1, -1, 1, 1)

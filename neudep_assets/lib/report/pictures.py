@@ -16,7 +16,8 @@ from neudep_assets.lib.report.graph_export import dependency_graph, write_graph
 
 def star_pictures(edges: pd.DataFrame, per_target: pd.DataFrame, ds: PreparedDataset, lambda_index: int,
                   targets: list[int], title: str, lambda_value: float) -> list[tuple[str, bytes]]:
-    """One star picture per target: its sources at one λ with coefficients, names and glyph images."""
+    """One star picture per target: its sources at one λ with coefficients, class names (not only the
+    glyph: "ο" and "o" look alike) and glyph images."""
     examples = class_examples(ds)
     out = []
     for t in targets:
@@ -25,7 +26,7 @@ def star_pictures(edges: pd.DataFrame, per_target: pd.DataFrame, ds: PreparedDat
         m = per_target[(per_target["lambda_index"] == lambda_index) & (per_target["target_class"] == t)]
         rel = float(m["rel_err"].iloc[0]) if len(m) else float("nan")
         png = plots.star_plot(
-            ds.class_labels[t], [(ds.class_labels[s], float(c)) for s, c in zip(e["source_class"], e["coef"])],
+            ds.class_names[t], [(ds.class_names[s], float(c)) for s, c in zip(e["source_class"], e["coef"])],
             target_image=examples.get(t),
             source_images=[examples.get(int(s)) for s in e["source_class"]] if examples else None,
             title=f"{title}: {ds.class_names[t]}, λ={lambda_value:g}")
