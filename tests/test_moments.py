@@ -62,3 +62,22 @@ def test_second_moment_is_built_in_place():
     assert peak < 1.5 * n2, f"peak {peak / n2:.2f} × the result"
     assert np.array_equal(C, C.T)
     np.testing.assert_allclose(C, f.T @ f / 3000, rtol=1e-12, atol=1e-12)
+
+
+def test_second_moment_has_the_same_bits_whatever_the_thread_count():
+    """A Dask worker (one BLAS thread) and the CLI (two) must store the same C: a multi-threaded gemm splits
+    its sums by the thread count (at this size the earlier blocked gemm gave other bits on 1 and 2 threads)."""
+    import hashlib
+
+    from threadpoolctl import threadpool_limits
+
+    f = np.random.default_rng(0).normal(size=(4000, 300)).astype(np.float32)
+    digests = set()
+    for blas in (1, 2):
+        for workers in (1, 2):
+            with threadpool_limits(blas, user_api="blas"):
+                C = second_moment(f, workers=workers)
+            digests.add(hashlib.sha256(C.tobytes()).hexdigest())
+    a = f.astype(np.float64)
+    np.testing.assert_allclose(C, a.T @ a / len(a), rtol=1e-12, atol=1e-12)
+    assert len(digests) == 1

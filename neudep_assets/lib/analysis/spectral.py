@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neudep_assets.lib.analysis.moments import ONE_BLAS_THREAD
+
 _EPS = np.finfo(np.float64).eps
 
 
@@ -37,6 +39,7 @@ def rtol_of(n: int, rtol) -> float:
     return r
 
 
+@ONE_BLAS_THREAD
 def numerical_rank(C: np.ndarray, rtol: float | None = None) -> int:
     """Number of eigenvalues of the symmetric PSD matrix C above rtol·λ_max (rtol = n·eps by default,
     numpy's ``matrix_rank`` rule on the singular values of C)."""
@@ -113,6 +116,7 @@ LOWRANK_MIN_N = 4096  # below, dense eigh takes seconds; above, try the low-rank
 LOWRANK_MAX_FRACTION = 8  # low rank means r ≤ n / 8 (then the low-rank path costs ≤ 1/64 of n³)
 
 
+@ONE_BLAS_THREAD
 def spectral(C: np.ndarray, rtol: float | None, method: str = "auto") -> Spectral:
     """The eigendecomposition of C split at τ = rtol·λ_max (rtol = n·eps by default); `method` as in the
     module docstring. ``lowrank`` on a C of rank above n/8 raises."""
