@@ -81,3 +81,19 @@ def test_second_moment_has_the_same_bits_whatever_the_thread_count():
     a = f.astype(np.float64)
     np.testing.assert_allclose(C, a.T @ a / len(a), rtol=1e-12, atol=1e-12)
     assert len(digests) == 1
+
+
+def test_the_moments_spectrum_has_the_same_bits_whatever_the_blas_thread_count():
+    """LAPACK's eigvalsh gave another min_eig on 1 and 2 BLAS threads here (-1.64e-12 vs -1.38e-12): the
+    moments rows (min_eig, max_eig, rank) and the PSD report must not depend on where they ran."""
+    from threadpoolctl import threadpool_limits
+
+    from neudep_assets.lib.analysis.moments import psd_report, spectrum_summary
+
+    rng = np.random.default_rng(0)
+    C = second_moment((rng.normal(size=(20000, 257)) @ rng.normal(size=(257, 1000))).astype(np.float32))
+    seen = []
+    for t in (1, 2):
+        with threadpool_limits(t, user_api="blas"):
+            seen.append((spectrum_summary(C), psd_report(C)))
+    assert seen[0] == seen[1] and seen[0][0]["rank"] == 257
