@@ -62,7 +62,7 @@ def synthetic_store(root: Path, n: int, sources: int, seed: int = 0) -> ResultSt
     return store
 
 
-def measure(root: Path, n: int) -> list[dict]:
+def measure(root: Path, n: int, model: str = "big", target: int | None = None) -> list[dict]:
     from playwright.sync_api import sync_playwright
 
     with socket.socket() as s:
@@ -81,8 +81,9 @@ def measure(root: Path, n: int) -> list[dict]:
         rows = []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
-            pages = (("class page", f"/class/big/{n // 2}", "document.querySelectorAll('#sources tbody tr').length > 0"),
-                     ("model page", "/model/big", "document.getElementById('graph').dataset.edges !== undefined"))
+            target = n // 2 if target is None else target
+            pages = (("class page", f"/class/{model}/{target}", "document.querySelectorAll('#sources tbody tr').length > 0"),
+                     ("model page", f"/model/{model}", "document.getElementById('graph').dataset.edges !== undefined"))
             for visit, (name, url, ready) in [("cold", p) for p in pages] + [("warm", p) for p in pages]:
                 page = browser.new_page()
                 sizes = []
@@ -111,7 +112,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, nargs="+", default=[1000, 21841])
     ap.add_argument("--sources", type=int, default=20, help="mean sources per target at the smallest λ")
+    ap.add_argument("--data", help="measure an existing data root instead (e.g. the default demo's data/)")
+    ap.add_argument("--model", default="vit", help="with --data: the model whose pages are opened")
+    ap.add_argument("--target", type=int, default=532, help="with --data: the class page's class")
     args = ap.parse_args()
+    if args.data:
+        n = len(ResultStore(args.data).query("SELECT DISTINCT target_class FROM dependency_metrics"))
+        print(pd.DataFrame(measure(Path(args.data), n, args.model, args.target)).to_string(index=False))
+        return
     rows = []
     for n in args.n:
         with tempfile.TemporaryDirectory() as tmp:

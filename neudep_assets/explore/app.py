@@ -20,6 +20,7 @@ from neudep_assets.explore.images import ClassImages
 from neudep_assets.lib.store import ResultStore, StoreError
 
 HERE = Path(__file__).parent
+PAIR_ROWS = 100  # the comparison of two models lists the best-reconstructed targets; medians cover them all
 
 
 def make_app(store: ResultStore) -> Starlette:
@@ -137,7 +138,9 @@ def make_app(store: ResultStore) -> Starlette:
                            diff=data.checkpoint_diff(model, old, new, lam, gauge, thr).to_dict("records"))
             other = qp.get("other") or ""
             if other:
-                ctx.update(other=other, pair=data.within_vs_between(model, other, lam, gauge).to_dict("records"))
+                pair = data.within_vs_between(model, other, lam, gauge).sort_values("within_rel_err")
+                ctx.update(other=other, pair=pair.head(PAIR_ROWS).to_dict("records"), pair_total=len(pair),
+                           pair_medians=pair.median(numeric_only=True).to_dict())
         return page(request, "compare.html", title="compare — neudep explorer", **ctx)
 
     def image(request: Request) -> Response:
