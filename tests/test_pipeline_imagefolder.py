@@ -25,18 +25,23 @@ def _image_folder(root: Path, per_class: int, rng) -> None:
             Image.fromarray(pixels).save(root / name / f"{j}.png")
 
 
-def test_imagefolder_dataset_with_local_checkpoint(tmp_path):
-    rng = np.random.default_rng(0)
-    _image_folder(tmp_path / "train", 5, rng)
-    _image_folder(tmp_path / "val", 3, rng)
+def _project(tmp_path, seed: int, n_train: int, n_val: int, dependencies: str):
+    """Train/val image folders, a random local checkpoint `mine` and a config using them; the config's path."""
+    rng = np.random.default_rng(seed)
+    _image_folder(tmp_path / "train", n_train, rng)
+    _image_folder(tmp_path / "val", n_val, rng)
     spec = ModelSpec.from_dict({"name": "mine", "arch": "resnet10t", "model_args": {"channels": [8, 8, 16, 16]}})
     model = create_model(spec, num_classes=len(CLASSES), in_chans=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
                          img_size=24)
     save_checkpoint(model, tmp_path / "ckpt", model_args=spec.model_args)
     cfg = tmp_path / "mine.yaml"
     cfg.write_text("dataset: {kind: imagefolder, name: fruitboats, splits: {train: train, val: val}}\n"
-                   "models: [{name: mine, checkpoint: ckpt}]\n"
-                   "dependencies: {lambdas: [0.5, 0.1]}\n")
+                   f"models: [{{name: mine, checkpoint: ckpt}}]\ndependencies: {dependencies}\n")
+    return cfg
+
+
+def test_imagefolder_dataset_with_local_checkpoint(tmp_path):
+    cfg = _project(tmp_path, 0, 5, 3, "{lambdas: [0.5, 0.1]}")
     data = tmp_path / "data"
     run_pipeline(cfg, data, instance=dg.DagsterInstance.ephemeral(), log=lambda *_: None)
     store = ResultStore(data)
@@ -54,17 +59,7 @@ def test_imagefolder_dataset_with_local_checkpoint(tmp_path):
 
 
 def test_changed_added_removed_images_make_the_dataset_and_its_logits_stale(tmp_path):
-    rng = np.random.default_rng(1)
-    _image_folder(tmp_path / "train", 4, rng)
-    _image_folder(tmp_path / "val", 2, rng)
-    spec = ModelSpec.from_dict({"name": "mine", "arch": "resnet10t", "model_args": {"channels": [8, 8, 16, 16]}})
-    model = create_model(spec, num_classes=len(CLASSES), in_chans=3, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                         img_size=24)
-    save_checkpoint(model, tmp_path / "ckpt", model_args=spec.model_args)
-    cfg = tmp_path / "mine.yaml"
-    cfg.write_text("dataset: {kind: imagefolder, name: fruitboats, splits: {train: train, val: val}}\n"
-                   "models: [{name: mine, checkpoint: ckpt}]\n"
-                   "dependencies: {lambdas: [0.1], gauge_crosscheck: false}\n")
+    cfg = _project(tmp_path, 1, 4, 2, "{lambdas: [0.1], gauge_crosscheck: false}")
     data, instance = tmp_path / "data", dg.DagsterInstance.ephemeral()
     run_pipeline(cfg, data, instance=instance, log=lambda *_: None)
     store = ResultStore(data)
