@@ -115,12 +115,15 @@ def test_pages_and_json_show_what_the_store_holds(server, store):
     ("/model/nope", "no analysis of a model named 'nope'"), ("/class/m/99", "class 99 is not in dataset d"),
     ("/class/m/0?lam=0.3", "λ_rel = 0.3 is not in this analysis"), ("/class/m/zeta", "no class matches 'zeta'"),
     ("/class/m/0?run=nope", "no analysis 'nope'"), ("/class/m/0?lam=abc", "λ 'abc' is not a number"),
+    ("/compare?model=m&old=ffff&new=b2", "m has no analysed checkpoint 'ffff' (old)"),
 ])
 def test_unknown_things_get_a_page_that_says_what_exists(server, path, says):
     status, body = get(server + path)
     assert status == 404 and says in body.replace("&#39;", "'") and "Traceback" not in body
-    if "model" in path:
+    if path.startswith("/model"):
         assert "<li>m</li>" in body  # what exists
+    if path.startswith("/compare"):
+        assert f"<li>{'b2' * 32}</li>" in body
 
 
 def test_an_empty_store_gets_a_clear_page(tmp_path):

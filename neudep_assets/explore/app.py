@@ -133,6 +133,10 @@ def make_app(store: ResultStore) -> Starlette:
             if not old and len(ckpts) >= 2:
                 old, new = ckpts["checkpoint"].iloc[-2], ckpts["checkpoint"].iloc[-1]
             if old and new:
+                known = list(ckpts["checkpoint"])
+                for which, prefix in (("old", old), ("new", new)):
+                    if not any(c.startswith(prefix) for c in known):
+                        raise NotFound(f"{model} has no analysed checkpoint {prefix!r} ({which})", known)
                 thr = _float(qp.get("threshold"), 0.05, "threshold")
                 ctx.update(old=old, new=new, threshold=thr,
                            diff=data.checkpoint_diff(model, old, new, lam, gauge, thr).to_dict("records"))

@@ -147,7 +147,8 @@ class ExploreData:
             return int(classes["class_index"].iloc[part[0]])
         known = [names[i] for i in part[:20]] or difflib.get_close_matches(text, names, n=10, cutoff=0.3)
         raise NotFound(f"{'several classes match' if part else 'no class matches'} {text!r} "
-                       f"({len(classes)} classes in dataset {a.dataset_id})", known)
+                       f"({len(classes)} classes in dataset {a.dataset_id}: give an index 0–{len(classes) - 1} "
+                       "or part of a name)", known)
 
     def class_view(self, a: Analysis, target: int, li: int) -> dict:
         """A target at one λ: its sources (names, coefficients), Table-1 metrics (lasso and refit) and
