@@ -29,9 +29,12 @@ def run_tiny(config: Path, tmp_path_factory, name: str):
     return root, instance
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return run_tiny(TINY, tmp_path_factory, "data")
+def pipeline_fixture(config: Path, name: str):
+    """A module-scoped fixture `name`: (data root, instance) of the whole pipeline of `config`, run once."""
+    return pytest.fixture(scope="module", name=name)(lambda tmp_path_factory: run_tiny(config, tmp_path_factory, name))
+
+
+tiny_run = pipeline_fixture(TINY, "tiny_run")
 
 
 def test_whole_graph_materializes_and_fills_every_table(tiny_run):

@@ -13,7 +13,7 @@ import yaml
 from neudep_assets.cli import LINEAGE_SQL, PipelineError, run_pipeline
 from neudep_assets.lib.config import ConfigError, load_config
 from neudep_assets.lib.store import ResultStore
-from tests.test_pipeline import run_tiny
+from tests.test_pipeline import pipeline_fixture
 from tests.test_pipeline_imagefolder import CLASSES, _image_folder
 
 TINY = Path(__file__).with_name("tiny_uses.yaml")
@@ -38,9 +38,7 @@ def _variant(tmp_path: Path, name: str, **changes) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return run_tiny(TINY, tmp_path_factory, "uses")
+tiny = pipeline_fixture(TINY, "tiny")
 
 
 def test_incremental_heads_table_and_theta_graph(tiny):
