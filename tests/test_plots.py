@@ -165,3 +165,48 @@ def test_screening_plot_when_a_rule_screens_nothing():
                        "n_nonzero": [1, 3, 6], "thm3_screened": [0, 0, 0], "thm3_violations": [0, 0, 0],
                        "conj1_screened": [0, 0, 0], "conj1_violations": [0, 0, 0]})
     assert screening_plot(df).startswith(b"\x89PNG")
+
+
+def _table3(pairs=("glyph zero  ~  a very long class name indeed", "b  ~  c")) -> pd.DataFrame:
+    return pd.DataFrame([dict(parent_model="cnn", pair=p, role=r, alpha=a, seeds=2, acc=acc, acc_std=0.01, coef_ab=c,
+                              coef_ab_std=0.0, coef_ba=-c / 2, coef_ba_std=0.01, parent_coef=0.3, ood_aupr=0.6,
+                              ood_aupr_std=0.02, lambda_rel=0.02, logit_gauge="raw")
+                         for p in pairs for r, a, acc, c in (("control", 0.0, 0.8, 0.25), ("regularized", 1.0, 0.78, 0.01))])
+
+
+def test_regularization_plot_has_one_axis_per_reading_and_no_overlapping_labels():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    fig = plots.regularization_figure(_table3(), title="cnn: dependency regularizer (Table 3)")
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == ["val accuracy (%)", "pair's |coefficient| at λ (target ← source)",
+                                               "OOD AUPR"]  # accuracy and coefficients never share an axis
+    assert axes[0].get_ylim()[1] > 50 and axes[2].get_ylim()[1] <= 1.02  # % and AUPR on their own scales
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    hidden = set()  # tick labels of ticks outside the view limits: not drawn
+    for ax in axes:
+        for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            hidden |= {id(t.label1) for t in axis.get_major_ticks() if not lo - 1e-9 <= t.get_loc() <= hi + 1e-9}
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip() and id(t) not in hidden]
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in texts]
+    assert len(boxes) > 15
+    for i, (a, ba) in enumerate(boxes):
+        assert 0 <= ba.x0 and ba.x1 <= fig.bbox.width + 1 and 0 <= ba.y0 and ba.y1 <= fig.bbox.height + 1, a
+        for b, bb in boxes[i + 1:]:
+            assert not ba.overlaps(bb), (a, b)
+    check_png(plots.regularization_plot(_table3()), max_kb=120)
+
+
+def test_the_old_single_axis_bars_would_fail_the_overlap_test():
+    """The check above can fail: two long labels put on one crowded axis overlap."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3, 2))
+    ax = fig.add_subplot()
+    ax.set_xticks([0, 1], ["coef_ab glyph zero  ~  a very long", "ood_aupr glyph zero  ~  a very long"])
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    a, b = (t.get_window_extent(renderer) for t in ax.get_xticklabels())
+    assert a.overlaps(b)

@@ -21,6 +21,17 @@ def md_table(df: pd.DataFrame, floatfmt: str = ".4g") -> dg.MetadataValue:
     return dg.MetadataValue.md(df.to_markdown(index=False, floatfmt=floatfmt))
 
 
+def mean_std(df: pd.DataFrame, cols: dict[str, str], *, percent: bool = True, digits: int = 1) -> pd.DataFrame:
+    """Columns `col` and `col_std` as one text column 'mean ± std' (with a % sign when `percent`; the
+    values are already in the unit shown), named by `cols` (column -> title); a missing value is '–'."""
+    out = pd.DataFrame(index=df.index)
+    unit = " %" if percent else ""
+    for col, title in cols.items():
+        out[title] = [("–" if pd.isna(m) else f"{m:.{digits}f} ± {0.0 if pd.isna(s) else s:.{digits}f}{unit}")
+                      for m, s in zip(df[col], df[f"{col}_std"])]
+    return out
+
+
 def _inline(png: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(compact_png(png)).decode()})"
 

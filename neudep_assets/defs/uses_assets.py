@@ -16,7 +16,7 @@ import pandas as pd
 
 from neudep_assets.defs.dependency_assets import _write_results
 from neudep_assets.defs.partitions import models_partitions
-from neudep_assets.defs.report import md_table, pictures
+from neudep_assets.defs.report import md_table, mean_std, pictures
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.analysis.incremental import choose_split, compare_heads, theta_edges, theta_targets
 from neudep_assets.lib.analysis.regularization import check_ood_disjoint, child_readings, choose_pairs, resolve_pairs
@@ -26,7 +26,7 @@ from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.models.checkpoints import CheckpointInfo, obtain_checkpoint
 from neudep_assets.lib.models.finetune import (describe, finetune_checkpoint, logits_and_features,
                                                train_base_checkpoint, training_epoch_seconds, truncated_checkpoint)
-from neudep_assets.lib.report.plots import grouped_bars
+from neudep_assets.lib.report.plots import grouped_bars, regularization_plot
 from neudep_assets.lib.specs import TRAIN_DEFAULTS
 from neudep_assets.lib.store import ResultStore, load_arrays
 
@@ -111,9 +111,40 @@ def incremental_heads(context: dg.AssetExecutionContext, config: IncrementalHead
     png = grouped_bars(long, group="group", series="method", value="mean", err="std", ylabel="accuracy (val, %)",
                        title=f"{name}: new categories from old logits (mean ± std over {seeds} seeds)")
     context.add_asset_metadata({  # on the materialization only (see defs/report.py)
-        "table_2_4": md_table(table), **pictures(store, result_id, {"plot": ("Table 2/4", png)}), "result_id": result_id,
+        **incremental_tables(table), **pictures(store, result_id, {"plot": ("Table 2/4", png)}), "result_id": result_id,
         "theta_runs": ", ".join(sorted(set(res["dependency_run_id"].dropna())))})
     return dg.Output({"result_id": result_id, "model": name}, data_version=dg.DataVersion(result_id))
+
+
+def incremental_tables(table: pd.DataFrame) -> dict[str, dg.MetadataValue]:
+    """Tables 2 and 4 as the UI shows them: the accuracies as 'mean ± std %' over the seeds (`table_2_4`),
+    and the epoch times in a second table (`epoch_times`); every column is in the stored rows
+    (sql/queries/incremental_table.sql)."""
+    method = table["method"].str.replace("_", " ")
+    acc = pd.concat([table[["setting"]].assign(method=method, classes=table["classes"], seeds=table["seeds"]),
+                     mean_std(table, {"overall": "overall", "base": "base group", "new": "new group",
+                                      "pos_neg": "pos & neg"})], axis=1)
+    def fmt(col, f):
+        return table[col].map(lambda v: "–" if pd.isna(v) else f.format(v))
+
+    times = table[["setting"]].assign(method=method, base_model=table["base_model"],
+                                      epoch_s=fmt("epoch_s", "{:.3g} s"), time_ratio=fmt("time_ratio", "{:.2%}"),
+                                      epoch_cached_s=fmt("epoch_cached_s", "{:.3g} s"),
+                                      time_ratio_cached=fmt("time_ratio_cached", "{:.2%}"))
+    times.columns = ["setting", "method", "base model", "epoch", "of a training epoch", "epoch (cached logits)",
+                     "of a training epoch (cached)"]
+    return {"table_2_4": md_table(acc), "epoch_times": md_table(times)}
+
+
+def table3_md(t3: pd.DataFrame) -> dg.MetadataValue:
+    """Table 3 as the UI shows it: accuracy in %, coefficients and AUPR as 'mean ± std' over the seeds."""
+    pct = t3.assign(acc=100 * t3["acc"], acc_std=100 * t3["acc_std"])
+    out = pd.concat([t3[["pair", "role"]].assign(alpha=t3["alpha"].map("{:g}".format), seeds=t3["seeds"]),
+                     mean_std(pct, {"acc": "val accuracy"}),
+                     mean_std(t3, {"coef_ab": "coef a ← b", "coef_ba": "coef b ← a"}, percent=False, digits=3),
+                     t3[["parent_coef"]].rename(columns={"parent_coef": "parent coef"}),
+                     mean_std(t3, {"ood_aupr": "OOD AUPR"}, percent=False, digits=3)], axis=1)
+    return md_table(out, floatfmt=".3f")
 
 
 def _run_incremental(context, store: ResultStore, ds, info, spec, splits, base_mode, eff, seeds, l1, result_id,
@@ -357,12 +388,9 @@ def regularization_report(context: dg.AssetExecutionContext, neudep: Neudep,
             (store.read("regularization_results", key)["result_id"] == result_id).all()):
         store.write("regularization_results", key, rows, run_id=context.run.run_id, code_version=REPORT_CODE_VERSION)
     t3 = store.query(TABLE3_SQL.read_text(), {"parent": regularized_checkpoints["model"]})
-    long = pd.concat([t3[["pair", "role"]].assign(reading=r, mean=t3[r].abs(), std=t3[f"{r}_std"])
-                      for r in ("acc", "ood_aupr", "coef_ab", "coef_ba")])
-    long["group"] = long["reading"] + " " + long["pair"].str.slice(0, 12)
-    png = grouped_bars(long, group="group", series="role", value="mean", err="std", ylabel="value (|coef|)",
-                       title=f"{regularized_checkpoints['model']}: dependency regularizer (Table 3)")
-    context.add_asset_metadata({"table_3": md_table(t3), **pictures(store, result_id, {"plot": ("Table 3", png)})})
+    png = regularization_plot(t3, title=f"{regularized_checkpoints['model']}: dependency regularizer (Table 3, "
+                                        f"λ_rel = {reg.lambda_rel:g})")
+    context.add_asset_metadata({"table_3": table3_md(t3), **pictures(store, result_id, {"plot": ("Table 3", png)})})
     return dg.Output({"result_id": result_id, "model": regularized_checkpoints["model"]},
                      data_version=dg.DataVersion(result_id))
 

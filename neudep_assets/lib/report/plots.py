@@ -268,7 +268,7 @@ def screening_plot(screen_df) -> bytes:
         return _png(fig)
 
 
-__all__: Sequence[str] = ["star_plot", "fig3_plot", "sparsity_plot", "screening_plot"]
+__all__: Sequence[str] = ["star_plot", "fig3_plot", "sparsity_plot", "screening_plot", "regularization_plot"]
 
 
 def grouped_bars(df, *, group: str, series: str, value: str, err: str | None = None, title: str = "",
@@ -292,6 +292,71 @@ def grouped_bars(df, *, group: str, series: str, value: str, err: str | None = N
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
     return _png(fig)
+
+
+def _pair_ends(pair: str) -> tuple[str, str]:
+    a, _, b = str(pair).partition("  ~  ")
+    return a, b or a
+
+
+def regularization_figure(t3, *, title: str = ""):
+    """Table 3 as three panels, each on its own axis: val accuracy (%), the cut pair's |coefficient|
+    at λ in each direction (a → b: target a, source b; the parent's as a black mark) and OOD AUPR, per
+    pair and role (control, regularized), mean ± std over seeds. ``t3`` has the columns of
+    sql/queries/regularization_table3.sql. Returns the matplotlib Figure (:func:`regularization_plot`: its PNG)."""
+    from matplotlib.figure import Figure
+
+    roles = list(dict.fromkeys(t3["role"]))
+    pairs = list(dict.fromkeys(t3["pair"]))
+    colors = {r: c for r, c in zip(roles, [_GREY, _POS, _ACCENT, _NEG])}
+    width = 0.8 / max(1, len(roles))
+
+    def bars(ax, cats, value, err, scale=1.0):
+        for k, role in enumerate(roles):
+            sub = t3[t3["role"] == role].set_index("pair")
+            ys = [scale * abs(float(sub.loc[p, v])) if p in sub.index else np.nan for p, v in cats]
+            es = [scale * float(sub.loc[p, e]) if p in sub.index else np.nan for (p, _), e in zip(cats, err)]
+            xs = np.arange(len(cats)) + (k - (len(roles) - 1) / 2) * width
+            ax.bar(xs, ys, width, yerr=es, color=colors[role], capsize=2, label=str(role))
+        ax.set_xticks(np.arange(len(cats)))
+        ax.set_xlim(-0.6, len(cats) - 0.4)
+        ax.grid(axis="y", alpha=0.25, lw=0.5)
+
+    n_dir = 2 * len(pairs)
+    with _rc():
+        fig = Figure(figsize=(max(8.4, 2.2 + 1.1 * (2 * len(pairs) + n_dir)), 3.6), dpi=100, layout="constrained")
+        acc, coef, aupr = fig.subplots(1, 3, width_ratios=[len(pairs) + 1, n_dir + 1, len(pairs) + 1])
+        bars(acc, [(p, "acc") for p in pairs], "acc", ["acc_std"] * len(pairs), scale=100.0)
+        acc.set_title("val accuracy (%)")
+        acc.set_xticklabels([_short(p.replace("  ~  ", " ~ "), 14, 3) for p in pairs], fontsize=7.5)
+        cats = [(p, d) for p in pairs for d in ("coef_ab", "coef_ba")]
+        bars(coef, cats, None, [f"{d}_std" for _, d in cats])
+        parent = t3.drop_duplicates("pair").set_index("pair")["parent_coef"].abs()
+        for i, (p, d) in enumerate(cats):  # the parent's coefficient is of one direction (its chosen edge)
+            if d == "coef_ab" and p in parent.index:
+                coef.plot([i - 0.45, i + 1.45], [parent[p]] * 2, color="black", lw=1.2,
+                          label="parent (its chosen edge)" if i == 0 else None)
+        labels = []
+        for p, d in cats:
+            a, b = _pair_ends(p)
+            t, src = (a, b) if d == "coef_ab" else (b, a)
+            labels.append(_short(f"{t} ← {src}", 12, 3))
+        coef.set_xticklabels(labels, fontsize=7, linespacing=1.0)
+        coef.set_title("pair's |coefficient| at λ (target ← source)")
+        bars(aupr, [(p, "ood_aupr") for p in pairs], "ood_aupr", ["ood_aupr_std"] * len(pairs))
+        aupr.set_title("OOD AUPR")
+        aupr.set_ylim(0, 1.02)
+        aupr.set_xticklabels([_short(p.replace("  ~  ", " ~ "), 14, 3) for p in pairs], fontsize=7.5)
+        handles, names = coef.get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside lower center", ncol=len(names), frameon=False, fontsize=8)
+        fig.suptitle(title or "dependency regularizer (Table 3)", fontsize=10)
+        return fig
+
+
+def regularization_plot(t3, *, title: str = "") -> bytes:
+    """:func:`regularization_figure` as PNG bytes."""
+    with _rc():
+        return _png(regularization_figure(t3, title=title))
 
 
 def compact_png(png: bytes, *, colors: int = 16, max_width: int = 1000) -> bytes:
