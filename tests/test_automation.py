@@ -78,3 +78,26 @@ def test_sensor_automation_and_schedule_are_on_by_default():
     graph = defs.resolve_asset_graph()
     for key in ("logits", "moments", "dependencies", "between_dependencies", "comparisons", "checkpoint"):
         assert graph.get(AK(key)).automation_condition is not None, key
+
+
+def test_a_new_model_does_not_make_another_models_regularization_report_stale(tmp_path):
+    """regularization_report[cnn] reads cnn's own children from the store, not every model partition:
+    a new (watched) checkpoint elsewhere leaves it as it was."""
+    from neudep_assets.defs.jobs import _Staleness
+
+    defs = build_defs(data_root=str(tmp_path))
+    graph = defs.resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(AK("regularization_report")).parent_keys}
+    assert parents == {"regularized_checkpoints"}
+    with dg.instance_for_test() as instance:
+        register(["cnn", "cnn.reg0"], instance)
+        _materialize(instance, "dataset")
+        for m in ("cnn", "cnn.reg0"):
+            for key in ("checkpoint", "logits", "moments", "dependencies"):
+                _materialize(instance, key, m)
+        _materialize(instance, "regularized_checkpoints", "cnn")
+        _materialize(instance, "regularization_report", "cnn")
+        before = _Staleness(graph, instance).todo(["regularization_report"], "cnn")
+        register(["other"], instance)  # a new checkpoint's partition, nothing of it materialized yet
+        _materialize(instance, "checkpoint", "other")
+        assert _Staleness(graph, instance).todo(["regularization_report"], "cnn") == before == []

@@ -351,14 +351,17 @@ def _pairs_to_cut(project, ds: PreparedDataset, name: str, run: str | None, used
     return pairs
 
 
-@dg.asset(partitions_def=models_partitions, code_version=REPORT_CODE_VERSION, group_name="uses", kinds={"duckdb"},
-          deps=[dg.AssetDep("dependencies", partition_mapping=dg.AllPartitionMapping()),
-                dg.AssetDep("logits", partition_mapping=dg.AllPartitionMapping())])
+# The children's logits and analyses are read from the store, not declared as Dagster dependencies: the
+# children are dynamic partitions made at run time, Dagster 1.13 has no partition mapping from a parent to
+# them (StaticPartitionMapping refuses dynamic partitions; custom PartitionMapping subclasses are
+# unsupported, the daemon cannot load them), and AllPartitionMapping made every report stale whenever any
+# model appeared. The report's result id hashes the children's run ids, so what it read is recorded.
+@dg.asset(partitions_def=models_partitions, code_version=REPORT_CODE_VERSION, group_name="uses", kinds={"duckdb"})
 def regularization_report(context: dg.AssetExecutionContext, neudep: Neudep,
                           regularized_checkpoints: dict) -> dg.Output[dict]:
     """Table 3 of the paper for control and regularized children (mean ± std over seeds): val accuracy,
     each cut pair's coefficient at λ before (control) and after (regularized), read back from the
-    children's own dependency analyses in the store, and OOD AUPR (ood split positive, score −max
+    children's own dependency analyses in the store (run `model_job` on each child first), and OOD AUPR (ood split positive, score −max
     softmax, scikit-learn's average precision)."""
     project, store = neudep.project(), neudep.store()
     reg = project.regularization
