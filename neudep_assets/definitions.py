@@ -41,7 +41,8 @@ def build_defs(config_path_: str | None = None, data_root: str | None = None) ->
         extra = versions.get(spec.key.to_user_string())
         return spec.replace_attributes(code_version=f"{spec.code_version}-{extra}") if extra else spec
 
-    dependencies, between_dependencies = dependency_assets(project.dependencies.chunk_steps if project else 1)
+    dependencies, between_dependencies = (dependency_assets(project.dependencies.chunk_steps, project.dependencies)
+                                          if project else dependency_assets())
     assets = [a.map_asset_specs(stamp) for a in
               (dataset, checkpoint, logits, moments, target_logits, dependencies, between_dependencies,
                comparisons, incremental_heads, regularized_checkpoints, regularization_report)]

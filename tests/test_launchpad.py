@@ -34,3 +34,29 @@ def test_logits_batch_size_is_optional():
 def test_an_explicit_empty_value_is_refused_not_taken_as_keep(override, key):
     with pytest.raises(ConfigError, match=key):
         _effective(DependencyConfig(), DependenciesConfig(**override))
+
+
+def _mapping(project):
+    from neudep_assets.defs.dependency_assets import dependency_assets
+
+    within, between = dependency_assets(1, project)
+    return within.node_def.config_mapping, between.node_def.config_mapping
+
+
+def test_the_launchpad_scaffolds_the_project_values_and_maps_them_to_unset():
+    """'Scaffold missing config' writes out the fields with neudep.yaml's values (not `ops: {}`); a field
+    left at that value keeps the project's value at run time, an edited one overrides it."""
+    from dagster._config import post_process_config
+
+    project = DependencyConfig(lambdas=(0.5, 0.1), tol=1e-8, target_chunk=16, logit_gauge="centered")
+    for mapping, op in zip(_mapping(project), ("dependencies_plan", "between_dependencies_plan")):
+        fields = mapping.config_schema.config_type.fields
+        assert set(fields) == set(DependenciesConfig.model_fields)
+        assert all(f.default_provided and not f.is_required and f.description for f in fields.values())
+        scaffold = post_process_config(mapping.config_schema.config_type, {}).value  # the Launchpad's defaults
+        assert scaffold == {"lambdas": [0.5, 0.1], "lambda_mode": "relative", "tol": 1e-8, "target_chunk": 16,
+                            "logit_gauge": "centered", "store_path": False}
+        assert mapping.config_fn(scaffold) == {op: {"config": DependenciesConfig().model_dump()}}  # all unset
+        edited = mapping.config_fn({**scaffold, "lambdas": [0.3]})[op]["config"]
+        assert _effective(project, DependenciesConfig(**edited)).lambdas == (0.3,)
+        assert _effective(project, DependenciesConfig(**edited)).tol == 1e-8

@@ -469,11 +469,30 @@ def _commit_op(name: str, body, n_steps: int) -> dg.OpDefinition:
     return commit
 
 
-def _launchpad(plan_op: str) -> dg.ConfigMapping:
-    """The Launchpad's config of a dependency asset (`ops: {<asset>: {config: ...}}`), handed to its plan step."""
-    @dg.config_mapping
-    def launchpad(config: DependenciesConfig) -> dict:
-        return {plan_op: {"config": config.model_dump()}}
+_LAUNCHPAD_FIELDS = {  # DependenciesConfig's fields: (Dagster type, what the Launchpad says of it)
+    "lambdas": ([float], "the λ grid (relative: fractions of each target's λ_max)"),
+    "lambda_mode": (str, "relative | absolute"),
+    "tol": (float, "relative KKT tolerance of the certificate"),
+    "target_chunk": (dg.Noneable(int), "targets solved (and certified) per chunk; null: all at once"),
+    "logit_gauge": (str, "raw | centered (each sample's logits minus their mean over the classes)"),
+    "store_path": (bool, "keep each target's exact path (knots) in the store"),
+}
+
+
+def _launchpad(plan_op: str, project: DependencyConfig = DependencyConfig()) -> dg.ConfigMapping:
+    """The Launchpad's config of a dependency asset (`ops: {<asset>: {config: ...}}`), handed to its plan
+    step. Each field's default is `project`'s value (neudep.yaml when the code location loaded), so
+    "Scaffold missing config" writes them out to edit; a value left at that default maps to unset (the
+    project's value at run time, even when neudep.yaml changed since), an edited one overrides it."""
+    shown = {k: list(v) if isinstance(v, tuple) else v for k, v in
+             ((k, getattr(project, k)) for k in _LAUNCHPAD_FIELDS)}
+    schema = {k: dg.Field(t, default_value=shown[k], is_required=False,
+                          description=f"{about} (neudep.yaml: {shown[k]})") for k, (t, about) in _LAUNCHPAD_FIELDS.items()}
+
+    @dg.config_mapping(config_schema=schema)
+    def launchpad(config: dict) -> dict:
+        override = {k: None if v == shown[k] else v for k, v in config.items()}
+        return {plan_op: {"config": DependenciesConfig(**override).model_dump()}}
     return launchpad
 
 
@@ -494,8 +513,10 @@ _BETWEEN_DOC = """Between-model dependencies (paper Eq. 4) of the pair source|ta
     source = target is the within-model analysis (`dependencies`): nothing is computed for it."""
 
 
-def dependency_assets(chunk_steps: int = 1) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
-    """`dependencies` and `between_dependencies` with `chunk_steps` chunk steps per analysis."""
+def dependency_assets(chunk_steps: int = 1, project: DependencyConfig = DependencyConfig()
+                      ) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition]:
+    """`dependencies` and `between_dependencies` with `chunk_steps` chunk steps per analysis; the
+    Launchpad shows `project`'s values (neudep.yaml's `dependencies:`) as the config's defaults."""
     within_plan, between_plan = _within_plan_op(chunk_steps), _between_plan_op(chunk_steps)
 
     within_commit = _commit_op("dependencies_commit", _within_commit, chunk_steps)
@@ -508,7 +529,7 @@ def dependency_assets(chunk_steps: int = 1) -> tuple[dg.AssetsDefinition, dg.Ass
     @dg.graph_asset(name="dependencies", description=_WITHIN_DOC, partitions_def=models_partitions,
                     code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies", kinds={"numpy"},
                     check_specs=[certificate_spec("dependencies")], automation_condition=FOLLOW_INPUTS,
-                    config=_launchpad("dependencies_plan"))
+                    config=_launchpad("dependencies_plan", project))
     def within(dataset: dict, logits: dict, moments: dict):
         plan, *chunks = within_plan(dataset, logits, moments)
         out = within_commit(plan, **fan(plan, chunks))
@@ -517,7 +538,7 @@ def dependency_assets(chunk_steps: int = 1) -> tuple[dg.AssetsDefinition, dg.Ass
     @dg.graph_asset(name="between_dependencies", description=_BETWEEN_DOC, partitions_def=pairs_partitions,
                     code_version=DEPENDENCIES_CODE_VERSION, group_name="dependencies", kinds={"numpy"},
                     check_specs=[certificate_spec("between_dependencies")], automation_condition=FOLLOW_INPUTS,
-                    config=_launchpad("between_dependencies_plan"),
+                    config=_launchpad("between_dependencies_plan", project),
                     ins={"moments": dg.AssetIn(partition_mapping=SOURCE),
                          "target_logits": dg.AssetIn(partition_mapping=TARGET)})
     def between(dataset: dict, moments: dict, target_logits: dict):
