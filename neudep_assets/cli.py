@@ -40,7 +40,7 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
     import dagster as dg
 
     from neudep_assets.defs.jobs import changed_checkpoints, plan, store_missing, uses_steps
-    from neudep_assets.defs.partitions import register
+    from neudep_assets.defs.partitions import record_uncomputed_pairs, register
     from neudep_assets.definitions import build_defs
     from neudep_assets.lib.config import load_config
     from neudep_assets.lib.models import CheckpointError
@@ -120,6 +120,9 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
     # uses of dependencies (§3.2, §3.3): a regularized parent's children become models of their own
     for job_name, partition, assets in uses_steps(graph, instance, project):
         run(job_name, partition, assets)
+    # pairs never computed (a|a, derived children): a materialization with a note, no run, nothing stored
+    if recorded := record_uncomputed_pairs(instance, project.regularization.derived()):
+        log(f"[neudep] pairs never computed, recorded as such (no run): {', '.join(recorded)}")
     for job_name, partition, assets in [s for s in plan(graph, instance, names, changed=changed, missing=missing())
                                        if s[0] == "comparisons_job"]:
         run(job_name, partition, assets)

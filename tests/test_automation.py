@@ -101,3 +101,29 @@ def test_a_new_model_does_not_make_another_models_regularization_report_stale(tm
         register(["other"], instance)  # a new checkpoint's partition, nothing of it materialized yet
         _materialize(instance, "checkpoint", "other")
         assert _Staleness(graph, instance).todo(["regularization_report"], "cnn") == before == []
+
+
+def test_pairs_never_computed_are_recorded_with_a_note_not_left_missing(tmp_path):
+    """a|a (the within analysis) and the pairs of a derived child are never computed: they get a
+    materialization that says so (no run, nothing in the store), once; real pairs stay to be computed."""
+    from neudep_assets.defs.jobs import _Staleness
+    from neudep_assets.defs.partitions import record_uncomputed_pairs, uncomputed_note
+
+    graph = build_defs(data_root=str(tmp_path)).resolve_asset_graph()
+    with dg.instance_for_test() as instance:
+        register(["a", "b"], instance)
+        instance.add_dynamic_partitions("models", ["a.ctl0"])  # a regularization child: a models partition only
+        recorded = record_uncomputed_pairs(instance, {"a.ctl0"})
+        assert sorted(recorded) == ["a.ctl0|a", "a.ctl0|b", "a|a", "b|b"]
+        assert record_uncomputed_pairs(instance, {"a.ctl0"}) == []  # once
+        done = {str(k) for k in instance.get_materialized_partitions(AK("between_dependencies"))}
+        assert done == set(recorded) and "a|b" not in done
+        event = instance.get_latest_materialization_event(AK("between_dependencies"))
+        assert event.asset_materialization.metadata["computed"].value is False
+        from dagster._core.definitions.data_version import StaleStatus
+
+        status = _Staleness(graph, instance)._resolver.get_status
+        assert status(AK("between_dependencies"), pair_key("a", "a")) != StaleStatus.MISSING  # not grey in the UI
+        assert status(AK("between_dependencies"), pair_key("a", "b")) == StaleStatus.MISSING
+    assert "dependencies[a]" in uncomputed_note("a", "a", set()) and uncomputed_note("a", "b", set()) is None
+    assert "derived" in uncomputed_note("a.ctl0", "b", {"a.ctl0"})

@@ -12,7 +12,8 @@ import pandas as pd
 
 from neudep_assets.defs.automation import FOLLOW_INPUTS
 from neudep_assets.defs.checks import CERTIFIED, certificate, certificate_spec
-from neudep_assets.defs.partitions import SOURCE, TARGET, models_partitions, pairs_partitions, parse_pair
+from neudep_assets.defs.partitions import (SOURCE, TARGET, models_partitions, pairs_partitions, parse_pair,
+                                          uncomputed_note)
 from neudep_assets.defs.report import picture, picture_list, pictures
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.defs.store_keys import record_current, store_keys
@@ -276,14 +277,16 @@ def _between_plan_op(n_steps: int) -> dg.OpDefinition:
     def between_dependencies_plan(context: dg.OpExecutionContext, config: DependenciesConfig, neudep: Neudep,
                                   dataset: dict, moments: dict, target_logits: dict):
         """The between-model analysis's key, its moments (C, E[f gᵀ], E[g²], saved for the chunk steps)
-        and the targets of each chunk step; source = target: nothing (the within analysis)."""
-        store = neudep.store()
-        eff = _effective(neudep.project().dependencies, config)
+        and the targets of each chunk step; source = target (the within analysis) or a derived model:
+        nothing."""
+        store, project = neudep.store(), neudep.project()
+        eff = _effective(project.dependencies, config)
         src, tgt = parse_pair(context.partition_key)
+        note = uncomputed_note(src, tgt, project.regularization.derived())
         plan = {"kind": "between", "override": config.model_dump(), "dataset": dataset, "source": src,
-                "target": tgt, "run_key": None}
-        n_targets = 0  # source = target: nothing to solve
-        if src != tgt:
+                "target": tgt, "run_key": None, "uncomputed": note}
+        n_targets = 0  # nothing to solve
+        if note is None:
             ds = PreparedDataset.from_json(dataset)
             n_targets = len(ds.class_names)
             f, g = moments["logits"], target_logits
@@ -432,12 +435,13 @@ def _within_commit(context: dg.AssetExecutionContext, neudep: Neudep, plan: dict
 def _between_commit(context: dg.AssetExecutionContext, neudep: Neudep, plan: dict, chunks: list[dict]):
     """Merge the chunks, certify and commit the between-model analysis, then the UI metadata."""
     src, tgt = plan["source"], plan["target"]
-    if src == tgt:
-        yield dg.Output({"dependency_run_id": None, "kind": "within", "model": tgt, "source_model": src},
-                        output_name="result", data_version=dg.DataVersion(f"same-model-{src}"),
-                        metadata={"note": f"source = target: see dependencies[{src}]"})
-        yield dg.AssetCheckResult(check_name=CERTIFIED, passed=True,
-                                  metadata={"solutions": 0, "note": f"certified as dependencies[{src}]"})
+    if note := plan.get("uncomputed"):
+        yield dg.Output({"dependency_run_id": None, "kind": "within" if src == tgt else "none", "model": tgt,
+                         "source_model": src}, output_name="result",
+                        data_version=dg.DataVersion(f"same-model-{src}" if src == tgt else f"not-computed-{src}|{tgt}"),
+                        metadata={"computed": False, "note": note})
+        yield dg.AssetCheckResult(check_name=CERTIFIED, passed=True, metadata={"solutions": 0, "note": (
+            f"certified as dependencies[{src}]" if src == tgt else "nothing computed")})
         return
     store, eff = neudep.store(), _plan_eff(neudep, plan)
     ds = PreparedDataset.from_json(plan["dataset"])

@@ -32,6 +32,34 @@ def parse_pair(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
     return dims["source"], dims["target"]
 
 
+def uncomputed_note(source: str, target: str, derived: set[str]) -> str | None:
+    """Why the pair source|target is never computed (None: it is): source = target is the within
+    analysis; a derived model (a regularization child) is read by its parent's report, not paired."""
+    if source == target:
+        return f"source = target: the within analysis, see dependencies[{source}]; nothing computed"
+    if kids := sorted({source, target} & derived):
+        return (f"{', '.join(kids)}: derived model (a regularization fine-tune, read by its parent's "
+                "regularization_report); pairs run among the config's and watched models; nothing computed")
+    return None
+
+
+def record_uncomputed_pairs(instance: dg.DagsterInstance, derived: set[str]) -> list[str]:
+    """Record, as a materialization with a note and no run, each pair partition that is never computed
+    and not recorded yet (so the UI does not show it as missing forever); nothing is computed or written
+    to the store. Returns the pair keys recorded."""
+    key = dg.AssetKey("between_dependencies")
+    have = {str(k) for k in instance.get_materialized_partitions(key)}
+    done = []
+    for s in instance.get_dynamic_partitions(models_partitions.name):
+        for t in instance.get_dynamic_partitions(targets_partitions.name):
+            if (note := uncomputed_note(s, t, derived)) and str(pair_key(s, t)) not in have:
+                instance.report_runless_asset_event(dg.AssetMaterialization(
+                    key, partition=pair_key(s, t), metadata={"computed": False, "note": note},
+                    tags={"dagster/data_version": f"not-computed-{s}|{t}"}))
+                done.append(f"{s}|{t}")
+    return done
+
+
 def missing_models(names: list[str], instance: dg.DagsterInstance) -> dict[str, list[str]]:
     """Per partitions definition (models, model_targets), the model names it does not hold yet."""
     out = {}

@@ -142,6 +142,10 @@ class RegularizationConfig:
         """(child model name, role, seed) of each fine-tune of ``parent``: control and regularized per seed."""
         return [(f"{parent}.{role}{seed}", role, seed) for seed in range(self.seeds) for role in ("ctl", "reg")]
 
+    def derived(self) -> set[str]:
+        """The names of every listed parent's children (derived models)."""
+        return {child for parent in self.models for child, _, _ in self.children(parent)}
+
 
 @dataclass(frozen=True)
 class ExecutorConfig:
