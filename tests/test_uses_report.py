@@ -1,4 +1,4 @@
-"""The §3.2 / §3.3 tables as the Dagster UI shows them: few columns, 'mean ± std' in the unit shown."""
+"""The §3.2 / §3.3 tables as the Dagster UI shows them: few columns, 'mean ± std' (no-break spaces), the unit in the header."""
 
 import re
 
@@ -21,9 +21,9 @@ def _rows(md: str) -> list[list[str]]:
 def test_incremental_tables_are_narrow_and_read_in_percent_with_std():
     meta = incremental_tables(INCREMENTAL)
     acc, times = _rows(meta["table_2_4"].value), _rows(meta["epoch_times"].value)
-    assert acc[0] == ["setting", "method", "classes", "seeds", "overall", "base group", "new group", "pos & neg"]
+    assert acc[0] == ["setting", "method", "classes", "seeds", "overall %", "base group %", "new group %", "pos & neg %"]
     assert len(acc[0]) <= 8 and len(times[0]) <= 7  # the UI's metadata column shows them whole
-    assert acc[2][4:] == ["91.2 ± 0.5 %", "92.0 ± 0.0 %", "75.0 ± 0.0 %", "80.5 ± 1.2 %"]
+    assert acc[2][4:] == ["91.2\u00a0±\u00a00.5", "92.0\u00a0±\u00a00.0", "75.0\u00a0±\u00a00.0", "80.5\u00a0±\u00a01.2"]
     assert acc[2][1] == "all classes"
     assert times[2][3:] == ["0.0123 s", "3.12%", "0.000353 s", "–"]
     text = meta["table_2_4"].value + meta["epoch_times"].value
@@ -36,6 +36,7 @@ def test_table3_reads_accuracy_in_percent_and_coefficients_with_std():
                             ood_aupr=0.6, ood_aupr_std=0.02, lambda_rel=0.02, logit_gauge="raw")
                        for r, al in (("control", 0.0), ("regularized", 1.0))])
     rows = _rows(table3_md(t3).value)
-    assert rows[0] == ["pair", "role", "alpha", "seeds", "val accuracy", "coef a ← b", "coef b ← a", "parent coef",
+    assert rows[0] == ["pair", "role", "alpha", "seeds", "val accuracy %", "coef a ← b", "coef b ← a", "parent coef",
                        "OOD AUPR"]
-    assert rows[3][4:] == ["81.2 ± 1.0 %", "0.250 ± 0.000", "-0.125 ± 0.010", "0.300", "0.600 ± 0.020"]
+    assert [c.replace("\u00a0", " ") for c in rows[3][4:]] == ["81.2 ± 1.0", "0.250 ± 0.000", "-0.125 ± 0.010", "0.300",
+                                                             "0.600 ± 0.020"]

@@ -21,13 +21,12 @@ def md_table(df: pd.DataFrame, floatfmt: str = ".4g") -> dg.MetadataValue:
     return dg.MetadataValue.md(df.to_markdown(index=False, floatfmt=floatfmt))
 
 
-def mean_std(df: pd.DataFrame, cols: dict[str, str], *, percent: bool = True, digits: int = 1) -> pd.DataFrame:
-    """Columns `col` and `col_std` as one text column 'mean ± std' (with a % sign when `percent`; the
-    values are already in the unit shown), named by `cols` (column -> title); a missing value is '–'."""
+def mean_std(df: pd.DataFrame, cols: dict[str, str], *, digits: int = 1) -> pd.DataFrame:
+    """Columns `col` and `col_std` as one text column 'mean ± std' (no-break spaces: a cell does not
+    wrap), named by `cols` (column -> title, which carries the unit); a missing value is '–'."""
     out = pd.DataFrame(index=df.index)
-    unit = " %" if percent else ""
     for col, title in cols.items():
-        out[title] = [("–" if pd.isna(m) else f"{m:.{digits}f} ± {0.0 if pd.isna(s) else s:.{digits}f}{unit}")
+        out[title] = [("–" if pd.isna(m) else f"{m:.{digits}f}\u00a0±\u00a0{0.0 if pd.isna(s) else s:.{digits}f}")
                       for m, s in zip(df[col], df[f"{col}_std"])]
     return out
 

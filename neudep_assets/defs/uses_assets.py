@@ -117,13 +117,13 @@ def incremental_heads(context: dg.AssetExecutionContext, config: IncrementalHead
 
 
 def incremental_tables(table: pd.DataFrame) -> dict[str, dg.MetadataValue]:
-    """Tables 2 and 4 as the UI shows them: the accuracies as 'mean ± std %' over the seeds (`table_2_4`),
+    """Tables 2 and 4 as the UI shows them: the accuracies in % as 'mean ± std' over the seeds (`table_2_4`),
     and the epoch times in a second table (`epoch_times`); every column is in the stored rows
     (sql/queries/incremental_table.sql)."""
     method = table["method"].str.replace("_", " ")
     acc = pd.concat([table[["setting"]].assign(method=method, classes=table["classes"], seeds=table["seeds"]),
-                     mean_std(table, {"overall": "overall", "base": "base group", "new": "new group",
-                                      "pos_neg": "pos & neg"})], axis=1)
+                     mean_std(table, {"overall": "overall %", "base": "base group %", "new": "new group %",
+                                      "pos_neg": "pos & neg %"})], axis=1)
     def fmt(col, f):
         return table[col].map(lambda v: "–" if pd.isna(v) else f.format(v))
 
@@ -140,10 +140,10 @@ def table3_md(t3: pd.DataFrame) -> dg.MetadataValue:
     """Table 3 as the UI shows it: accuracy in %, coefficients and AUPR as 'mean ± std' over the seeds."""
     pct = t3.assign(acc=100 * t3["acc"], acc_std=100 * t3["acc_std"])
     out = pd.concat([t3[["pair", "role"]].assign(alpha=t3["alpha"].map("{:g}".format), seeds=t3["seeds"]),
-                     mean_std(pct, {"acc": "val accuracy"}),
-                     mean_std(t3, {"coef_ab": "coef a ← b", "coef_ba": "coef b ← a"}, percent=False, digits=3),
+                     mean_std(pct, {"acc": "val accuracy %"}),
+                     mean_std(t3, {"coef_ab": "coef a ← b", "coef_ba": "coef b ← a"}, digits=3),
                      t3[["parent_coef"]].rename(columns={"parent_coef": "parent coef"}),
-                     mean_std(t3, {"ood_aupr": "OOD AUPR"}, percent=False, digits=3)], axis=1)
+                     mean_std(t3, {"ood_aupr": "OOD AUPR"}, digits=3)], axis=1)
     return md_table(out, floatfmt=".3f")
 
 
