@@ -24,7 +24,7 @@ def test_incremental_tables_are_narrow_and_read_in_percent_with_std():
     assert acc[0] == ["setting", "method", "classes", "seeds", "overall %", "base group %", "new group %", "pos & neg %"]
     assert len(acc[0]) <= 8 and len(times[0]) <= 7  # the UI's metadata column shows them whole
     assert acc[2][4:] == ["91.2\u00a0±\u00a00.5", "92.0\u00a0±\u00a00.0", "75.0\u00a0±\u00a00.0", "80.5\u00a0±\u00a01.2"]
-    assert acc[2][1] == "all classes"
+    assert acc[2][1:3] == ["all\u00a0classes", "11\u00a0→\u00a01"]
     assert times[2][3:] == ["0.0123 s", "3.12%", "0.000353 s", "–"]
     text = meta["table_2_4"].value + meta["epoch_times"].value
     assert "nan" not in text and not re.search(r"\d\.\d{7,}", text)  # no raw floats, no nan

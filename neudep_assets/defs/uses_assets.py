@@ -120,8 +120,9 @@ def incremental_tables(table: pd.DataFrame) -> dict[str, dg.MetadataValue]:
     """Tables 2 and 4 as the UI shows them: the accuracies in % as 'mean ± std' over the seeds (`table_2_4`),
     and the epoch times in a second table (`epoch_times`); every column is in the stored rows
     (sql/queries/incremental_table.sql)."""
-    method = table["method"].str.replace("_", " ")
-    acc = pd.concat([table[["setting"]].assign(method=method, classes=table["classes"], seeds=table["seeds"]),
+    method = table["method"].str.replace("_", "\u00a0")  # no-break spaces: a cell does not wrap
+    acc = pd.concat([table[["setting"]].assign(method=method, classes=table["classes"].str.replace(" ", "\u00a0"),
+                                               seeds=table["seeds"]),
                      mean_std(table, {"overall": "overall %", "base": "base group %", "new": "new group %",
                                       "pos_neg": "pos & neg %"})], axis=1)
     def fmt(col, f):
