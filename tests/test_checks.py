@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from neudep_assets.defs.checks import certificate, uncertified
 
@@ -68,9 +69,11 @@ def test_write_results_commits_every_table_of_a_certified_analysis_and_nothing_e
     assert store.query("SELECT comparison_id FROM comparisons")["comparison_id"].tolist() == ["good"]
 
 
-def test_a_same_model_pair_succeeds_with_its_certificate_and_computes_nothing(tmp_path):
-    """between_dependencies[a|a] is the within analysis: nothing is solved or written, and its blocking
-    `certified` check (a check_spec of the asset) still reports, passed, with no solutions."""
+@pytest.mark.parametrize("source, target, config", [("a", "a", "tiny.yaml"), ("cnn.reg0", "a", "tiny_uses.yaml")])
+def test_a_pair_never_computed_succeeds_with_its_certificate_and_computes_nothing(tmp_path, source, target, config):
+    """between_dependencies[a|a] is the within analysis, and a derived model's pair (a regularization
+    child, here of tiny_uses.yaml's cnn) is not paired: nothing is solved or written, the output says
+    why, and the blocking `certified` check (a check_spec of the asset) still reports, passed."""
     import dagster as dg
 
     from neudep_assets.defs.dependency_assets import between_dependencies
@@ -90,19 +93,21 @@ def test_a_same_model_pair_succeeds_with_its_certificate_and_computes_nothing(tm
     def target_logits_stub():
         return {}
 
-    tiny = str(Path(__file__).with_name("tiny.yaml"))
-    res = default_resources(tiny, str(tmp_path))
+    res = default_resources(str(Path(__file__).with_name(config)), str(tmp_path))
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions("models", ["a"])
-        instance.add_dynamic_partitions("model_targets", ["a"])
+        instance.add_dynamic_partitions("models", sorted({source, target}))
+        instance.add_dynamic_partitions("model_targets", [target])
         dg.materialize([dataset_stub], instance=instance, resources=res)
-        for stub in (moments_stub, target_logits_stub):
-            dg.materialize([stub], instance=instance, partition_key="a", resources=res)
+        dg.materialize([moments_stub], instance=instance, partition_key=source, resources=res)
+        dg.materialize([target_logits_stub], instance=instance, partition_key=target, resources=res)
         result = dg.materialize([between_dependencies, dataset_stub, moments_stub, target_logits_stub],
                                 selection=[between_dependencies], instance=instance, resources=res,
-                                partition_key=pair_key("a", "a"))
+                                partition_key=pair_key(source, target))
     assert result.success
     [check] = result.get_asset_check_evaluations()
     assert check.passed and check.metadata["solutions"].value == 0
     assert result.output_for_node("between_dependencies")["dependency_run_id"] is None
+    [mat] = result.get_asset_materialization_events()
+    meta = mat.materialization.metadata
+    assert meta["computed"].value is False and ("dependencies[a]" if source == target else "derived") in meta["note"].value
     assert ResultStore(tmp_path).query("SELECT count(*) AS n FROM dependency_runs")["n"][0] == 0
