@@ -171,7 +171,8 @@ def _table3(pairs=("glyph zero  ~  a very long class name indeed", "b  ~  c")) -
     return pd.DataFrame([dict(parent_model="cnn", pair=p, role=r, alpha=a, seeds=2, acc=acc, acc_std=0.01, coef_ab=c,
                               coef_ab_std=0.0, coef_ba=-c / 2, coef_ba_std=0.01, parent_coef=0.3, ood_aupr=0.6,
                               ood_aupr_std=0.02, lambda_rel=0.02, logit_gauge="raw")
-                         for p in pairs for r, a, acc, c in (("control", 0.0, 0.8, 0.25), ("regularized", 1.0, 0.78, 0.01))])
+                         for p in pairs
+                         for r, a, acc, c in (("control", 0.0, 0.8, 0.25), ("regularized", 1.0, 0.78, 0.01))])
 
 
 def test_regularization_plot_has_one_axis_per_reading_and_no_overlapping_labels():

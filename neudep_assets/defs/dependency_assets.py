@@ -490,8 +490,8 @@ def _launchpad(plan_op: str, project: DependencyConfig = DependencyConfig()) -> 
     project's value at run time, even when neudep.yaml changed since), an edited one overrides it."""
     shown = {k: list(v) if isinstance(v, tuple) else v for k, v in
              ((k, getattr(project, k)) for k in _LAUNCHPAD_FIELDS)}
-    schema = {k: dg.Field(t, default_value=shown[k], is_required=False,
-                          description=f"{about} (neudep.yaml: {shown[k]})") for k, (t, about) in _LAUNCHPAD_FIELDS.items()}
+    schema = {k: dg.Field(t, default_value=shown[k], is_required=False, description=f"{about} (neudep.yaml: {shown[k]})")
+              for k, (t, about) in _LAUNCHPAD_FIELDS.items()}
 
     @dg.config_mapping(config_schema=schema)
     def launchpad(config: dict) -> dict:

@@ -362,8 +362,8 @@ def regularization_report(context: dg.AssetExecutionContext, neudep: Neudep,
                           regularized_checkpoints: dict) -> dg.Output[dict]:
     """Table 3 of the paper for control and regularized children (mean ± std over seeds): val accuracy,
     each cut pair's coefficient at λ before (control) and after (regularized), read back from the
-    children's own dependency analyses in the store (run `model_job` on each child first), and OOD AUPR (ood split positive, score −max
-    softmax, scikit-learn's average precision)."""
+    children's own dependency analyses in the store (run `model_job` on each child first), and OOD AUPR
+    (ood split positive, score −max softmax, scikit-learn's average precision)."""
     project, store = neudep.project(), neudep.store()
     reg = project.regularization
     if regularized_checkpoints.get("skipped"):
