@@ -64,12 +64,26 @@ def local_dask_cluster(n_workers: int = 2, env: dict | None = None, timeout: flo
 
 #: columns that differ between two runs of the same work: provenance, locations, wall-clock times
 VOLATILE = {"dagster_run_id", "written_at", "path", "train_seconds", "epoch_seconds", "baseline_epoch_seconds",
-            "time_ratio"}
+            "time_ratio", "epoch_seconds_cached", "time_ratio_cached"}
+#: keys of a `config_json` that hold measured times, not configuration (§3.2's timing details)
+VOLATILE_JSON_KEYS = {"timing"}
+
+
+def _without_times(text):
+    """A config_json with its measured times left out (other values as they are)."""
+    import json
+
+    try:
+        d = json.loads(text)
+    except (TypeError, ValueError):
+        return text
+    return json.dumps({k: v for k, v in d.items() if k not in VOLATILE_JSON_KEYS}, sort_keys=True) \
+        if isinstance(d, dict) else text
 
 
 def store_differences(a, b, rtol: float = 0.0, atol: float = 0.0, *, detail: bool = False) -> list[str]:
     """How two result stores (data roots or `ResultStore`s) differ, table by table (empty: the same
-    rows). Every column but the :data:`VOLATILE` ones is compared: identities (checkpoint and logit
+    rows). Every column but the :data:`VOLATILE` ones (and a config_json's measured times) is compared: identities (checkpoint and logit
     sha256, content-addressed ids) exactly, numbers within ``rtol``/``atol`` (default: bit for bit;
     NaN equals NaN). ``detail``: each line also says in how many rows, and for numbers the largest
     relative difference."""
@@ -82,6 +96,9 @@ def store_differences(a, b, rtol: float = 0.0, atol: float = 0.0, *, detail: boo
     out = []
     for table in TABLES:
         x, y = sa.query(f"SELECT * FROM {table}"), sb.query(f"SELECT * FROM {table}")
+        for d in (x, y):
+            if "config_json" in d:
+                d["config_json"] = d["config_json"].map(_without_times)
         cols = [c for c in x.columns if c not in VOLATILE]
         if len(x) != len(y):
             out.append(f"{table}: {len(x)} vs {len(y)} rows")

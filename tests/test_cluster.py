@@ -99,3 +99,22 @@ def test_a_scheduler_that_does_not_answer_fails_at_once_naming_it(tmp_path, monk
     assert time.perf_counter() - t0 < 60
     assert f"no Dask scheduler answers at {address!r} (executor.scheduler" in str(e.value) + capsys.readouterr().err
     assert not list((root / "store").rglob("*.parquet")) and not (root / "artifacts").exists()
+
+
+def test_store_comparison_ignores_measured_times_only(tmp_path):
+    """§3.2 stores its timing details in config_json and two timed columns: two runs of the same work differ
+    there (the default graph's cluster demo did) and nowhere else; any other config value still counts."""
+    import json
+
+    from neudep_assets.cluster import store_differences
+    from neudep_assets.lib.store import ResultStore
+
+    def row(timing: float, lr: float, cached: float) -> dict:
+        return {"result_id": "r", "method": "theta_head", "epoch_seconds_cached": cached, "time_ratio_cached": cached,
+                "config_json": json.dumps({"lr": lr, "timing": {"base_forward_seconds": timing}})}
+    stores = {}
+    for name, r in (("a", row(1.0, 0.1, 0.2)), ("b", row(2.0, 0.1, 0.3)), ("c", row(1.0, 0.2, 0.2))):
+        stores[name] = ResultStore(tmp_path / name)
+        stores[name].write("incremental_results", "r", [r], run_id=name, code_version="v")
+    assert store_differences(stores["a"], stores["b"]) == []
+    assert store_differences(stores["a"], stores["c"]) == ["incremental_results.config_json differs"]

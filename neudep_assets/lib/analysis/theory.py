@@ -39,6 +39,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from neudep_assets.lib.analysis.moments import ONE_BLAS_THREAD
 from neudep_assets.lib.analysis.screening_kernel import gauge_rows, screen_counts
 from neudep_assets.lib.analysis.spectral import Spectral, check_square, numerical_rank, rtol_of, spectral
 from neudep_assets.lib.covlasso.gauge import lift, rhs_shift
@@ -147,6 +148,7 @@ def _spectral_of(C, sp, rtol) -> Spectral:
 # §2.2 redundancy
 
 
+@ONE_BLAS_THREAD  # its products with the spectrum give other last bits on another BLAS thread count
 def redundancy(C, *, cross=None, target_second_moment=None, rtol=None, spectral: Spectral | None = None,
                gauge: str = "raw") -> pd.DataFrame:
     """err_i(θ*(0)) per target class, computed stably (see the module docstring).
