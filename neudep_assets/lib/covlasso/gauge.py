@@ -26,8 +26,6 @@ so every error of the raw gauge's formulas (err = s − 2θᵀM[:, i] + θᵀGθ
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
-
 from neudep_assets.lib.covlasso.sparse import SparseCoef
 
 GAUGES = ("raw", "centered")
@@ -46,7 +44,7 @@ def correction(C: np.ndarray, excl: np.ndarray, gauge: str) -> tuple[np.ndarray,
     excl = np.asarray(excl, np.int64)
     T, n = excl.shape[0], C.shape[0]
     if gauge == "raw":
-        return np.zeros((0, T)), np.zeros(T)
+        return np.zeros((0, T), order="F"), np.zeros(T)
     V = np.zeros((n, T), order="F")  # column-major: each target's v is contiguous for the kernels
     kap = np.zeros(T)
     k = np.flatnonzero(excl >= 0)
@@ -88,12 +86,3 @@ def lift(coef: SparseCoef, excl: np.ndarray, gauge: str) -> SparseCoef:
     indptr = np.zeros(R + 1, np.int64)
     np.cumsum(np.bincount(r_all, minlength=R), out=indptr[1:])
     return SparseCoef(indptr, j_all[order].astype(np.int64), v_all[order].astype(np.float64), coef.shape)
-
-
-@njit(cache=True)
-def form(C, v, kap, out):
-    """out = C + v1ᵀ + 1vᵀ + κ11ᵀ (one target's Ĉ, row i included but never read as a source)."""
-    n = C.shape[0]
-    for j in range(n):
-        for k in range(n):
-            out[j, k] = (C[j, k] + (v[j] + v[k])) + kap  # exactly symmetric: v[j] + v[k] == v[k] + v[j]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from neudep_assets.lib.covlasso.numba_linalg import _FM, SCHUR_RTOL, DEN_EPS, _fwd, _bwd, _grow, _chol_append, _chol_delete, _cholesky, _gemv_rows, _kkt_abs, _solve_refined, _residual, _polish_one  # noqa: F401
+from neudep_assets.lib.covlasso.numba_linalg import (_FM, SCHUR_RTOL, DEN_EPS, _at, _fwd, _bwd, _grow,  # noqa: F401
+    _chol_append, _chol_delete, _cholesky, _gemv_rows, _kkt_abs, _solve_refined, _residual, _polish_one)
 
 
 @njit(cache=True)
@@ -62,9 +63,9 @@ def _knot(mu, last_mu, mu0, k, A, vals, skip, kmu, kptr, kidx, kval, kcnt):
 
 
 @njit(cache=True, fastmath=_FM)
-def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_out, info,
+def _homotopy_one(C, v, kap, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_out, info,
                   rec, kmu, kptr, kidx, kval, kcnt):
-    """Solve one target at every μ in ``mus`` (descending, ≥ 0).
+    """Solve one target at every μ in ``mus`` (descending, ≥ 0), on Ĉ = (C, v, kap) (numba_linalg).
 
     Writes coef[l, :] (n,), nact[l], status[l], kkt_out[l] (relative, as in covlasso) and
     info = [breakpoints, added, dropped, blocked, polished, restarts].
@@ -129,8 +130,9 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
     zero_steps = 0
     dscale = 0.0
     for j in range(n):
-        if C[j, j] > dscale:
-            dscale = C[j, j]
+        cjj = _at(C, v, kap, j, j)
+        if cjj > dscale:
+            dscale = cjj
     sch_atol = 1e-14 * dscale
 
     while li < nl:
@@ -143,8 +145,8 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
                 for q in range(k):
                     tfull[A[q]] = tA[q]
             cd_mode = True
-            v = _polish_one(C, b, excl, target, mu0, tfull, tol_abs, 20)
-            _record(coef, nact, kkt_out, status, li, tfull, v / mu0, 1 if v <= tol_abs else 2, n)
+            viol = _polish_one(C, v, kap, b, excl, target, mu0, tfull, tol_abs, 20)
+            _record(coef, nact, kkt_out, status, li, tfull, viol / mu0, 1 if viol <= tol_abs else 2, n)
             info[4] += 1
             if rec:
                 m = _support(tfull, nzi, nzv, n)
@@ -158,7 +160,7 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
                 _fwd(L, k, s, ys)
                 ys_ok = True
             _bwd(L, k, ys, d)
-            _gemv_rows(C, A, k, d, a, n)
+            _gemv_rows(C, v, kap, A, k, d, a, n)
             dir_ok = True
 
         # next event: reach the requested μ, a variable enters, or one leaves
@@ -225,22 +227,22 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
             # ---- requested μ: re-solve on the factor, refine, certify
             for q in range(k):
                 w[q] = b[A[q]] - mu * s[q]
-            _solve_refined(L, C, A, k, w, y, r1, r2, 1)
+            _solve_refined(L, C, v, kap, A, k, w, y, r1, r2, 1)
             for j in range(n):
                 tfull[j] = 0.0
             for q in range(k):
                 tA[q] = y[q]
                 if y[q] * s[q] > 0.0:
                     tfull[A[q]] = y[q]
-            _residual(C, b, tfull, A, k, c, n)
+            _residual(C, v, kap, b, tfull, A, k, c, n)
             if excl >= 0:
                 c[excl] = 0.0
-            v = _kkt_abs(c, tfull, excl, mu, n)
+            viol = _kkt_abs(c, tfull, excl, mu, n)
             st = 0
-            if v > tol_abs:
-                v = _polish_one(C, b, excl, mu, mu0, tfull, tol_abs, 20)
+            if viol > tol_abs:
+                viol = _polish_one(C, v, kap, b, excl, mu, mu0, tfull, tol_abs, 20)
                 info[4] += 1
-                st = 1 if v <= tol_abs else 2
+                st = 1 if viol <= tol_abs else 2
                 # restart the homotopy from the polished point
                 k = 0
                 for j in range(n):
@@ -255,15 +257,15 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
                 L = _grow(L, 0, k + 1)
                 info[5] += 1
                 ys_ok = False
-                if not _cholesky(C, A, k, L):
+                if not _cholesky(C, v, kap, A, k, L):
                     cd_mode = True  # tfull is the state the fallback starts from
-                _residual(C, b, tfull, A, k, c, n)
+                _residual(C, v, kap, b, tfull, A, k, c, n)
                 if excl >= 0:
                     c[excl] = 0.0
                 for j in range(n):
                     blocked[j] = 0
                 last_added = -1
-            _record(coef, nact, kkt_out, status, li, tfull, v / mu0, st, n)
+            _record(coef, nact, kkt_out, status, li, tfull, viol / mu0, st, n)
             if rec and (st != 0 or li == nl - 1):
                 m = _support(tfull, nzi, nzv, n)
                 last_mu = _knot(mu, last_mu, mu0, m, nzi, nzv, -1, kmu, kptr, kidx, kval, kcnt)
@@ -276,8 +278,8 @@ def _homotopy_one(C, b, excl, mus, tol_rel, max_steps, coef, nact, status, kkt_o
         if event == 1:
             j = ev_j
             L = _grow(L, k, k + 1)
-            sch = _chol_append(C, A, k, j, L, w)
-            if sch <= SCHUR_RTOL * C[j, j] + sch_atol:
+            sch = _chol_append(C, v, kap, A, k, j, L, w)
+            if sch <= SCHUR_RTOL * _at(C, v, kap, j, j) + sch_atol:
                 blocked[j] = 2  # in the span of the active set: a tie, stays out
                 info[3] += 1
                 continue  # same direction, j excluded

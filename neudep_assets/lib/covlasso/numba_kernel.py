@@ -35,11 +35,11 @@ from numba import njit, prange
 
 from neudep_assets.lib.covlasso.numba_linalg import _gemv_rows, _polish_one, SCHUR_RTOL, DEN_EPS  # noqa: F401
 from neudep_assets.lib.covlasso.numba_homotopy import _homotopy_one  # noqa: F401
-from neudep_assets.lib.covlasso.gauge import form
 
 # V, kap (every kernel below): the per-target correction of the centered gauge (covlasso.gauge): target idx
-# is solved on C + v1ᵀ + 1vᵀ + κ11ᵀ with v = V[:, idx], κ = kap[idx], formed in a per-thread buffer; V of
-# shape (0, T): the raw gauge, C itself.
+# is solved on Ĉ = C + v1ᵀ + 1vᵀ + κ11ᵀ with v = V[:, idx], κ = kap[idx], applied where the kernels read C
+# (numba_linalg), never formed; V of shape (0, T): the raw gauge, C itself. Each v is passed on as a
+# contiguous copy (O(n)), so that the inner functions are compiled once for both gauges.
 
 
 @njit(cache=True, parallel=True)
@@ -51,24 +51,18 @@ def solve_many(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, inf
     T = B.shape[1]
     if nth > T:
         nth = max(T, 1)
-    n = C.shape[0]
     for wkr in prange(nth):
         nok = np.empty(0)
         noi = np.empty(0, np.int64)
         nocnt = np.zeros(3, np.int64)
-        buf = np.empty((n, n) if V.shape[0] > 0 else (0, 0))
         for idx in range(wkr, T, nth):
-            if V.shape[0] > 0:
-                form(C, V[:, idx], kap[idx], buf)
-                _solve_into(buf, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, idx,
-                            False, nok, noi, noi, nok, nocnt)
-            else:
-                _solve_into(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, idx,
-                            False, nok, noi, noi, nok, nocnt)
+            v = np.ascontiguousarray(V[:, idx])
+            _solve_into(C, v, kap[idx], B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info,
+                        idx, False, nok, noi, noi, nok, nocnt)
 
 
 @njit(cache=True)
-def _solve_into(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, idx,
+def _solve_into(C, v, kap, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, idx,
                 rec, kmu, kptr, kidx, kval, kcnt):
     """Target idx: the homotopy, its results written into the (L, T) outputs."""
     b = np.ascontiguousarray(B[:, idx])
@@ -77,7 +71,7 @@ def _solve_into(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, in
     st = np.empty(mus.shape[1], np.int64)
     kk = np.empty(mus.shape[1])
     inf = np.zeros(6, np.int64)
-    _homotopy_one(C, b, excl[idx], mus[idx], tol_rel, max_steps, cf, na, st, kk, inf,
+    _homotopy_one(C, v, kap, b, excl[idx], mus[idx], tol_rel, max_steps, cf, na, st, kk, inf,
                   rec, kmu, kptr, kidx, kval, kcnt)
     for l in range(mus.shape[1]):
         coef[l, idx, :] = cf[l]
@@ -107,11 +101,7 @@ def solve_knots(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, in
     zp = 0
     need_k = 64
     need_z = 1024
-    n = C.shape[0]
-    buf = np.empty((n, n) if V.shape[0] > 0 else (0, 0))
     for i in range(tlist.size):
-        if V.shape[0] > 0:
-            form(C, V[:, tlist[i]], kap[tlist[i]], buf)
         while True:
             if kp + 2 * need_k > kmu.size:
                 cap = max(2 * kmu.size, kp + 2 * need_k)
@@ -130,12 +120,9 @@ def solve_knots(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, in
                 kidx = i2
                 kval = v2
             kcnt[:] = 0
-            if V.shape[0] > 0:
-                _solve_into(buf, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, tlist[i],
-                            True, kmu[kp:], kst[kp:], kidx[zp:], kval[zp:], kcnt)
-            else:
-                _solve_into(C, B, excl, mus, tol_rel, max_steps, coef, nact, status, kkt, info, tlist[i],
-                            True, kmu[kp:], kst[kp:], kidx[zp:], kval[zp:], kcnt)
+            v = np.ascontiguousarray(V[:, tlist[i]])
+            _solve_into(C, v, kap[tlist[i]], B, excl, mus, tol_rel, max_steps, coef, nact, status,
+                        kkt, info, tlist[i], True, kmu[kp:], kst[kp:], kidx[zp:], kval[zp:], kcnt)
             need_k = max(need_k, kcnt[0])
             need_z = max(need_z, kcnt[1])
             if kcnt[0] <= kmu.size - kp and kcnt[1] <= kidx.size - zp:
@@ -154,16 +141,11 @@ def polish_many(C, B, excl, mus, mu0, coef, tol_rel, V, kap):
     violations."""
     P = coef.shape[0]
     out = np.empty(P)
-    n = C.shape[0]
-    buf = np.empty((n, n) if V.shape[0] > 0 else (0, 0))
     for p in range(P):
         b = np.ascontiguousarray(B[:, p])
         t = coef[p].copy()
-        if V.shape[0] > 0:
-            form(C, V[:, p], kap[p], buf)
-            out[p] = _polish_one(buf, b, excl[p], mus[p], mu0[p], t, tol_rel * mu0[p], 20)
-        else:
-            out[p] = _polish_one(C, b, excl[p], mus[p], mu0[p], t, tol_rel * mu0[p], 20)
+        v = np.ascontiguousarray(V[:, p])
+        out[p] = _polish_one(C, v, kap[p], b, excl[p], mus[p], mu0[p], t, tol_rel * mu0[p], 20)
         coef[p] = t
     return out
 
@@ -186,6 +168,7 @@ def kkt_many(C, B, excl, coef, lam_abs, lam_max, V, kap, nth):
         vals = np.empty(n)
         for t in range(wkr, T, nth):
             den = lam_max[t] if lam_max[t] > 0.0 else 1.0
+            vt = np.ascontiguousarray(V[:, t])
             for l in range(Lr):
                 m = 0
                 for j in range(n):
@@ -194,15 +177,7 @@ def kkt_many(C, B, excl, coef, lam_abs, lam_max, V, kap, nth):
                         idx[m] = j
                         vals[m] = v
                         m += 1
-                _gemv_rows(C, idx, m, vals, g, n)
-                if V.shape[0] > 0:  # (Ĉt)_j = (Ct)_j + v_j·1ᵀt + vᵀt + κ·1ᵀt
-                    sig = 0.0
-                    vt = 0.0
-                    for q in range(m):
-                        sig += vals[q]
-                        vt += V[idx[q], t] * vals[q]
-                    for j in range(n):
-                        g[j] += V[j, t] * sig + vt + kap[t] * sig
+                _gemv_rows(C, vt, kap[t], idx, m, vals, g, n)
                 lam = lam_abs[l, t]
                 worst = 0.0
                 for j in range(n):

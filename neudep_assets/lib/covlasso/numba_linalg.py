@@ -1,5 +1,9 @@
 """The CovLasso kernel's small linear algebra (Cholesky of the active block, refined solves, residuals,
-certificates, the Newton polish on a support); see numba_kernel.py for the algorithm."""
+certificates, the Newton polish on a support); see numba_kernel.py for the algorithm.
+
+Every function that reads the moment takes it as ``(C, v, kap)``: the matrix is Ĉ = C + v1ᵀ + 1vᵀ + κ11ᵀ,
+the centered gauge's per-target correction (:mod:`covlasso.gauge`), applied where an entry or a product is
+read, so no n × n matrix is formed per target; ``v`` of length 0 means C itself (the raw gauge)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,14 @@ DEN_EPS = 1e-12
 
 
 # --------------------------------------------------------------------------- small linear algebra
+
+
+@njit(cache=True)
+def _at(C, v, kap, i, j):
+    """Ĉ[i, j] (C[i, j] when v is empty); (v_i + v_j) first, so that Ĉ is exactly symmetric."""
+    if v.shape[0] == 0:
+        return C[i, j]
+    return (C[i, j] + (v[i] + v[j])) + kap
 
 
 @njit(cache=True, fastmath=_FM)
@@ -53,16 +65,16 @@ def _grow(L, k, need):
 
 
 @njit(cache=True, fastmath=_FM)
-def _chol_append(C, A, k, j, L, w):
-    """Append variable j to the factor of C[A[:k], A[:k]]. Returns the new diagonal squared
+def _chol_append(C, v, kap, A, k, j, L, w):
+    """Append variable j to the factor of Ĉ[A[:k], A[:k]]. Returns the new diagonal squared
     (the Schur complement); the caller decides whether it is large enough to commit."""
     for q in range(k):
-        w[q] = C[A[q], j]
+        w[q] = _at(C, v, kap, A[q], j)
     _fwd(L, k, w, w)
     ss = 0.0
     for q in range(k):
         ss += w[q] * w[q]
-    return C[j, j] - ss
+    return _at(C, v, kap, j, j) - ss
 
 
 @njit(cache=True)
@@ -92,16 +104,16 @@ def _chol_delete(L, k, p):
 
 
 @njit(cache=True, fastmath=_FM)
-def _cholesky(C, A, k, L):
-    """Fresh factor of C[A[:k], A[:k]]; returns False when it is not positive definite."""
+def _cholesky(C, v, kap, A, k, L):
+    """Fresh factor of Ĉ[A[:k], A[:k]]; returns False when it is not positive definite."""
     for i in range(k):
         ci = A[i]
         for j in range(i + 1):
-            acc = C[ci, A[j]]
+            acc = _at(C, v, kap, ci, A[j])
             for q in range(j):
                 acc -= L[i, q] * L[j, q]
             if i == j:
-                if acc <= SCHUR_RTOL * C[ci, ci] or acc <= 0.0:
+                if acc <= SCHUR_RTOL * _at(C, v, kap, ci, ci) or acc <= 0.0:
                     return False
                 L[i, i] = np.sqrt(acc)
             else:
@@ -110,8 +122,9 @@ def _cholesky(C, A, k, L):
 
 
 @njit(cache=True, fastmath=_FM)
-def _gemv_rows(C, A, k, x, out, n):
-    """out = Σ_q x[q] C[A[q], :]  (= C[:, A] x for symmetric C), four rows at a time."""
+def _gemv_rows(C, v, kap, A, k, x, out, n):
+    """out = Σ_q x[q] Ĉ[A[q], :]  (= Ĉ[:, A] x for symmetric Ĉ), four rows of C at a time, then the
+    correction: + v·Σx + (Σ x_q v[A_q] + κ·Σx)·1."""
     for j in range(n):
         out[j] = 0.0
     q = 0
@@ -133,6 +146,15 @@ def _gemv_rows(C, A, k, x, out, n):
         for j in range(n):
             out[j] += x0 * r0[j]
         q += 1
+    if v.shape[0] > 0:
+        sx = 0.0
+        sv = 0.0
+        for q in range(k):
+            sx += x[q]
+            sv += x[q] * v[A[q]]
+        cst = sv + kap * sx
+        for j in range(n):
+            out[j] += v[j] * sx + cst
 
 
 @njit(cache=True)
@@ -155,17 +177,25 @@ def _kkt_abs(c, t, excl, mu, n):
 
 
 @njit(cache=True, fastmath=_FM)
-def _solve_refined(L, C, A, k, rhs, x, r, dx, n_refine):
-    """x = C_AA⁻¹ rhs from the Cholesky factor L, then n_refine steps of iterative refinement on the
-    exact C_AA (the factor has been updated many times along the path)."""
+def _solve_refined(L, C, v, kap, A, k, rhs, x, r, dx, n_refine):
+    """x = Ĉ_AA⁻¹ rhs from the Cholesky factor L, then n_refine steps of iterative refinement on the
+    exact Ĉ_AA (the factor has been updated many times along the path)."""
     _fwd(L, k, rhs, x)
     _bwd(L, k, x, x)
     for _ in range(n_refine):
+        sx = 0.0
+        sv = 0.0
+        if v.shape[0] > 0:
+            for p in range(k):
+                sx += x[p]
+                sv += v[A[p]] * x[p]
         for q in range(k):
             acc = rhs[q]
             row = C[A[q]]
             for p in range(k):
                 acc -= row[A[p]] * x[p]
+            if v.shape[0] > 0:
+                acc -= (v[A[q]] + kap) * sx + sv
             r[q] = acc
         _fwd(L, k, r, dx)
         _bwd(L, k, dx, dx)
@@ -174,12 +204,12 @@ def _solve_refined(L, C, A, k, rhs, x, r, dx, n_refine):
 
 
 @njit(cache=True)
-def _residual(C, b, t, idx, m, c, n):
-    """c = b − C t for t supported on idx[:m]."""
+def _residual(C, v, kap, b, t, idx, m, c, n):
+    """c = b − Ĉ t for t supported on idx[:m]."""
     vals = np.empty(m)
     for q in range(m):
         vals[q] = t[idx[q]]
-    _gemv_rows(C, idx, m, vals, c, n)
+    _gemv_rows(C, v, kap, idx, m, vals, c, n)
     for j in range(n):
         c[j] = b[j] - c[j]
 
@@ -188,20 +218,20 @@ def _residual(C, b, t, idx, m, c, n):
 
 
 @njit(cache=True)
-def _certify(C, b, t, idx, c, excl, mu, n):
+def _certify(C, v, kap, b, t, idx, c, excl, mu, n):
     """Residual c of t (from its support only, gathered into idx) and its absolute KKT violation."""
     m = 0
     for j in range(n):
         if t[j] != 0.0:
             idx[m] = j
             m += 1
-    _residual(C, b, t, idx, m, c, n)
+    _residual(C, v, kap, b, t, idx, m, c, n)
     return _kkt_abs(c, t, excl, mu, n)
 
 
 @njit(cache=True, fastmath=_FM)
-def _newton_on_support(C, b, t, mu, n, excl, work_L, out):
-    """Active-set Newton: with A = supp(t), s = sign(t), solve C_AA x = b_A − μ s_A.
+def _newton_on_support(C, v, kap, b, t, mu, n, excl, work_L, out):
+    """Active-set Newton: with A = supp(t), s = sign(t), solve Ĉ_AA x = b_A − μ s_A.
     Returns False if C_AA is singular or the solution changes a sign."""
     A = np.empty(n, np.int64)
     k = 0
@@ -216,7 +246,7 @@ def _newton_on_support(C, b, t, mu, n, excl, work_L, out):
     L = work_L
     if L.shape[0] < k:
         L = np.empty((k, k))
-    if not _cholesky(C, A, k, L):
+    if not _cholesky(C, v, kap, A, k, L):
         return False
     rhs = np.empty(k)
     x = np.empty(k)
@@ -224,7 +254,7 @@ def _newton_on_support(C, b, t, mu, n, excl, work_L, out):
     dx = np.empty(k)
     for q in range(k):
         rhs[q] = b[A[q]] - (mu if t[A[q]] > 0.0 else -mu)
-    _solve_refined(L, C, A, k, rhs, x, r, dx, 2)
+    _solve_refined(L, C, v, kap, A, k, rhs, x, r, dx, 2)
     for q in range(k):
         if x[q] * t[A[q]] <= 0.0:
             return False
@@ -233,7 +263,7 @@ def _newton_on_support(C, b, t, mu, n, excl, work_L, out):
 
 
 @njit(cache=True, fastmath=_FM)
-def _polish_one(C, b, excl, mu, mu0, t, tol_abs, max_outer):
+def _polish_one(C, v, kap, b, excl, mu, mu0, t, tol_abs, max_outer):
     """Make t optimal at μ (in place) and return its absolute KKT violation.
 
     Working-set coordinate descent alternated with an active-set Newton solve on the support
@@ -248,13 +278,13 @@ def _polish_one(C, b, excl, mu, mu0, t, tol_abs, max_outer):
     cand = np.empty(n)
     cbuf = np.empty(n)
     Lw = np.empty((1, 1))
-    best = _certify(C, b, t, idx, c, excl, mu, n)
+    best = _certify(C, v, kap, b, t, idx, c, excl, mu, n)
     if best <= tol_abs:
         return best
     ws = np.empty(n, np.int64)
     nws = 0
     for j in range(n):
-        if j != excl and C[j, j] > 0.0 and (t[j] != 0.0 or abs(c[j]) > mu * (1.0 - 1e-9)):
+        if j != excl and _at(C, v, kap, j, j) > 0.0 and (t[j] != 0.0 or abs(c[j]) > mu * (1.0 - 1e-9)):
             ws[nws] = j
             nws += 1
             inws[j] = True
@@ -265,7 +295,7 @@ def _polish_one(C, b, excl, mu, mu0, t, tol_abs, max_outer):
             maxd = 0.0
             for p in range(nws):
                 j = ws[p]
-                cjj = C[j, j]
+                cjj = _at(C, v, kap, j, j)
                 z = c[j] + cjj * t[j]
                 if z > mu:
                     tn = (z - mu) / cjj
@@ -276,28 +306,27 @@ def _polish_one(C, b, excl, mu, mu0, t, tol_abs, max_outer):
                 dlt = tn - t[j]
                 if dlt != 0.0:
                     t[j] = tn
-                    row = C[j]
                     for q in range(nws):
-                        c[ws[q]] -= row[ws[q]] * dlt
+                        c[ws[q]] -= _at(C, v, kap, j, ws[q]) * dlt
                     e = abs(dlt) * cjj
                     if e > maxd:
                         maxd = e
             if maxd <= 1e-3 * tol_abs or maxd <= 1e-15 * scale:
                 break
-        v = _certify(C, b, t, idx, c, excl, mu, n)
+        viol = _certify(C, v, kap, b, t, idx, c, excl, mu, n)
         # Newton on the support, certified independently
-        if _newton_on_support(C, b, t, mu, n, excl, Lw, cand):
-            v2 = _certify(C, b, cand, idx, cbuf, excl, mu, n)
-            if v2 < v:
+        if _newton_on_support(C, v, kap, b, t, mu, n, excl, Lw, cand):
+            v2 = _certify(C, v, kap, b, cand, idx, cbuf, excl, mu, n)
+            if v2 < viol:
                 for j in range(n):
                     t[j] = cand[j]
                     c[j] = cbuf[j]
-                v = v2
-        best = v
+                viol = v2
+        best = viol
         if best <= tol_abs:
             break
         for j in range(n):  # grow the working set by the violators of the full check
-            if j != excl and not inws[j] and C[j, j] > 0.0 and abs(c[j]) > mu:
+            if j != excl and not inws[j] and _at(C, v, kap, j, j) > 0.0 and abs(c[j]) > mu:
                 ws[nws] = j
                 nws += 1
                 inws[j] = True

@@ -24,12 +24,11 @@ import numpy as np
 from numba import njit, prange
 
 from neudep_assets.lib.covlasso.numba_homotopy import _homotopy_one
-from neudep_assets.lib.covlasso.numba_linalg import _kkt_abs, _residual
-from neudep_assets.lib.covlasso.gauge import form
+from neudep_assets.lib.covlasso.numba_linalg import _at, _kkt_abs, _residual
 
 
 @njit(cache=True)
-def _full_check(C, b, excl, W, m, cf, mus, tol_abs, c, t, idx, worst, n):
+def _full_check(C, v, kap, b, excl, W, m, cf, mus, tol_abs, c, t, idx, worst, n):
     """The full KKT check of the block's solutions cf (L, m): worst[j] = max over the μ of |c_j| − μ
     (> tol_abs outside W: a violation); returns (L,) absolute KKT."""
     nl = mus.shape[0]
@@ -43,7 +42,7 @@ def _full_check(C, b, excl, W, m, cf, mus, tol_abs, c, t, idx, worst, n):
                 t[W[q]] = cf[l, q]
                 idx[k] = W[q]
                 k += 1
-        _residual(C, b, t, idx, k, c, n)
+        _residual(C, v, kap, b, t, idx, k, c, n)
         out[l] = _kkt_abs(c, t, excl, mus[l], n)
         for q in range(k):
             t[idx[q]] = 0.0
@@ -55,10 +54,10 @@ def _full_check(C, b, excl, W, m, cf, mus, tol_abs, c, t, idx, worst, n):
 
 
 @njit(cache=True)
-def working_set_one(C, b, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kkt_out, info, ws_info):
-    """One target at every μ in ``mus`` (descending); outputs as :func:`numba_homotopy._homotopy_one`
-    (coef (L, n), nact, status, kkt_out (L,), info (6,)), and ws_info (2,) = [rounds beyond the first,
-    1 if the full homotopy decided]."""
+def working_set_one(C, v, kap, b, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kkt_out, info, ws_info):
+    """One target at every μ in ``mus`` (descending), on Ĉ = (C, v, kap) (numba_linalg); outputs as
+    :func:`numba_homotopy._homotopy_one` (coef (L, n), nact, status, kkt_out (L,), info (6,)), and ws_info (2,)
+    = [rounds beyond the first, 1 if the full homotopy decided]."""
     n = C.shape[0]
     nl = mus.shape[0]
     absb = np.empty(n)
@@ -89,18 +88,17 @@ def working_set_one(C, b, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kk
         Cw = np.empty((m, m))
         bw = np.empty(m)
         for p in range(m):
-            row = C[Ws[p]]
             for q in range(m):
-                Cw[p, q] = row[Ws[q]]
+                Cw[p, q] = _at(C, v, kap, Ws[p], Ws[q])
             bw[p] = b[Ws[p]]
         cf = np.empty((nl, m))
         na = np.empty(nl, np.int64)
         st = np.empty(nl, np.int64)
         kk = np.empty(nl)
         inf = np.zeros(6, np.int64)
-        _homotopy_one(Cw, bw, -1, mus, tol_rel, 10 * m + 1000, cf, na, st, kk, inf,
+        _homotopy_one(Cw, v[:0], 0.0, bw, -1, mus, tol_rel, 10 * m + 1000, cf, na, st, kk, inf,
                       False, nok, noi, noi, nok, nocnt)
-        full = _full_check(C, b, excl, W, m, cf, mus, tol_abs, c, t, idx, worst, n)
+        full = _full_check(C, v, kap, b, excl, W, m, cf, mus, tol_abs, c, t, idx, worst, n)
         nv = 0
         nout = 0
         for j in range(n):
@@ -144,7 +142,7 @@ def working_set_one(C, b, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kk
             inw[j] = True
         m += add
         rounds += 1
-    _homotopy_one(C, b, excl, mus, tol_rel, 10 * n + 1000, coef, nact, status, kkt_out, info,
+    _homotopy_one(C, v, kap, b, excl, mus, tol_rel, 10 * n + 1000, coef, nact, status, kkt_out, info,
                   False, nok, noi, noi, nok, nocnt)
     ws_info[0] = rounds
     ws_info[1] = 1
@@ -167,15 +165,11 @@ def solve_many_ws(C, B, excl, mus, tol_rel, m0, max_ws, coef, nact, status, kkt,
         kk = np.empty(L)
         inf = np.zeros(6, np.int64)
         wsi = np.zeros(2, np.int64)
-        buf = np.empty((n, n) if V.shape[0] > 0 else (0, 0))
         for i in range(wkr, T, nth):
             b = np.ascontiguousarray(B[:, i])
             inf[:] = 0
-            if V.shape[0] > 0:
-                form(C, V[:, i], kap[i], buf)
-                working_set_one(buf, b, excl[i], mus[i], tol_rel, m0, max_ws, cf, na, st, kk, inf, wsi)
-            else:
-                working_set_one(C, b, excl[i], mus[i], tol_rel, m0, max_ws, cf, na, st, kk, inf, wsi)
+            v = np.ascontiguousarray(V[:, i])
+            working_set_one(C, v, kap[i], b, excl[i], mus[i], tol_rel, m0, max_ws, cf, na, st, kk, inf, wsi)
             for l in range(L):
                 coef[l, i, :] = cf[l]
                 nact[l, i] = na[l]

@@ -195,32 +195,20 @@ def _solve_numba(C, B, excl, mus, tol, V, kap, knots=False, method="homotopy"):
 
         ws_info = np.zeros((T, 2), np.int64)  # rounds, fell back (read by the kernel's tests)
         solve_many_ws(C, B, excl, mus, float(tol), WS_START, WS_MAX, coef, nact, stat, kkt, info, ws_info, V, kap,
-                      _threads(V, n))
+                      numba.get_num_threads())
         return coef, stat, info[:, 0], None
     if not knots:
-        K.solve_many(*args, V, kap, _threads(V, n))
+        K.solve_many(*args, V, kap, numba.get_num_threads())
         return coef, stat, info[:, 0], None
     from concurrent.futures import ThreadPoolExecutor
 
-    nth = max(1, min(_threads(V, n), T))
+    nth = max(1, min(numba.get_num_threads(), T))
     lists = [np.arange(w, T, nth, dtype=np.int64) for w in range(nth)]
     with ThreadPoolExecutor(nth) as pool:
         outs = list(pool.map(lambda tl: K.solve_knots(*args, V, kap, tl), lists))
     parts = [PathKnots.from_kernel(*o, info[tl, 4] == 0) for o, tl in zip(outs, lists)]
     order = np.argsort(np.concatenate(lists), kind="stable")
     return coef, stat, info[:, 0], PathKnots.concat(parts).take(order)
-
-
-GAUGE_BUFFER_BYTES = 2 ** 32  # the centered gauge's per-thread n × n buffers, all threads together, at most
-
-
-def _threads(V, n: int) -> int:
-    """numba's threads, fewer in the centered gauge when their n × n buffers would exceed GAUGE_BUFFER_BYTES
-    (n = 21,841: one thread, 3.8 GB)."""
-    import numba
-
-    nth = numba.get_num_threads()
-    return nth if V.shape[0] == 0 else max(1, min(nth, GAUGE_BUFFER_BYTES // (8 * n * n)))
 
 
 def _lambda_abs(lam, lam_max, lambda_mode):
@@ -236,13 +224,13 @@ def _solve_block(C, cross, tg, lam, lambda_mode, tol, dev, knots=False, method="
     order = np.argsort(-lam, kind="stable")  # the homotopy walks λ downwards
     mus = np.ascontiguousarray((0.5 * lam_abs[order]).T)  # (T, L)
     path_knots = None
-    if dev == "cpu" or knots or gauge != "raw":
+    if dev == "cpu" or knots:
         coef_s, stat_s, breakpoints, path_knots = _solve_numba(C, B, excl, mus, tol, V, kap, knots, method)
     else:
         from neudep_assets.lib.covlasso.torch_kernel import solve_many_torch
 
         coef_s, stat_s, breakpoints, need_cpu = solve_many_torch(
-            C, B, excl, mus, float(tol), dev.removeprefix("torch:")
+            C, B, excl, mus, float(tol), dev.removeprefix("torch:"), V, kap
         )
         if need_cpu.any():  # degenerate targets the lockstep path gave up on: the numba path
             sel = np.flatnonzero(need_cpu)
@@ -313,9 +301,8 @@ def solve_path(
         ``WS_MIN_N`` = 6,000 sources up, unless `knots` (the exact path needs the full homotopy).
     gauge: "raw" (the paper's problem on C as given) or "centered": C (and cross) are the moments of the
         centred logits (``offsets.gauge_moment``) and each target's sources are re-centred without it
-        (:mod:`~neudep_assets.lib.covlasso.gauge`: Ĉ = C + v1ᵀ + 1vᵀ + κ11ᵀ per target, formed in a per-thread
-        n × n buffer, so n² more floats per thread, with fewer threads where those would exceed
-        ``GAUGE_BUFFER_BYTES``; always on the numba path). The coefficients are those
+        (:mod:`~neudep_assets.lib.covlasso.gauge`: Ĉ = C + v1ᵀ + 1vᵀ + κ11ᵀ per target, applied where the
+        kernels read C, never formed: the same memory and work as the raw gauge). The coefficients are those
         of the sources h_j = f_j − m₋ᵢ.
     Raises ValueError on invalid input (shape, symmetry, NaN/Inf, negative λ, bad targets, method, gauge).
     """
@@ -362,7 +349,7 @@ def solve_path(
         mode="within" if cross is None else "between",
         tol=float(tol),
         seconds=time.perf_counter() - t0,
-        device="cpu" if knots or gauge != "raw" else dev,
+        device="cpu" if knots else dev,
         knots=PathKnots.concat(kns) if knots else None,
         gauge=gauge,
     )

@@ -7,6 +7,9 @@ direction of every target, and gets all correlation updates from one product D·
 moves to its own next event (a class enters, one leaves, or its next requested λ); targets that
 are done idle. Solutions are re-solved and certified at every requested λ; a target whose
 certificate fails, or that exceeds the step budget, is flagged and re-solved by the numba path.
+
+The centered gauge's per-target Ĉ = C + v1ᵀ + 1vᵀ + κ11ᵀ (covlasso.gauge) is applied where C is read
+(:func:`_times`, the gathered blocks), as in the numba kernels: C itself is shared by the whole batch.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import numpy as np
 from neudep_assets.lib.covlasso.numba_kernel import DEN_EPS, SCHUR_RTOL
 
 
-def solve_many_torch(C_np, B_np, excl_np, mus_np, tol, device, batch=None):
-    """Returns coef (L, T, n), status (L, T), breakpoints (T,), need_cpu (T,) bool."""
+def solve_many_torch(C_np, B_np, excl_np, mus_np, tol, device, V=None, kap=None, batch=None):
+    """Returns coef (L, T, n), status (L, T), breakpoints (T,), need_cpu (T,) bool. V (n, T), kap (T,): the
+    centered gauge's correction (None or V of shape (0, T): the raw gauge)."""
     import torch
 
     dev = torch.device(device)
@@ -33,14 +37,30 @@ def solve_many_torch(C_np, B_np, excl_np, mus_np, tol, device, batch=None):
     status = np.zeros((Ls, T), np.int64)
     bps = np.zeros(T, np.int64)
     need_cpu = np.zeros(T, bool)
+    centered = V is not None and V.shape[0] > 0
     for s0 in range(0, T, batch):
         s1 = min(T, s0 + batch)
-        out = _batch(C, diagC, B_np[:, s0:s1].T, excl_np[s0:s1], mus_np[s0:s1], tol, sch_atol, dev, 10 * n + 1000)
+        corr = None
+        if centered:
+            corr = (torch.as_tensor(np.ascontiguousarray(V[:, s0:s1].T), dtype=torch.float64, device=dev),
+                    torch.as_tensor(np.ascontiguousarray(kap[s0:s1]), dtype=torch.float64, device=dev))
+        out = _batch(C, diagC, B_np[:, s0:s1].T, excl_np[s0:s1], mus_np[s0:s1], tol, sch_atol, dev, 10 * n + 1000,
+                     corr)
         coef[:, s0:s1], status[:, s0:s1], bps[s0:s1], need_cpu[s0:s1] = out
     return coef, status, bps, need_cpu
 
 
-def _batch(C, diagC, b_np, excl_np, mus_np, tol, sch_atol, dev, max_steps):
+def _times(X, C, corr):
+    """X Ĉ for a batch of rows X (Bt, n), each with its target's Ĉ: X C + (X1)vᵀ + (Xv + κ X1)1ᵀ."""
+    out = X @ C
+    if corr is not None:
+        v, kap = corr
+        sx = X.sum(dim=1)
+        out = out + sx[:, None] * v + ((X * v).sum(dim=1) + kap * sx)[:, None]
+    return out
+
+
+def _batch(C, diagC, b_np, excl_np, mus_np, tol, sch_atol, dev, max_steps, corr=None):
     import torch
 
     f64 = torch.float64
@@ -79,6 +99,9 @@ def _batch(C, diagC, b_np, excl_np, mus_np, tol, sch_atol, dev, max_steps):
         idx = torch.argsort(active.to(torch.int8), dim=1, descending=True, stable=True)[:, :kmax]
         valid = torch.arange(kmax, device=dev)[None, :] < k[:, None]
         G = C[idx[:, :, None], idx[:, None, :]]
+        if corr is not None:
+            vA = corr[0].gather(1, idx)
+            G = G + (vA[:, :, None] + vA[:, None, :]) + corr[1][:, None, None]
         vv = valid[:, :, None] & valid[:, None, :]
         eye = torch.eye(kmax, dtype=f64, device=dev).expand(Bt, kmax, kmax)
         G = torch.where(vv, G, eye)
@@ -88,7 +111,7 @@ def _batch(C, diagC, b_np, excl_np, mus_np, tol, sch_atol, dev, max_steps):
         sA = sgn.gather(1, idx) * valid
         dA = torch.cholesky_solve(sA[..., None], Lc)[..., 0] * valid
         D = torch.zeros(Bt, n, dtype=f64, device=dev).scatter_(1, idx, dA)
-        a = D @ C
+        a = _times(D, C, corr)
 
         # next event of every target
         tgt = mus.gather(1, li.clamp(max=Ls - 1)[:, None])[:, 0]
@@ -134,7 +157,7 @@ def _batch(C, diagC, b_np, excl_np, mus_np, tol, sch_atol, dev, max_steps):
             x = (x + torch.cholesky_solve(res, Lc[r]))[..., 0] * valid[r]
             keep = (x * sA[r]) > 0
             tr = torch.zeros(r.numel(), n, dtype=f64, device=dev).scatter_(1, idx[r], torch.where(keep, x, 0.0))
-            cr = b[r] - tr @ C
+            cr = b[r] - _times(tr, C, None if corr is None else (corr[0][r], corr[1][r]))
             cr = torch.where(allowed[r], cr, torch.zeros((), dtype=f64, device=dev))
             v = torch.where(tr > 0, (cr - mu[r, None]).abs(), torch.where(tr < 0, (cr + mu[r, None]).abs(), cr.abs() - mu[r, None]))
             v = v.max(dim=1).values
@@ -151,10 +174,17 @@ def _batch(C, diagC, b_np, excl_np, mus_np, tol, sch_atol, dev, max_steps):
         if bool(ad.any()):
             r = ad.nonzero()[:, 0]
             j = add_j[r]
-            v = C[idx[r], j[:, None]] * valid[r]
+            v = C[idx[r], j[:, None]]
+            dj = diagC[j]
+            if corr is not None:
+                vr, kr = corr[0][r], corr[1][r]
+                vj = vr.gather(1, j[:, None])
+                v = v + (vr.gather(1, idx[r]) + vj) + kr[:, None]
+                dj = dj + 2.0 * vj[:, 0] + kr
+            v = v * valid[r]
             w = torch.linalg.solve_triangular(Lc[r], v[..., None], upper=False)[..., 0]
-            sch = diagC[j] - (w * w).sum(dim=1)
-            ok = sch > SCHUR_RTOL * diagC[j] + sch_atol
+            sch = dj - (w * w).sum(dim=1)
+            ok = sch > SCHUR_RTOL * dj + sch_atol
             ro, jo = r[ok], j[ok]
             active[ro, jo] = True
             sgn[ro, jo] = add_s[ro]
