@@ -2,6 +2,7 @@
 
     python bench/scale.py                              # n = 21,841 classes, one λ (0.1), chunks of 2,048
     python bench/scale.py --n 5000 --full-grid         # n = 5,000 with the default λ grid (CI-sized)
+    python bench/scale.py --n 8000 --gauge centered    # the centered gauge (working set from 6,000 classes)
 
 Data: logits of a random linear head on d = 768 nonnegative features that carry class structure
 (``features @ W + bias``), over --samples fit samples (C = E[f fᵀ]) and --eval-samples evaluation
@@ -30,6 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from neudep_assets.lib.analysis import analyse, second_moment  # noqa: E402
+from neudep_assets.lib.analysis.offsets import apply_gauge  # noqa: E402
 from neudep_assets.lib.config import DEFAULT_LAMBDAS  # noqa: E402
 
 
@@ -70,6 +72,7 @@ def main(argv=None) -> None:
     ap.add_argument("--full-grid", action="store_true", help=f"the default grid {list(DEFAULT_LAMBDAS)}")
     ap.add_argument("--chunk", type=int, default=2048, help="target_chunk")
     ap.add_argument("--device", default=None, help="None (numba) or cuda")
+    ap.add_argument("--gauge", default="raw", choices=["raw", "centered"], help="the logit gauge (docs/maths.md)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     lams = list(DEFAULT_LAMBDAS) if a.full_grid else a.lambdas
@@ -77,17 +80,19 @@ def main(argv=None) -> None:
     W = (rng.standard_normal((a.d, a.n), dtype=np.float32) / np.sqrt(a.d)).astype(np.float32)
     bias = (0.3 * rng.standard_normal(a.n)).astype(np.float32)
     print(f"n = {a.n}, d = {a.d}, {a.samples} fit + {a.eval_samples} eval samples, λ_rel = {lams}, "
-          f"target_chunk = {a.chunk}, device = {a.device or 'cpu (numba)'}", flush=True)
+          f"target_chunk = {a.chunk}, device = {a.device or 'cpu (numba)'}, gauge = {a.gauge}", flush=True)
 
     t0 = time.perf_counter()
     F, _ = synthetic_logits(rng, W, bias, a.samples)
-    C = second_moment(F)
+    C = second_moment(apply_gauge(F, a.gauge))
     del F
     t_c = time.perf_counter() - t0
     print(f"fit logits + C = E[f fᵀ]      {t_c:8.1f} s   peak RSS {peak_gb():6.2f} GB", flush=True)
     E, ye = synthetic_logits(rng, W, bias, a.eval_samples)
+    E = apply_gauge(E, a.gauge)
     t0 = time.perf_counter()
-    res = analyse(C, lams, eval_source=E, eval_labels=ye, target_chunk=a.chunk, device=a.device, log=progress)
+    res = analyse(C, lams, eval_source=E, eval_labels=ye, target_chunk=a.chunk, device=a.device, log=progress,
+                  gauge=a.gauge)
     t_a = time.perf_counter() - t0
     p = res.path
     print(f"solve (all chunks, certified) {p.seconds:8.1f} s", flush=True)
