@@ -292,15 +292,15 @@ def test_an_uncertified_gauge_crosscheck_is_not_written_either(tiny_run, tmp_pat
     root, _ = tiny_run
     data = tmp_path / "data"
     shutil.copytree(root / "checkpoints", data / "checkpoints")  # no retraining
-    real = da.analyse
+    real = da.solve
 
-    def crosscheck_uncertified(C, lambdas, **kwargs):
-        res = real(C, lambdas, **kwargs)
-        if len(lambdas) == 1:  # the cross-check: one λ, the other gauge
+    def crosscheck_uncertified(problem, eff, **kwargs):
+        res = real(problem, eff, **kwargs)
+        if len(eff.lambdas) == 1:  # the cross-check: one λ, the other gauge
             res.per_target.loc[res.per_target["target_class"] == 3, "kkt"] = 1e-3
         return res
 
-    monkeypatch.setattr(da, "analyse", crosscheck_uncertified)
+    monkeypatch.setattr(da, "solve", crosscheck_uncertified)
     instance = dg.DagsterInstance.ephemeral()
     with pytest.raises(PipelineError, match=r"analysis within-\w+: 1 of 12 CovLasso solutions exceed tol"):
         run_pipeline(TINY, data, instance=instance, log=lambda *_: None)
