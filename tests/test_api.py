@@ -215,6 +215,21 @@ def test_the_api_and_the_assets_run_one_implementation(data, tmp_path, monkeypat
         same({k: v for k, v in kw.items() if k not in ("target_chunk", "log")}, kw_step)
 
 
+def test_an_analysis_whose_arrays_are_in_another_gauge_than_its_config_is_refused(data):
+    """The gauge is chosen once: arrays taken into one gauge are never solved as the other's."""
+    from neudep_assets.lib.analysis.problem import merge_solved, solve, solve_chunk, within_problem
+
+    F, E, lab = data
+    raw = within_problem(second_moment(F), E, lab, "raw")
+    centered = DependencyConfig(lambdas=LAMBDAS, logit_gauge="centered")
+    for run in (lambda: solve(raw, centered), lambda: solve_chunk(raw, centered, [0, 1]),
+                lambda: merge_solved(raw, centered, [])):
+        with pytest.raises(ValueError, match="in the raw gauge but its config asks for logit_gauge 'centered'"):
+            run()
+    with pytest.raises(ValueError, match="logit_gauge must be one of raw, centered, got 'mean'"):
+        within_problem(second_moment(F), E, lab, "mean")
+
+
 # -- right, against independent references ----------------------------------------------------------
 
 def test_planted_dependency_against_cvxpy_and_brute_force_table1(data):
