@@ -6,10 +6,10 @@
 Notebook path: ``find_dependencies(fit, eval_logits=…, eval_labels=…)`` then ``.save(store)``.
 Asset path, on the same float32 logits: what the ``moments`` asset does (``second_moment``, its npz
 artifact; the eval logits as the ``logits`` asset's npz) and then the ``dependencies`` asset's own
-``_within`` (load, gauge, ``analyse``, offset share, certificate, commit), with no Dagster run around
-it. Both commit into a store of their own. The two are the same code path, so the ratio should sit
-within 10% of 1; each path runs --repeats times, alternating, after a small warm-up (numba's cache), and
-the best time of each is compared, wall and CPU (the process's CPU time over all threads: steadier than
+``_within`` (load, then lib/analysis/problem.py's ``within_problem`` and ``solve`` as the notebook path,
+certificate, commit), with no Dagster run around it. Both commit into a store of their own. The two are
+the same code path, so the ratio should sit within 10% of 1; each path runs --repeats times,
+alternating, after a small warm-up (numba's cache), and the best time of each is compared, wall and CPU (the process's CPU time over all threads: steadier than
 the wall time on a machine shared with other jobs). Printed: each time, the ratios notebook / asset, and
 whether the two stores hold the same dependency rows.
 """

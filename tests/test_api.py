@@ -11,11 +11,9 @@ import pytest
 
 import neudep_assets.api.dependencies as api_deps
 from neudep_assets import between_dependencies, find_dependencies, model_logits, open_store
-from neudep_assets.lib.analysis.dependencies import analyse_chunk, merge_chunks, target_ranges
 from neudep_assets.lib.analysis.moments import second_moment
-from neudep_assets.lib.analysis.store_rows import with_offset_share
 from neudep_assets.lib.config import DependencyConfig
-from neudep_assets.lib.store import ResultStore, load_arrays, save_arrays
+from neudep_assets.lib.store import ResultStore, save_arrays
 
 PROVENANCE = ["dependency_run_id", "dagster_run_id", "code_version", "written_at"]
 LAMBDAS = (0.5, 0.1, 0.02)
@@ -46,78 +44,190 @@ def _rows(store: ResultStore, table: str, key: str, drop=()) -> pd.DataFrame:
 
 # -- one implementation: the asset's rows -------------------------------------------------------------
 
+ASSET_CONFIG = """dataset:
+  kind: glyphs
+  glyphs: {n_classes: 8, n_ood_classes: 2, image_size: 32, train_per_class: 6, val_per_class: 4, ood_per_class: 2, seed: 0}
+models:
+  - {name: f, arch: resnet10t}
+device: cpu
+dependencies:
+  lambdas: [0.5, 0.1, 0.02]
+  gauge_crosscheck: false
+"""
+SHA_F, SHA_G = "ab" * 32, "cd" * 32
+CTX = SimpleNamespace(log=SimpleNamespace(info=lambda *_: None), run=SimpleNamespace(run_id="dagster-run"))
+
+
+def _target_model(F, E):
+    """A second model's logits of the same fit and eval samples."""
+    rng = np.random.default_rng(5)
+    mix = 0.3 * rng.normal(size=(N_CLASSES, N_CLASSES))
+    G = (F @ mix + rng.normal(size=F.shape)).astype(np.float32)
+    Ge = (E @ mix + rng.normal(size=E.shape)).astype(np.float32)
+    return G, Ge
+
+
+def _asset_within(root, F, E, lab, gauge):
+    """The dependencies asset's own `_within` (solve, certify, commit) on logits as the moments and logits
+    assets store them. Returns the store and the analysis's key."""
+    from neudep_assets.defs.dependency_assets import _within
+
+    store = ResultStore(root)
+    save_arrays(store.artifact("moments", "m1"), C=second_moment(F))
+    save_arrays(store.artifact("logits", "e1"), logits=E, labels=lab)
+    eff = DependencyConfig(lambdas=LAMBDAS, logit_gauge=gauge, gauge_crosscheck=False)
+    key, check = _within(CTX, store, eff, SimpleNamespace(class_names=NAMES, dataset_id="d"),
+                         {"model": "m", "checkpoint_sha256": SHA_F},
+                         {"moments_id": "m1", "path": str(store.artifact("moments", "m1"))},
+                         {"logit_set_id": "e1", "path": str(store.artifact("logits", "e1"))},
+                         pictures=False, device=None)
+    assert check.passed
+    return store, key
+
+
+def _asset_between(root, F, G, E, Ge, lab, gauge):
+    """The between_dependencies asset's own steps on logits as the logits assets store them: the pair's
+    moments (`_between_problem`), two chunk steps (the `dependency_chunk` op, 2 targets at a time) and the
+    commit step (`_merge_and_commit`). Returns the store and the analysis's key."""
+    import dagster as dg
+
+    from neudep_assets.defs import dependency_assets as da
+    from neudep_assets.defs.resources import Neudep
+
+    root.mkdir(parents=True)
+    (root / "neudep.yaml").write_text(ASSET_CONFIG)
+    neudep = Neudep(config_path=str(root / "neudep.yaml"), data_root=str(root))
+    store = neudep.store()
+    sides = {}
+    for name, lg in {"fit_f": F, "fit_g": G, "eval_f": E, "eval_g": Ge}.items():
+        save_arrays(store.artifact("logits", name), logits=lg, sample_ids=np.arange(len(lg)).astype(str),
+                    labels=lab if name.startswith("eval") else np.full(len(lg), -1))
+        sides[name] = {"path": str(store.artifact("logits", name))}
+    override = da.DependenciesConfig(logit_gauge=gauge, target_chunk=2)
+    eff = da._plan_eff(neudep, {"override": override.model_dump()})
+    plan = {"kind": "between", "override": override.model_dump(), "run_key": "between-k", "source": "f",
+            "target": "g", "model_sha": SHA_G, "source_sha": SHA_F, "moments_id": "f-x-g", "eval_f": sides["eval_f"],
+            "eval_g": sides["eval_g"]}
+    plan["problem_path"] = str(da._between_problem(store, "between-k", eff, "f", "g", *sides.values()))
+    context = dg.build_op_context(resources={"neudep": neudep})
+    chunks = [da.dependency_chunk(context, plan=plan, chunk={"targets": t}) for t in ([0, 5], [5, N_CLASSES])]
+    check = da._merge_and_commit(CTX, store, plan, eff, SimpleNamespace(class_names=NAMES, dataset_id="d"), chunks,
+                                 "f→g")
+    assert check.passed
+    return store, "between-k"
+
+
+def _assert_same_rows(api_store, api_key, asset_store, asset_key):
+    """Table for table, the same rows to the bit (lineage columns included; not the run key, its moments id
+    nor the provenance)."""
+    for table in ("dependencies", "dependency_metrics", "class_diagnostics"):
+        pd.testing.assert_frame_equal(_rows(api_store, table, api_key), _rows(asset_store, table, asset_key),
+                                      check_exact=True)
+    pd.testing.assert_frame_equal(_rows(api_store, "dependency_runs", api_key, drop=["moments_id"]),
+                                  _rows(asset_store, "dependency_runs", asset_key, drop=["moments_id"]),
+                                  check_exact=True)
+    assert api_store.read("dependency_runs", api_key)["code_version"].iloc[0] == \
+        asset_store.read("dependency_runs", asset_key)["code_version"].iloc[0]
+
+
 @pytest.mark.parametrize("gauge", ["raw", "centered"])
 def test_within_rows_equal_the_dependency_asset(data, tmp_path, gauge):
     """The asset's own `_within` (solve, certify, commit) and find_dependencies(...).save on the same logits
     commit the same rows, table for table, lineage columns included."""
-    from neudep_assets.defs.dependency_assets import _within
-
     F, E, lab = data
-    asset_store = ResultStore(tmp_path / "asset")
-    save_arrays(asset_store.artifact("moments", "m1"), C=second_moment(F))
-    save_arrays(asset_store.artifact("logits", "e1"), logits=E, labels=lab)
-    eff = DependencyConfig(lambdas=LAMBDAS, logit_gauge=gauge, gauge_crosscheck=False)
-    ctx = SimpleNamespace(log=SimpleNamespace(info=lambda *_: None), run=SimpleNamespace(run_id="dagster-run"))
-    sha = "ab" * 32
-    key, check = _within(ctx, asset_store, eff, SimpleNamespace(class_names=NAMES, dataset_id="d"),
-                         {"model": "m", "checkpoint_sha256": sha},
-                         {"moments_id": "m1", "path": str(asset_store.artifact("moments", "m1"))},
-                         {"logit_set_id": "e1", "path": str(asset_store.artifact("logits", "e1"))},
-                         pictures=False, device=None)
-    assert check.passed
-
+    asset_store, key = _asset_within(tmp_path / "asset", F, E, lab, gauge)
     res = find_dependencies(F, eval_logits=E, eval_labels=lab, lambdas=LAMBDAS, gauge=gauge, class_names=NAMES,
                             device="cpu")
     api_root = tmp_path / "api"
-    api_key = res.save(api_root, model="m", dataset_id="d", checkpoint_sha256=sha)
+    api_key = res.save(api_root, model="m", dataset_id="d", checkpoint_sha256=SHA_F)
     api_store = ResultStore(api_root)
-    for table in ("dependencies", "dependency_metrics", "class_diagnostics"):
-        pd.testing.assert_frame_equal(_rows(api_store, table, api_key), _rows(asset_store, table, key))
-    pd.testing.assert_frame_equal(_rows(api_store, "dependency_runs", api_key, drop=["moments_id"]),
-                                  _rows(asset_store, "dependency_runs", key, drop=["moments_id"]))
-    assert api_store.read("dependency_runs", api_key)["code_version"].iloc[0] == \
-        asset_store.read("dependency_runs", key)["code_version"].iloc[0]
+    _assert_same_rows(api_store, api_key, asset_store, key)
     # the lineage view joins the committed rows with the class names the API wrote
     lineage = open_store(api_root).sql("SELECT * FROM dependency_lineage WHERE dependency_run_id = $k", k=api_key)
     assert len(lineage) == len(res.edges) and set(lineage["target_name"]) <= set(NAMES)
-    assert (lineage["logit_gauge"] == gauge).all() and (lineage["checkpoint_sha256"] == sha).all()
+    assert (lineage["logit_gauge"] == gauge).all() and (lineage["checkpoint_sha256"] == SHA_F).all()
 
 
-def test_between_rows_equal_the_assets_chunked_path(data, tmp_path):
-    """between_dependencies (in chunks of 3 targets) against the asset's moments of a pair
-    (`_between_problem`) solved in chunk steps of 5 targets and merged (`analyse_chunk`, `merge_chunks`)."""
-    from neudep_assets.defs.dependency_assets import _between_problem
+@pytest.mark.parametrize("gauge", ["raw", "centered"])
+def test_between_rows_equal_the_assets_chunk_steps(data, tmp_path, gauge):
+    """between_dependencies (unsplit, solved 2 targets at a time) and the between asset's own steps (moments,
+    two chunk steps, merge and commit) on the same logits commit the same rows, table for table."""
+    F, E, lab = data
+    G, Ge = _target_model(F, E)
+    asset_store, key = _asset_between(tmp_path / "asset", F, G, E, Ge, lab, gauge)
+    res = between_dependencies(F, G, source_eval=E, target_eval=Ge, eval_labels=lab, lambdas=LAMBDAS, gauge=gauge,
+                               class_names=NAMES, target_chunk=2, device="cpu")
+    api_key = res.save(tmp_path / "api", model="g", source_model="f", dataset_id="d", checkpoint_sha256=SHA_G,
+                       source_checkpoint_sha256=SHA_F)
+    api_store = ResultStore(tmp_path / "api")
+    _assert_same_rows(api_store, api_key, asset_store, key)
+    runs = api_store.read("dependency_runs", api_key)
+    assert set(runs["kind"]) == {"between"} and set(runs["source_model"]) == {"f"} and set(runs["model"]) == {"g"}
+
+
+def test_the_api_and_the_assets_run_one_implementation(data, tmp_path, monkeypatch):
+    """The API, the asset's unsplit `_within` and its chunk steps all reach the solver through
+    lib/analysis/problem.py, with the same arrays and settings: a path that composed `analyse` (the gauge,
+    the moments, the offset share) itself again would not call these, and this test would fail."""
+    from neudep_assets.lib.analysis import problem
+
+    calls = []
+
+    def spy(name):
+        real = getattr(problem, name)
+
+        def wrapped(*args, **kwargs):
+            calls.append((name, args, kwargs))
+            return real(*args, **kwargs)
+        monkeypatch.setattr(problem, name, wrapped)
+    for name in ("analyse", "analyse_chunk", "merge_chunks", "offset_direction_share_of"):
+        spy(name)
+
+    def seen():
+        out = [(name, args, kwargs) for name, args, kwargs in calls]
+        calls.clear()
+        return out
+
+    def same(a, b):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert (a[k] is None and b[k] is None) or np.array_equal(a[k], b[k]), k
 
     F, E, lab = data
-    rng = np.random.default_rng(5)
-    G = (F @ (0.3 * rng.normal(size=(N_CLASSES, N_CLASSES))) + rng.normal(size=F.shape)).astype(np.float32)
-    Ge = (E @ (0.3 * rng.normal(size=(N_CLASSES, N_CLASSES))) + rng.normal(size=E.shape)).astype(np.float32)
-    store = ResultStore(tmp_path / "asset")
-    sides = {}
-    for name, lg in {"ff": F, "fg": G, "ef": E, "eg": Ge}.items():
-        save_arrays(store.artifact("logits", name), logits=lg, labels=lab if name[0] == "e" else np.zeros(len(lg)),
-                    sample_ids=np.arange(len(lg)).astype(str))
-        sides[name] = {"path": str(store.artifact("logits", name))}
-    eff = DependencyConfig(lambdas=LAMBDAS, logit_gauge="centered", gauge_crosscheck=False)
-    p = load_arrays(_between_problem(store, "k", eff, "f", "g", sides["ff"], sides["fg"], sides["ef"], sides["eg"]))
-    from neudep_assets.lib.analysis.offsets import apply_gauge
+    for gauge in ("raw", "centered"):
+        find_dependencies(F, eval_logits=E, eval_labels=lab, lambdas=LAMBDAS, gauge=gauge, device="cpu")
+        api = seen()
+        _asset_within(tmp_path / f"within-{gauge}", F, E, lab, gauge)
+        asset = seen()
+        assert [c[0] for c in api] == [c[0] for c in asset] == ["analyse", "offset_direction_share_of"]
+        same(api[0][2], asset[0][2])
+        assert api[0][2]["gauge"] == gauge and np.array_equal(api[0][1][0], asset[0][1][0])  # C in the gauge
 
-    kw = dict(cross=p["cross"], target_second_moment=p["target_second_moment"], eval_source=apply_gauge(E, "centered"),
-              eval_target=apply_gauge(Ge, "centered"), eval_labels=lab, lambda_mode="relative", tol=eff.tol,
-              gauge="centered")
-    chunks = [analyse_chunk(p["C"], LAMBDAS, np.arange(a, b), **kw) for a, b in target_ranges(N_CLASSES, 5)]
-    ref = merge_chunks(p["C"], chunks, cross=p["cross"], target_second_moment=p["target_second_moment"],
-                       gauge="centered")
-    with_offset_share(ref, p["C"])
+    G, Ge = _target_model(F, E)
+    between_dependencies(F, G, source_eval=E, target_eval=Ge, eval_labels=lab, lambdas=LAMBDAS, gauge="centered",
+                         device="cpu")
+    (_, (C, _), kw), _ = seen()
+    _asset_between(tmp_path / "between", F, G, E, Ge, lab, "centered")
+    asset = seen()
+    assert [c[0] for c in asset] == ["analyse_chunk"] * 5 + ["merge_chunks", "offset_direction_share_of"]
+    for _, (C_step, _, targets), kw_step in asset[:5]:
+        assert np.array_equal(C_step, C) and len(targets) <= 2
+        same({k: v for k, v in kw.items() if k not in ("target_chunk", "log")}, kw_step)
 
-    res = between_dependencies(F, G, source_eval=E, target_eval=Ge, eval_labels=lab, lambdas=LAMBDAS, gauge="centered",
-                               target_chunk=3, device="cpu")
-    for mine, theirs in ((res.analysis.edges, ref.edges), (res.analysis.per_target, ref.per_target),
-                         (res.analysis.per_class, ref.per_class)):
-        pd.testing.assert_frame_equal(mine.reset_index(drop=True), theirs.reset_index(drop=True), rtol=1e-12)
-    key = res.save(tmp_path / "api", model="g", source_model="f")
-    runs = ResultStore(tmp_path / "api").read("dependency_runs", key)
-    assert set(runs["kind"]) == {"between"} and set(runs["source_model"]) == {"f"} and set(runs["model"]) == {"g"}
+
+def test_an_analysis_whose_arrays_are_in_another_gauge_than_its_config_is_refused(data):
+    """The gauge is chosen once: arrays taken into one gauge are never solved as the other's."""
+    from neudep_assets.lib.analysis.problem import merge_solved, solve, solve_chunk, within_problem
+
+    F, E, lab = data
+    raw = within_problem(second_moment(F), E, lab, "raw")
+    centered = DependencyConfig(lambdas=LAMBDAS, logit_gauge="centered")
+    for run in (lambda: solve(raw, centered), lambda: solve_chunk(raw, centered, [0, 1]),
+                lambda: merge_solved(raw, centered, [])):
+        with pytest.raises(ValueError, match="in the raw gauge but its config asks for logit_gauge 'centered'"):
+            run()
+    with pytest.raises(ValueError, match="logit_gauge must be one of raw, centered, got 'mean'"):
+        within_problem(second_moment(F), E, lab, "mean")
 
 
 # -- right, against independent references ----------------------------------------------------------
@@ -228,8 +338,8 @@ BAD_WITHIN = [
 def no_work(monkeypatch):
     def work(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
-    monkeypatch.setattr(api_deps, "second_moment", work)
-    monkeypatch.setattr(api_deps, "analyse", work)
+    for name in ("second_moment", "between_moments", "solve"):
+        monkeypatch.setattr(api_deps, name, work)
 
 
 @pytest.mark.parametrize("kwargs, message", BAD_WITHIN, ids=[m for _, m in BAD_WITHIN])

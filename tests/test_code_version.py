@@ -42,6 +42,7 @@ def test_assets_carry_the_code_version_of_their_science():
     ("analysis/moments.py", {"logits", "moments", "dependencies", "between_dependencies"}),
     ("analysis/comparisons.py", {"comparisons"}),
     ("analysis/offsets.py", {"logits", "dependencies", "between_dependencies"}),  # diagnostics, gauges
+    ("analysis/problem.py", {"dependencies", "between_dependencies"}),  # the analysis the API runs too
     ("models/training.py", {"checkpoint", "logits"} | USES),
     ("data/glyph_renderer.py", {"dataset", "checkpoint", "logits"} | USES),
     ("models/finetune.py", USES),

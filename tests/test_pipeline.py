@@ -256,7 +256,7 @@ def test_an_uncertified_analysis_is_not_written_and_fails_its_blocking_check(tin
     root, _ = tiny_run
     data = tmp_path / "data"
     shutil.copytree(root / "checkpoints", data / "checkpoints")  # no retraining
-    real = da.merge_chunks  # what the commit step certifies: the merged analysis
+    real = da.merge_solved  # what the commit step certifies: the merged analysis
 
     def uncertified(*args, **kwargs):
         res = real(*args, **kwargs)
@@ -264,7 +264,7 @@ def test_an_uncertified_analysis_is_not_written_and_fails_its_blocking_check(tin
         res.per_target.loc[bad, "kkt"] = 1e-3
         return res
 
-    monkeypatch.setattr(da, "merge_chunks", uncertified)
+    monkeypatch.setattr(da, "merge_solved", uncertified)
     cfg = tmp_path / "loose.yaml"
     cfg.write_text(TINY.read_text().replace("  star_plots: 1", "  star_plots: 1\n  tol: 1.0e-6"))
     instance = dg.DagsterInstance.ephemeral()
@@ -292,15 +292,15 @@ def test_an_uncertified_gauge_crosscheck_is_not_written_either(tiny_run, tmp_pat
     root, _ = tiny_run
     data = tmp_path / "data"
     shutil.copytree(root / "checkpoints", data / "checkpoints")  # no retraining
-    real = da.analyse
+    real = da.solve
 
-    def crosscheck_uncertified(C, lambdas, **kwargs):
-        res = real(C, lambdas, **kwargs)
-        if len(lambdas) == 1:  # the cross-check: one λ, the other gauge
+    def crosscheck_uncertified(problem, eff, **kwargs):
+        res = real(problem, eff, **kwargs)
+        if len(eff.lambdas) == 1:  # the cross-check: one λ, the other gauge
             res.per_target.loc[res.per_target["target_class"] == 3, "kkt"] = 1e-3
         return res
 
-    monkeypatch.setattr(da, "analyse", crosscheck_uncertified)
+    monkeypatch.setattr(da, "solve", crosscheck_uncertified)
     instance = dg.DagsterInstance.ephemeral()
     with pytest.raises(PipelineError, match=r"analysis within-\w+: 1 of 12 CovLasso solutions exceed tol"):
         run_pipeline(TINY, data, instance=instance, log=lambda *_: None)
@@ -403,14 +403,14 @@ def test_a_failing_chunk_step_commits_nothing(tiny_run, tmp_path, monkeypatch):
     from neudep_assets.defs import dependency_assets
 
     root, _ = tiny_run
-    real = dependency_assets.analyse_chunk
+    real = dependency_assets.solve_chunk
 
-    def fail_second(C, lambdas, targets, **kw):
+    def fail_second(problem, eff, targets, **kw):
         if targets[0] == 4:
             raise RuntimeError("chunk 4..5 lost its worker")
-        return real(C, lambdas, targets, **kw)
+        return real(problem, eff, targets, **kw)
 
-    monkeypatch.setattr(dependency_assets, "analyse_chunk", fail_second)
+    monkeypatch.setattr(dependency_assets, "solve_chunk", fail_second)
     copy = _without_analyses(root, tmp_path / "failed")
     result, steps = _materialize_chunked(copy, tmp_path, "model_job", "cnn", "dependencies")
     assert not result.success
@@ -419,7 +419,7 @@ def test_a_failing_chunk_step_commits_nothing(tiny_run, tmp_path, monkeypatch):
     assert "dependencies.dependencies_commit" not in steps
     assert not list(ResultStore(copy).analyses_dir.glob("*"))  # no analysis, not even a partial one
     assert not result.get_asset_materialization_events()
-    monkeypatch.setattr(dependency_assets, "analyse_chunk", real)  # the retry commits it whole
+    monkeypatch.setattr(dependency_assets, "solve_chunk", real)  # the retry commits it whole
     assert _materialize_chunked(copy, tmp_path, "model_job", "cnn", "dependencies")[0].success
     assert len(list(ResultStore(copy).analyses_dir.glob("within-*"))) == 2  # the analysis and its cross-check
 

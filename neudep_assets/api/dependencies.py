@@ -1,9 +1,10 @@
 """`find_dependencies` and `between_dependencies`: the dependency assets' analysis, called on logits in memory.
 
-The same lib calls as the assets (defs/dependency_assets.py), in the same order: the second moment of the
-fit logits (`second_moment`, float64) in the chosen gauge, `analyse` (CovLasso along the λ path with its
-certificate, Table-1 metrics, redundancy and screening diagnostics), the offset-direction share; `save`
-commits it with the assets' own row builder (lib/analysis/store_rows.py).
+The assets' own analysis (defs/dependency_assets.py calls the same lib/analysis/problem.py): the second
+moment of the fit logits (`second_moment`, float64), the analysis's arrays in the chosen gauge
+(`within_problem`, `between_problem`) and `solve` (CovLasso along the λ path with its certificate,
+Table-1 metrics, redundancy and screening diagnostics, the offset-direction share); `save` commits it
+with the assets' own row builder (lib/analysis/store_rows.py).
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ import numpy as np
 
 from neudep_assets.api import inputs
 from neudep_assets.api.result import Dependencies
-from neudep_assets.lib.analysis.dependencies import analyse
 from neudep_assets.lib.analysis.moments import second_moment
-from neudep_assets.lib.analysis.offsets import apply_gauge, gauge_moment
-from neudep_assets.lib.analysis.store_rows import DEPENDENCIES_CODE_VERSION, identity, with_offset_share
+from neudep_assets.lib.analysis.problem import between_moments, between_problem, solve, within_problem
+from neudep_assets.lib.analysis.store_rows import DEPENDENCIES_CODE_VERSION, identity
 from neudep_assets.lib.config import DependencyConfig, stable_hash
 
 DEFAULT_LAMBDAS = (0.5, 0.2, 0.1, 0.05, 0.02)
@@ -113,11 +113,7 @@ def find_dependencies(fit_logits, *, eval_logits=None, eval_labels=None, lambdas
     eff = _config(lambdas, lambda_mode, gauge, target_chunk, exact_path, E is not None)
     dev = inputs.solver_device(device)
 
-    C = gauge_moment(second_moment(F), eff.logit_gauge)
-    res = analyse(C, eff.lambdas, eval_source=apply_gauge(ev, eff.logit_gauge), eval_labels=lab,
-                  lambda_mode=eff.lambda_mode, tol=eff.tol, device=dev, target_chunk=eff.target_chunk,
-                  store_path=eff.store_path, gauge=eff.logit_gauge)
-    with_offset_share(res, C)
+    res = solve(within_problem(second_moment(F), ev, lab, eff.logit_gauge), eff, device=dev)
     data = _digest(F) + "|" + _digest(E, None if eval_labels is None else lab)
     key = "within-" + stable_hash({"data": data, "cfg": identity(eff), "code": DEPENDENCIES_CODE_VERSION})
     return Dependencies(res, eff, names, kind="within", run_key=key, moments_id=f"api-{_digest(F)[:16]}")
@@ -179,13 +175,8 @@ def between_dependencies(source_fit, target_fit, *, source_eval=None, target_eva
     eff = _config(lambdas, lambda_mode, gauge, target_chunk, exact_path, source_eval is not None)
     dev = inputs.solver_device(device)
 
-    Fg, Gg = apply_gauge(F, eff.logit_gauge), apply_gauge(G, eff.logit_gauge)
-    C, cross, tsm = second_moment(Fg), second_moment(Fg, Gg), (Gg.astype(np.float64) ** 2).mean(0)
-    res = analyse(C, eff.lambdas, eval_source=apply_gauge(Fe, eff.logit_gauge), eval_labels=lab, cross=cross,
-                  target_second_moment=tsm, eval_target=apply_gauge(Ge, eff.logit_gauge),
-                  lambda_mode=eff.lambda_mode, tol=eff.tol, device=dev, target_chunk=eff.target_chunk,
-                  store_path=eff.store_path, gauge=eff.logit_gauge)
-    with_offset_share(res, C)
+    moments = between_moments(F, G, eff.logit_gauge)
+    res = solve(between_problem(moments, Fe, Ge, lab, eff.logit_gauge), eff, device=dev)
     fit = [_digest(F), _digest(G)]
     data = fit + [_digest(None if source_eval is None else Fe, None if source_eval is None else Ge,
                           None if eval_labels is None else lab)]

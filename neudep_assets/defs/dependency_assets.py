@@ -18,18 +18,18 @@ from neudep_assets.defs.report import picture, picture_list, pictures
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.defs.store_keys import record_current, store_keys
 from neudep_assets.lib.report import plots
-from neudep_assets.lib.analysis import analyse, best_targets, summarize
-from neudep_assets.lib.analysis.dependencies import (analyse_chunk, chunk_from_arrays, chunk_to_arrays, merge_chunks,
-                                                     step_ranges, target_ranges)
+from neudep_assets.lib.analysis import best_targets, summarize
+from neudep_assets.lib.analysis.dependencies import chunk_from_arrays, chunk_to_arrays, step_ranges, target_ranges
 from neudep_assets.lib.report import fig3_png
 from neudep_assets.lib.config import DependencyConfig, stable_hash
 from neudep_assets.lib.data import PreparedDataset
 from neudep_assets.lib.report import star_pictures
-from neudep_assets.lib.analysis.moments import LogitsError, check_aligned, second_moment
-from neudep_assets.lib.analysis.offsets import apply_gauge, gauge_moment, other_gauge
+from neudep_assets.lib.analysis.moments import LogitsError, check_aligned
+from neudep_assets.lib.analysis.offsets import other_gauge
+from neudep_assets.lib.analysis.problem import (Problem, between_moments, between_problem, merge_solved, solve,
+                                                solve_chunk, within_problem)
 from neudep_assets.lib.analysis.store_rows import (DEPENDENCIES_CODE_VERSION, DEPENDENCIES_SCIENCE,  # noqa: F401
-                                                   commit_rows, identity, run_rows as _run_rows,
-                                                   with_offset_share as _with_offset_share)
+                                                   commit_rows, identity, run_rows as _run_rows)
 from neudep_assets.lib.store import ResultStore, load_arrays, save_arrays
 
 
@@ -187,14 +187,11 @@ def _within(context, store: ResultStore, eff: DependencyConfig, ds: PreparedData
         if store.has_analysis(run_key):
             context.log.info(f"dependencies {run_key} ({eff.logit_gauge} gauge) already in the store")
             return run_key, _stored_certificate(store, run_key, ds.class_names)
-        C = gauge_moment(load_arrays(moments["path"])["C"], eff.logit_gauge)
         e = load_arrays(ev["path"])
-        context.log.info(f"CovLasso ({eff.logit_gauge} gauge): {C.shape[0]} targets × {len(eff.lambdas)} λ")
+        pb = within_problem(load_arrays(moments["path"])["C"], e["logits"], e["labels"], eff.logit_gauge)
+        context.log.info(f"CovLasso ({eff.logit_gauge} gauge): {pb.C.shape[0]} targets × {len(eff.lambdas)} λ")
         t0 = time.perf_counter()
-        res = analyse(C, eff.lambdas, eval_source=apply_gauge(e["logits"], eff.logit_gauge), eval_labels=e["labels"],
-                      lambda_mode=eff.lambda_mode, tol=eff.tol, device=device, target_chunk=eff.target_chunk,
-                      store_path=eff.store_path, gauge=eff.logit_gauge)
-        _with_offset_share(res, C)
+        res = solve(pb, eff, device=device)
         context.log.info(f"solved in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                          f"{res.path.kkt.max():.1e} (tol {eff.tol:g}), rank of C {res.rank}")
         check = _write_results(store, run_key, res, _run_rows(
@@ -202,7 +199,7 @@ def _within(context, store: ResultStore, eff: DependencyConfig, ds: PreparedData
             source_model=logits["model"], source_sha=logits["checkpoint_sha256"], dataset_id=ds.dataset_id,
             moments_id=moments["moments_id"]), context.run.run_id, eff=eff, class_names=ds.class_names)
         if check.passed and pictures:
-            _save_fig3(store, run_key, res, eff, ds, C, logits["model"])
+            _save_fig3(store, run_key, res, eff, ds, pb.C, logits["model"])
     return run_key, check
 
 
@@ -216,11 +213,12 @@ def _share_at(store: ResultStore, run_key: str, lambda_index: int) -> float:
 # -- the dependency assets as graphs: plan → chunk steps → merge and commit --------------------------
 # A huge head spreads its CovLasso over the executor's workers (e.g. Dask): with `chunk_steps: K` in
 # neudep.yaml each analysis has K chunk steps, each solving its share of the targets with their
-# per-target metrics (lib `analyse_chunk`, in-process sub-chunks of `target_chunk`) and handing npz
-# artifacts (never pickles) to the commit step, which merges them (lib `merge_chunks`: the
-# whole-analysis diagnostics), certifies and commits ONE analysis, row for row the one an unsplit run
-# commits. The fan-out is static (K fixed by the config when the code location loads), not Dagster's
-# DynamicOut: dagster-dask runs only the steps of the static plan (dagster-io/dagster#9785).
+# per-target metrics (lib `problem.solve_chunk`, in-process sub-chunks of `target_chunk`) and handing
+# npz artifacts (never pickles) to the commit step, which merges them (lib `problem.merge_solved`: the
+# whole-analysis diagnostics, the offset share), certifies and commits ONE analysis, row for row the one
+# an unsplit run (`problem.solve`, which the API calls too) commits. The fan-out is static (K fixed by
+# the config when the code location loads), not Dagster's DynamicOut: dagster-dask runs only the steps
+# of the static plan (dagster-io/dagster#9785).
 
 
 def _plan_eff(neudep: Neudep, plan: dict) -> DependencyConfig:
@@ -235,20 +233,14 @@ def _chunk_outputs(store: ResultStore, run_key: str | None, n_targets: int, n_st
         yield dg.Output({"targets": None if done else [a, b]}, output_name=f"chunk_{k}")
 
 
-def _problem(plan: dict, eff: DependencyConfig) -> dict:
-    """The arrays of an analysis in its gauge: C (and cross, target_second_moment between models) of the
-    fit split, the eval split's logits and labels."""
-    gauge = eff.logit_gauge
+def _problem(plan: dict, eff: DependencyConfig) -> Problem:
+    """The arrays of a planned analysis in its gauge, from the store's artifacts."""
     if plan["kind"] == "within":
         e = load_arrays(plan["eval"]["path"])
-        return {"C": gauge_moment(load_arrays(plan["moments_path"])["C"], gauge), "cross": None,
-                "target_second_moment": None, "eval_source": apply_gauge(e["logits"], gauge), "eval_target": None,
-                "eval_labels": e["labels"]}
-    p = load_arrays(plan["problem_path"])
+        return within_problem(load_arrays(plan["moments_path"])["C"], e["logits"], e["labels"], eff.logit_gauge)
     ev_f, ev_g = (load_arrays(plan[k]["path"]) for k in ("eval_f", "eval_g"))
-    return {"C": p["C"], "cross": p["cross"], "target_second_moment": p["target_second_moment"],
-            "eval_source": apply_gauge(ev_f["logits"], gauge), "eval_target": apply_gauge(ev_g["logits"], gauge),
-            "eval_labels": ev_g["labels"]}
+    return between_problem(load_arrays(plan["problem_path"]), ev_f["logits"], ev_g["logits"], ev_g["labels"],
+                           eff.logit_gauge)
 
 
 def _chunk_outs(n_steps: int) -> dict:
@@ -322,9 +314,7 @@ def _between_problem(store: ResultStore, run_key: str, eff: DependencyConfig, sr
         check_aligned(a["sample_ids"], b["sample_ids"], src, tgt)
     path = store.artifact("dependency_problems", run_key)
     if not path.is_file():
-        F, G = (apply_gauge(arrays[k]["logits"], eff.logit_gauge) for k in ("fit_f", "fit_g"))
-        save_arrays(path, C=second_moment(F), cross=second_moment(F, G),
-                    target_second_moment=(G.astype(np.float64) ** 2).mean(0))
+        save_arrays(path, **between_moments(arrays["fit_f"]["logits"], arrays["fit_g"]["logits"], eff.logit_gauge))
     return path
 
 
@@ -342,11 +332,8 @@ def dependency_chunk(context: dg.OpExecutionContext, neudep: Neudep, plan: dict,
         path = store.artifact("dependency_chunks", f"{plan['run_key']}-{a + s0}-{a + s1}")
         if not path.is_file():
             pb = pb or _problem(plan, eff)
-            kw = {k: v for k, v in pb.items() if k != "C"}
             t0 = time.perf_counter()
-            res = analyse_chunk(pb["C"], eff.lambdas, np.arange(a + s0, a + s1), lambda_mode=eff.lambda_mode,
-                                tol=eff.tol, device=_solver_device(neudep), store_path=eff.store_path,
-                                gauge=eff.logit_gauge, **kw)
+            res = solve_chunk(pb, eff, np.arange(a + s0, a + s1), device=_solver_device(neudep))
             context.log.info(f"CovLasso ({eff.logit_gauge} gauge) of targets {a + s0}..{a + s1 - 1} × "
                              f"{len(eff.lambdas)} λ in {time.perf_counter() - t0:.1f}s; worst relative KKT "
                              f"{res.path.kkt.max():.1e}")
@@ -369,9 +356,7 @@ def _merge_and_commit(context, store: ResultStore, plan: dict, eff: DependencyCo
                              "rerun the asset")
         parts = sorted((p for c in chunks for p in c["parts"]), key=lambda p: p["targets"][0])
         pb = _problem(plan, eff)
-        res = merge_chunks(pb["C"], [chunk_from_arrays(load_arrays(p["path"])) for p in parts], cross=pb["cross"],
-                           target_second_moment=pb["target_second_moment"], gauge=eff.logit_gauge)
-        _with_offset_share(res, pb["C"])
+        res = merge_solved(pb, eff, [chunk_from_arrays(load_arrays(p["path"])) for p in parts])
         context.log.info(f"{len(parts)} chunk(s) of {len(chunks)} step(s) merged; worst relative KKT "
                          f"{res.path.kkt.max():.1e} (tol {eff.tol:g}), rank of C {res.rank}")
         if plan["kind"] == "within":
@@ -385,9 +370,8 @@ def _merge_and_commit(context, store: ResultStore, plan: dict, eff: DependencyCo
                              moments_id=plan["moments_id"])
         check = _write_results(store, run_key, res, rows, context.run.run_id, eff=eff, class_names=ds.class_names)
         if check.passed:
-            _save_fig3(store, run_key, res, eff, ds, pb["C"], title, **(
-                {} if plan["kind"] == "within" else {"cross": pb["cross"],
-                                                      "target_second_moment": pb["target_second_moment"]}))
+            _save_fig3(store, run_key, res, eff, ds, pb.C, title, **(
+                {} if pb.cross is None else {"cross": pb.cross, "target_second_moment": pb.target_second_moment}))
     for p in parts:  # merged (committed, or refused: a rerun would be refused the same)
         Path(p["path"]).unlink(missing_ok=True)
     if plan.get("problem_path"):

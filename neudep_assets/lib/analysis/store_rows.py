@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from neudep_assets.lib.analysis.offsets import offset_direction_share_of
 from neudep_assets.lib.code_version import code_version
 from neudep_assets.lib.config import DependencyConfig, stable_json
 from neudep_assets.lib.store import TABLES, ResultStore
 
 #: the science a dependency analysis runs: its code version enters the analysis's key and rows
-DEPENDENCIES_SCIENCE = ("neudep_assets.lib.analysis.dependencies", "neudep_assets.lib.analysis.moments",
-                        "neudep_assets.lib.analysis.offsets")
+DEPENDENCIES_SCIENCE = ("neudep_assets.lib.analysis.problem", "neudep_assets.lib.analysis.dependencies",
+                        "neudep_assets.lib.analysis.moments", "neudep_assets.lib.analysis.offsets")
 DEPENDENCIES_CODE_VERSION = code_version(*DEPENDENCIES_SCIENCE)
 SOLVER = "neudep.covlasso homotopy"
 
@@ -30,12 +29,6 @@ def identity(eff: DependencyConfig) -> dict:
     """What an analysis's result depends on: not how its targets were chunked or spread over steps (the
     rows are the same)."""
     return {k: v for k, v in asdict(eff).items() if k not in ("target_chunk", "chunk_steps")}
-
-
-def with_offset_share(res, C_source) -> None:
-    """Add `offset_dir_share` to per_target; `C_source`: the source logits' moment in the analysis's gauge."""
-    res.per_target["offset_dir_share"] = offset_direction_share_of(
-        C_source, res.path, res.path.targets, res.per_target["lambda_index"], res.per_target["target_class"])
 
 
 def uncertified(per_target: pd.DataFrame, tol: float, lambdas, class_names, worst: int = 5) -> tuple[int, list[str]]:
