@@ -118,13 +118,15 @@ def test_each_use_gets_the_models_its_config_lists_as_partitions(tmp_path):
     models = "models: [{name: cnn, arch: resnet10t}, {name: vit, arch: resnet10t}]\n"
     cfg.write_text(models + "incremental: {models: [cnn]}\nregularization: {models: [vit]}\n")
     resource = Neudep(config_path=str(cfg), data_root=str(data))
+
+    def added(instance) -> dict:
+        return {r.partitions_def_name: set(r.partition_keys) for r in _tick(instance, resource).dynamic_partitions_requests}
+
     with dg.instance_for_test() as instance:
-        added = {r.partitions_def_name: set(r.partition_keys) for r in _tick(instance, resource).dynamic_partitions_requests}
-        assert added == {"models": {"cnn", "vit"}, "model_targets": {"cnn", "vit"}, "incremental_models": {"cnn"},
-                         "regularization_models": {"vit"}}
+        assert added(instance) == {"models": {"cnn", "vit"}, "model_targets": {"cnn", "vit"},
+                                   "incremental_models": {"cnn"}, "regularization_models": {"vit"}}
         cfg.write_text(models + "incremental: {models: [cnn, vit]}\nregularization: {models: [vit]}\n")
-        added = {r.partitions_def_name: set(r.partition_keys) for r in _tick(instance, resource).dynamic_partitions_requests}
-        assert added == {"incremental_models": {"vit"}}
+        assert added(instance) == {"incremental_models": {"vit"}}
 
 
 def test_pickle_checkpoints_only_with_weights_only(ckpt, tmp_path):
