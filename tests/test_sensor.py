@@ -120,7 +120,8 @@ def test_each_use_gets_the_models_its_config_lists_as_partitions(tmp_path):
     resource = Neudep(config_path=str(cfg), data_root=str(data))
 
     def added(instance) -> dict:
-        return {r.partitions_def_name: set(r.partition_keys) for r in _tick(instance, resource).dynamic_partitions_requests}
+        requests = _tick(instance, resource).dynamic_partitions_requests
+        return {r.partitions_def_name: set(r.partition_keys) for r in requests}
 
     with dg.instance_for_test() as instance:
         assert added(instance) == {"models": {"cnn", "vit"}, "model_targets": {"cnn", "vit"},
