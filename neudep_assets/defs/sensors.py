@@ -18,10 +18,11 @@ from neudep_assets.lib.models.watch import convert_pickle
 def model_registry(context: dg.SensorEvaluationContext, neudep: Neudep) -> dg.SensorResult:
     """Registers the config's models and every checkpoint folder of the watched directories (`watch:`,
     default data/checkpoints/incoming) as model partitions (and the models each use lists as that
-    use's partitions), and launches a model's run when its partition is new or its weights file changed. The weights are hashed only when their size or
-    mtime moved; the sha256 is in the run key, so the same work is never launched twice. Refused
-    folders (bad name, symlink out of the tree, pickle that needs more than weights_only=True) and
-    removed ones are logged; a removed model's results stay in the store."""
+    use's partitions), and launches a model's run when its partition is new or its weights file
+    changed. The weights are hashed only when their size or mtime moved; the sha256 is in the run
+    key, so the same work is never launched twice. Refused folders (bad name, symlink out of the tree,
+    pickle that needs more than weights_only=True) and removed ones are logged; a removed model's
+    results stay in the store."""
     project = neudep.project()
     cursor = json.loads(context.cursor or "{}")  # model -> [size, mtime_ns, sha256] of its weights
     watched, refused = neudep.watched(project)
