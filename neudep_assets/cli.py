@@ -40,7 +40,7 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
     import dagster as dg
 
     from neudep_assets.defs.jobs import changed_checkpoints, plan, store_missing, uses_steps
-    from neudep_assets.defs.partitions import record_uncomputed_pairs, register
+    from neudep_assets.defs.partitions import record_uncomputed_pairs, register, use_models
     from neudep_assets.definitions import build_defs
     from neudep_assets.lib.config import load_config
     from neudep_assets.lib.models import CheckpointError
@@ -67,7 +67,7 @@ def run_pipeline(config: Path | None = None, root: Path | None = None, *, instan
         log(f"[neudep] refused: {reason}")
     bad = {folder for folder, _ in refused}
     names = [m.name for m in project.models] + [w.name for w in watched if w.folder not in bad]
-    register(names, instance)
+    register(names, instance, use_models(project))  # the uses' own partitions: the models they apply to
     quiet = {"loggers": {"console": {"config": {"log_level": os.environ.get("NEUDEP_LOG_LEVEL", "INFO")}}}}
     graph, done = defs.resolve_asset_graph(), []
     changed = changed_checkpoints(neudep, instance, names)

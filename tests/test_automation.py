@@ -90,7 +90,7 @@ def test_a_new_model_does_not_make_another_models_regularization_report_stale(tm
     parents = {k.to_user_string() for k in graph.get(AK("regularization_report")).parent_keys}
     assert parents == {"regularized_checkpoints"}
     with dg.instance_for_test() as instance:
-        register(["cnn", "cnn.reg0"], instance)
+        register(["cnn", "cnn.reg0"], instance, {"regularization_models": ["cnn"]})
         _materialize(instance, "dataset")
         for m in ("cnn", "cnn.reg0"):
             for key in ("checkpoint", "logits", "moments", "dependencies"):
@@ -127,3 +127,32 @@ def test_pairs_never_computed_are_recorded_with_a_note_not_left_missing(tmp_path
         assert status(AK("between_dependencies"), pair_key("a", "b")) == StaleStatus.MISSING
     assert "dependencies[a]" in uncomputed_note("a", "a", set()) and uncomputed_note("a", "b", set()) is None
     assert "derived" in uncomputed_note("a.ctl0", "b", {"a.ctl0"})
+
+
+USES = ("incremental_heads", "regularized_checkpoints", "regularization_report")
+
+
+def test_the_uses_are_partitions_of_the_models_they_apply_to_only(tmp_path):
+    """A regularization child (cnn.reg0) is a model, not a partition of a use (it would stay missing in
+    the UI forever); a use's partition reads its own model's partitions, by key."""
+    from pathlib import Path
+
+    from neudep_assets.defs.partitions import use_models
+    from neudep_assets.lib.config import load_config
+
+    config = Path(__file__).with_name("tiny_uses.yaml")
+    graph = build_defs(str(config), str(tmp_path)).resolve_asset_graph()
+    with dg.instance_for_test() as instance:
+        register(["cnn", "cnn.ctl0", "cnn.reg0"], instance, use_models(load_config(config)))
+        with dg._core.definitions.partitions.context.partition_loading_context(dynamic_partitions_store=instance):
+            for key in USES:
+                assert graph.get(AK(key)).partitions_def.get_partition_keys() == ["cnn"], key
+            parents = {key: {(p.asset_key.to_user_string(), p.partition_key) for p in
+                             graph.get_parents_partitions(AK(key), "cnn").parent_partitions} for key in USES}
+            for child in ("cnn", "cnn.reg0"):  # a model's new weights reach the uses of that model only
+                assert graph.get_child_partition_keys_of_parent(child, AK("checkpoint"), AK("incremental_heads")) == (
+                    [child] if child == "cnn" else [])
+    assert parents == {
+        "incremental_heads": {("dataset", None), ("checkpoint", "cnn"), ("logits", "cnn")},
+        "regularized_checkpoints": {("dataset", None), ("checkpoint", "cnn"), ("dependencies", "cnn")},
+        "regularization_report": {("regularized_checkpoints", "cnn")}}

@@ -111,6 +111,25 @@ def test_sensor_registers_launches_once_per_sha_and_hashes_only_moved_files(ckpt
         assert "v1" in instance.get_dynamic_partitions("models")  # its results stay queryable
 
 
+def test_each_use_gets_the_models_its_config_lists_as_partitions(tmp_path):
+    """incremental_models / regularization_models hold what incremental.models / regularization.models
+    list (a use's partitions; a regularization child is none of them), a later config's additions too."""
+    cfg, data = tmp_path / "c.yaml", tmp_path / "data"
+    models = "models: [{name: cnn, arch: resnet10t}, {name: vit, arch: resnet10t}]\n"
+    cfg.write_text(models + "incremental: {models: [cnn]}\nregularization: {models: [vit]}\n")
+    resource = Neudep(config_path=str(cfg), data_root=str(data))
+
+    def added(instance) -> dict:
+        requests = _tick(instance, resource).dynamic_partitions_requests
+        return {r.partitions_def_name: set(r.partition_keys) for r in requests}
+
+    with dg.instance_for_test() as instance:
+        assert added(instance) == {"models": {"cnn", "vit"}, "model_targets": {"cnn", "vit"},
+                                   "incremental_models": {"cnn"}, "regularization_models": {"vit"}}
+        cfg.write_text(models + "incremental: {models: [cnn, vit]}\nregularization: {models: [vit]}\n")
+        assert added(instance) == {"incremental_models": {"vit"}}
+
+
 def test_pickle_checkpoints_only_with_weights_only(ckpt, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("models: [{name: cnn, arch: resnet10t}]\nwatch: [in]\n")

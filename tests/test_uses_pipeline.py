@@ -136,6 +136,34 @@ def test_children_flow_through_the_graph_and_table3_reads_them_back(tiny):
     assert t3["coef_ab"][0] == pytest.approx(round(float(edge["coef"].sum()), 4))
 
 
+USES = ("incremental_heads", "regularized_checkpoints", "regularization_report")
+
+
+def _use_partitions(root: Path, config: Path, instance) -> dict[str, tuple[list[str], set[str]]]:
+    """Per use asset, as Dagster's instance has it: (its partition keys, those materialized)."""
+    from neudep_assets.definitions import build_defs
+
+    graph = build_defs(str(config), str(root)).resolve_asset_graph()
+    with dg._core.definitions.partitions.context.partition_loading_context(dynamic_partitions_store=instance):
+        return {key: (graph.get(dg.AssetKey(key)).partitions_def.get_partition_keys(),
+                      set(instance.get_materialized_partitions(dg.AssetKey(key)))) for key in USES}
+
+
+def test_the_uses_leave_no_partition_missing_for_the_derived_children(tiny):
+    """cnn.ctl0 and cnn.reg0 are models (their own checkpoint → dependencies ran) but no partition of a
+    use: nothing of the uses is left missing (grey in the UI) after the run, nor stale."""
+    from neudep_assets.defs.jobs import _Staleness
+    from neudep_assets.definitions import build_defs
+
+    root, instance = tiny
+    kids = {"cnn.ctl0", "cnn.reg0"}
+    assert kids <= set(instance.get_materialized_partitions(dg.AssetKey("dependencies")))
+    for key, (keys, done) in _use_partitions(root, TINY, instance).items():
+        assert keys == ["cnn"] and set(keys) - done == set(), key
+    graph = build_defs(str(TINY), str(root)).resolve_asset_graph()
+    assert _Staleness(graph, instance).todo(list(USES), "cnn") == []
+
+
 def test_second_run_recomputes_nothing(tiny):
     root, instance = tiny
     before = _files(root)
@@ -190,6 +218,28 @@ def test_bad_pair_is_refused_before_any_training_and_writes_nothing(tiny, tmp_pa
     with pytest.raises(PipelineError, match=r"regularization.pairs\[0\]: no class named 'no such glyph'"):
         run_pipeline(cfg, root, instance=instance, log=lambda *_: None)
     assert files() == before
+
+
+def test_a_later_config_listing_a_child_under_a_use_runs_the_use_on_it(tiny, tmp_path):
+    """A child is no partition of the uses until a config lists it there (as a model of its own, its
+    checkpoint folder; its name is free once its parent is no longer regularized): then it is a new
+    partition, missing, and the planner runs the use on it."""
+    root, instance = tiny
+    store = ResultStore(root)
+    child = store.query("SELECT path FROM derived_models WHERE model = 'cnn.reg0' ORDER BY written_at DESC LIMIT 1")
+    raw = yaml.safe_load(TINY.read_text())
+    raw["models"].append({"name": "cnn.reg0", "checkpoint": str(child["path"][0])})
+    raw["incremental"].update(models=["cnn.reg0"], splits=["all_but_one"], seeds=1)
+    raw["regularization"]["models"] = []
+    cfg = tmp_path / "promoted.yaml"
+    cfg.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    before = _use_partitions(root, cfg, instance)["incremental_heads"]
+    assert before[0] == ["cnn"] and "cnn.reg0" not in before[1]  # not recorded as done by the earlier runs
+    ran = run_pipeline(cfg, root, instance=instance, log=lambda *_: None)
+    assert ("incremental_job", "cnn.reg0", ["incremental_heads"]) in ran
+    keys, done = _use_partitions(root, cfg, instance)["incremental_heads"]
+    assert keys == ["cnn", "cnn.reg0"] and set(keys) <= done
+    assert set(store.query("SELECT DISTINCT model FROM incremental_results")["model"]) == {"cnn", "cnn.reg0"}
 
 
 @pytest.mark.parametrize("change, message", [

@@ -1,9 +1,17 @@
-"""Partitions: one per registered model (dynamic), and the ordered model pairs source × target.
+"""Partitions: one per registered model (dynamic), the ordered model pairs source × target, and per use
+of dependencies the models it applies to.
 
 The pairs are `MultiPartitionsDefinition(source × target)`. Their target dimension runs over
 `model_targets`, a copy of `models` with the same keys (kept in sync by `register` and the sensor):
 Dagster 1.13's MultiToSingleDimensionPartitionMapping ignores its `partition_dimension_name` when
 mapping, so two dimensions over the same partitions definition cannot be told apart.
+
+The uses (paper §3.2, §3.3) have partitions of their own, `incremental_models` and
+`regularization_models`: the models the config lists under `incremental.models` and
+`regularization.models`, added by `register` and the sensor like the models. A regularization child
+(`cnn.reg0`) is a model but no partition of a use unless a config lists it there, so the UI shows no
+use partition that can never run. The uses read their model's assets by key
+(`IdentityPartitionMapping` maps between two dynamic partitions definitions by partition key).
 """
 
 
@@ -12,6 +20,12 @@ import dagster as dg
 models_partitions = dg.DynamicPartitionsDefinition(name="models")
 targets_partitions = dg.DynamicPartitionsDefinition(name="model_targets")
 pairs_partitions = dg.MultiPartitionsDefinition({"source": models_partitions, "target": targets_partitions})
+incremental_partitions = dg.DynamicPartitionsDefinition(name="incremental_models")
+regularization_partitions = dg.DynamicPartitionsDefinition(name="regularization_models")
+_DYNAMIC = (models_partitions, targets_partitions, incremental_partitions, regularization_partitions)
+
+#: a use's partition reads the model partition of the same key (checkpoint, logits, dependencies)
+SAME_MODEL = dg.IdentityPartitionMapping()
 
 #: between_dependencies[source|target] reads the source's moments (C = E[f fᵀ] and its logits) and the
 #: target's logits (`target_logits`): each of its two models through its own dimension, no other model.
@@ -60,24 +74,34 @@ def record_uncomputed_pairs(instance: dg.DagsterInstance, derived: set[str]) -> 
     return done
 
 
-def missing_models(names: list[str], instance: dg.DagsterInstance) -> dict[str, list[str]]:
-    """Per partitions definition (models, model_targets), the model names it does not hold yet."""
+def use_models(project) -> dict[str, list[str]]:
+    """Per use's partitions definition, the models the config (`project`) applies it to."""
+    return {incremental_partitions.name: list(project.incremental.models),
+            regularization_partitions.name: list(project.regularization.models)}
+
+
+def missing_models(names: list[str], instance: dg.DagsterInstance,
+                   uses: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Per partitions definition, the model names it does not hold yet: `names` for `models` and
+    `model_targets`, `uses` (from `use_models`) for the uses' own; the models first."""
+    want = {models_partitions.name: names, targets_partitions.name: names, **(uses or {})}
     out = {}
-    for pdef in (models_partitions, targets_partitions):
-        have = set(instance.get_dynamic_partitions(pdef.name))
-        out[pdef.name] = [m for m in names if m not in have]
+    for name, keys in want.items():
+        have = set(instance.get_dynamic_partitions(name))
+        out[name] = [m for m in dict.fromkeys(keys) if m not in have]
     return out
 
 
 def add_requests(missing: dict[str, list[str]]) -> list:
     """The sensor's requests adding the missing keys."""
-    pdefs = {p.name: p for p in (models_partitions, targets_partitions)}
+    pdefs = {p.name: p for p in _DYNAMIC}
     return [pdefs[name].build_add_request(keys) for name, keys in missing.items() if keys]
 
 
-def register(names: list[str], instance: dg.DagsterInstance) -> list[str]:
-    """Add models as partitions (idempotent; the pairs follow from them); returns the new models."""
-    missing = missing_models(names, instance)
+def register(names: list[str], instance: dg.DagsterInstance, uses: dict[str, list[str]] | None = None) -> list[str]:
+    """Add models as partitions, and each use's models (`use_models`) as its partitions (idempotent;
+    the pairs follow from the models); returns the new models."""
+    missing = missing_models(names, instance, uses)
     for name, keys in missing.items():
         if keys:
             instance.add_dynamic_partitions(name, keys)

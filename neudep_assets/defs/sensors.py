@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from neudep_assets.defs.jobs import comparisons_job, dataset_job, model_job, pair_job, plan, store_missing
-from neudep_assets.defs.partitions import add_requests, missing_models
+from neudep_assets.defs.partitions import add_requests, missing_models, use_models
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.models import WEIGHTS_NAME, CheckpointError, weights_sha256
 from neudep_assets.lib.models.watch import convert_pickle
@@ -17,11 +17,12 @@ from neudep_assets.lib.models.watch import convert_pickle
 @dg.sensor(job=model_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def model_registry(context: dg.SensorEvaluationContext, neudep: Neudep) -> dg.SensorResult:
     """Registers the config's models and every checkpoint folder of the watched directories (`watch:`,
-    default data/checkpoints/incoming) as model partitions, and launches a model's run when its
-    partition is new or its weights file changed. The weights are hashed only when their size or
-    mtime moved; the sha256 is in the run key, so the same work is never launched twice. Refused
-    folders (bad name, symlink out of the tree, pickle that needs more than weights_only=True) and
-    removed ones are logged; a removed model's results stay in the store."""
+    default data/checkpoints/incoming) as model partitions (and the models each use lists as that
+    use's partitions), and launches a model's run when its partition is new or its weights file
+    changed. The weights are hashed only when their size or mtime moved; the sha256 is in the run
+    key, so the same work is never launched twice. Refused folders (bad name, symlink out of the tree,
+    pickle that needs more than weights_only=True) and removed ones are logged; a removed model's
+    results stay in the store."""
     project = neudep.project()
     cursor = json.loads(context.cursor or "{}")  # model -> [size, mtime_ns, sha256] of its weights
     watched, refused = neudep.watched(project)
@@ -47,7 +48,7 @@ def model_registry(context: dg.SensorEvaluationContext, neudep: Neudep) -> dg.Se
                 continue
         seen[w.name] = [*stamp, sha]
     names = [m.name for m in project.models] + [w.name for w in watched if w.name not in refused_now]
-    missing = missing_models(names, context.instance)
+    missing = missing_models(names, context.instance, use_models(project))
     new = missing["models"]
     if context.instance.get_latest_materialization_event(dg.AssetKey("dataset")) is None:
         # the automation condition sensor renders the dataset first; the models run after it

@@ -3,7 +3,8 @@
 `regularized_checkpoints[parent]` writes fine-tuned children (control and regularized per seed) and adds
 each as a `models` partition of its own, so `checkpoint` → `logits` → `moments` → `dependencies` run on
 it like on any model; `regularization_report[parent]` then reads the children's results back from the
-store (Table 3)."""
+store (Table 3). The uses are partitioned by the models the config applies them to (`incremental_models`,
+`regularization_models`, defs/partitions.py), not by every model: a child is no partition of theirs."""
 
 import dataclasses
 import json
@@ -15,7 +16,8 @@ import dagster as dg
 import pandas as pd
 
 from neudep_assets.defs.dependency_assets import _write_results
-from neudep_assets.defs.partitions import models_partitions
+from neudep_assets.defs.partitions import (SAME_MODEL, incremental_partitions, models_partitions,
+                                           regularization_partitions)
 from neudep_assets.defs.report import md_table, mean_std, pictures
 from neudep_assets.defs.resources import Neudep
 from neudep_assets.lib.analysis.incremental import choose_split, compare_heads, theta_edges, theta_targets
@@ -64,12 +66,14 @@ def _checkpoint_row(info: CheckpointInfo, ds: PreparedDataset, parent: str | Non
 
 
 def _skip(what: str, name: str) -> dg.Output[dict]:
+    """A partition an earlier config listed (partitions are never removed) that the config no longer does."""
     return dg.Output({"skipped": True, "model": name}, data_version=dg.DataVersion(f"skipped-{what}"),
                      metadata={"skipped": f"{name} is not listed under {what}.models in the config"})
 
 
-@dg.asset(partitions_def=models_partitions, code_version=INCREMENTAL_CODE_VERSION, group_name="uses",
-          pool="gpu", kinds={"pytorch"})
+@dg.asset(partitions_def=incremental_partitions, code_version=INCREMENTAL_CODE_VERSION, group_name="uses",
+          pool="gpu", kinds={"pytorch"}, ins={"checkpoint": dg.AssetIn(partition_mapping=SAME_MODEL),
+                                             "logits": dg.AssetIn(partition_mapping=SAME_MODEL)})
 def incremental_heads(context: dg.AssetExecutionContext, config: IncrementalHeadsConfig, neudep: Neudep,
                       dataset: dict, checkpoint: dict, logits: dict) -> dg.Output[dict]:
     """New categories from old logits (paper §3.2, Tables 2 and 4). Per base/new split: a base checkpoint
@@ -257,14 +261,15 @@ def _within_run(store: ResultStore, model: str, sha: str, lam: float, gauge: str
     return None, -1, gauge
 
 
-@dg.asset(partitions_def=models_partitions, code_version=REGULARIZED_CODE_VERSION, group_name="uses",
-          pool="gpu", kinds={"pytorch"}, deps=["dependencies"])
+@dg.asset(partitions_def=regularization_partitions, code_version=REGULARIZED_CODE_VERSION, group_name="uses",
+          pool="gpu", kinds={"pytorch"}, ins={"checkpoint": dg.AssetIn(partition_mapping=SAME_MODEL)},
+          deps=[dg.AssetDep("dependencies", partition_mapping=SAME_MODEL)])
 def regularized_checkpoints(context: dg.AssetExecutionContext, config: RegularizedCheckpointsConfig, neudep: Neudep,
                             dataset: dict, checkpoint: dict) -> dg.Output[dict]:
     """The dependency regularizer (paper §3.3): the pairs to cut (from config, or the strongest within-model
     dependencies at λ between classes a human would not relate, with the reason), and per seed the parent
     fine-tuned with CE + α·Σ|E_batch[f_i f_j]| and the control with α = 0 (same steps, seed, data order).
-    Each child is a checkpoint and a `models` partition of its own."""
+    Each child is a checkpoint and a `models` partition of its own (not one of this asset's)."""
     import dataclasses
 
     project, store = neudep.project(), neudep.store()
@@ -357,7 +362,8 @@ def _pairs_to_cut(project, ds: PreparedDataset, name: str, run: str | None, used
 # them (StaticPartitionMapping refuses dynamic partitions; custom PartitionMapping subclasses are
 # unsupported, the daemon cannot load them), and AllPartitionMapping made every report stale whenever any
 # model appeared. The report's result id hashes the children's run ids, so what it read is recorded.
-@dg.asset(partitions_def=models_partitions, code_version=REPORT_CODE_VERSION, group_name="uses", kinds={"duckdb"})
+@dg.asset(partitions_def=regularization_partitions, code_version=REPORT_CODE_VERSION, group_name="uses",
+          kinds={"duckdb"})
 def regularization_report(context: dg.AssetExecutionContext, neudep: Neudep,
                           regularized_checkpoints: dict) -> dg.Output[dict]:
     """Table 3 of the paper for control and regularized children (mean ± std over seeds): val accuracy,
