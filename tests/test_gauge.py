@@ -179,3 +179,37 @@ def test_the_torch_homotopy_solves_the_centered_gauge_as_the_numba_one_does(betw
     got = solve_path(C, [0.3, 0.1, 0.02], cross=cross, gauge="centered", device="torch:cpu")
     assert got.device == "torch:cpu" and got.certified and (got.status == 0).all()
     np.testing.assert_allclose(got.coef, want.coef, atol=1e-9 * np.abs(want.coef).max())
+
+
+def test_the_kernels_apply_the_correction_on_the_fly_and_a_zero_one_changes_no_bit():
+    """The kernels read Ĉ = C + v1ᵀ + 1vᵀ + κ11ᵀ without forming it: with v = 0, κ = 0 the path is the raw one bit
+    for bit; with a target's own (v, κ) it is the raw homotopy on the explicitly formed Ĉ."""
+    import numba
+
+    from neudep_assets.lib.covlasso import numba_kernel as K
+    from neudep_assets.lib.covlasso.gauge import correction
+    from neudep_assets.lib.covlasso.solver import target_rhs
+
+    F, _ = _logits(seed=11, n=14)
+    C = second_moment(apply_gauge(F, "centered"))
+    T = n = 14
+    B, excl, lam_max = target_rhs(C, None, np.arange(T), "centered")
+    mus = np.ascontiguousarray((0.5 * np.array([0.3, 0.1, 0.02])[:, None] * lam_max[None, :]).T)
+
+    def run(C, B, excl, mus, V, kap):
+        L, T = mus.shape[1], B.shape[1]
+        out = [np.empty((L, T, n)), np.empty((L, T), np.int64), np.empty((L, T), np.int64), np.empty((L, T))]
+        K.solve_many(C, B, excl, mus, 1e-12, 10 * n + 1000, *out, np.zeros((T, 6), np.int64), V, kap,
+                     numba.get_num_threads())
+        return out[0]
+
+    plain = run(C, B, excl, mus, np.zeros((0, T), order="F"), np.zeros(T))
+    zero = run(C, B, excl, mus, np.zeros((n, T), order="F"), np.zeros(T))
+    np.testing.assert_array_equal(zero, plain)
+    V, kap = correction(C, excl, "centered")
+    got = run(C, B, excl, mus, V, kap)
+    for i in (0, 5, 13):
+        Ch = C + V[:, i][:, None] + V[:, i][None, :] + kap[i]
+        ref = run(Ch, B[:, [i]], excl[[i]], mus[[i]], np.zeros((0, 1), order="F"), np.zeros(1))
+        np.testing.assert_allclose(got[:, i], ref[:, 0], atol=1e-10 * np.abs(ref).max())
+        assert np.abs(got[:, i] - plain[:, i]).max() > 1e-6  # the correction does change the problem
