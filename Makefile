@@ -28,8 +28,11 @@ demo: $(BIN)/.installed
 cluster-demo: $(BIN)/.installed
 	NEUDEP_CONFIG=$${NEUDEP_CONFIG:-tests/tiny.yaml} $(BIN)/neudep cluster-demo
 
+# the suite on TEST_WORKERS processes (pytest-xdist; files whole on one worker): make test TEST_WORKERS=0 runs
+# it in this process. One file: $(BIN)/python -m pytest tests/test_x.py (docs/development.md)
+TEST_WORKERS ?= 2
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 ui: $(BIN)/.installed
 	@mkdir -p $(DAGSTER_HOME)

@@ -91,11 +91,14 @@ def store_differences(a, b, rtol: float = 0.0, atol: float = 0.0, *, detail: boo
     import pandas as pd
 
     from neudep_assets.lib.store import TABLES, ResultStore
+    from neudep_assets.lib.store_sandbox import run_query
 
     sa, sb = (s if isinstance(s, ResultStore) else ResultStore(s) for s in (a, b))
     out = []
-    for table in TABLES:
-        x, y = sa.query(f"SELECT * FROM {table}"), sb.query(f"SELECT * FROM {table}")
+    with sa.connect() as ca, sb.connect() as cb:  # one sandbox per store, not one per table
+        frames = {t: (run_query(ca, f"SELECT * FROM {t}", None), run_query(cb, f"SELECT * FROM {t}", None))
+                  for t in TABLES}
+    for table, (x, y) in frames.items():
         for d in (x, y):
             if "config_json" in d:
                 d["config_json"] = d["config_json"].map(_without_times)

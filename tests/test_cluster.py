@@ -46,9 +46,10 @@ def test_cluster_demo_on_the_tiny_graph_gives_the_default_executors_store(tmp_pa
     print(f"tiny graph: dask {r.dask_seconds:.1f}s, in process {r.default_seconds:.1f}s (both with training)")
 
 
-def test_store_differences_names_what_differs(tmp_path):
+def test_store_differences_names_what_differs(tmp_path, monkeypatch):
     """The comparison itself: a changed coefficient (even in the last bit) and a changed checkpoint
-    sha256 are named; run ids, timestamps and seconds are not."""
+    sha256 are named; run ids, timestamps and seconds are not. Each store's sandbox is opened once
+    (one per table cost ~0.1 s each: seconds per comparison)."""
     import numpy as np
 
     row = {"checkpoint_sha256": "a" * 64, "model": "m", "arch": "x", "origin": "trained", "source": "neudep",
@@ -70,11 +71,20 @@ def test_store_differences_names_what_differs(tmp_path):
     assert store_differences(stores[0], stores[2], detail=True) == [
         "checkpoints.checkpoint_sha256 differs (1 of 1 rows)",
         "dependencies.coef differs (1 of 1 rows, largest relative difference 2.2e-16)"]
+    opened = []
+    connect = ResultStore.connect
+    monkeypatch.setattr(ResultStore, "connect", lambda self: opened.append(self.root) or connect(self))
+    assert len(store_differences(stores[0], stores[2])) == 2 and sorted(opened) == [tmp_path / "a", tmp_path / "c"]
 
 
 def test_a_scheduler_that_does_not_answer_fails_at_once_naming_it(tmp_path, monkeypatch, capsys):
     """`neudep cluster-demo --scheduler ADDRESS` and a config's `executor.scheduler`: a clear error
-    naming the address within seconds, before anything is written."""
+    naming the address within seconds, before anything is written. The wait is shortened here (the
+    default's bound is checked below): the test is about the error, not about how long Dask retries."""
+    from neudep_assets.defs import executors
+
+    assert executors.SCHEDULER_TIMEOUT <= 10  # "at once" for a user: the default wait is seconds
+    monkeypatch.setattr(executors, "SCHEDULER_TIMEOUT", 0.5)
     address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     data = tmp_path / "data"
     monkeypatch.setenv("NEUDEP_CONFIG", str(TINY))
@@ -83,7 +93,7 @@ def test_a_scheduler_that_does_not_answer_fails_at_once_naming_it(tmp_path, monk
     with pytest.raises(SystemExit) as e:
         main(["cluster-demo", "--scheduler", address])
     assert address in str(e.value.code) and "no Dask scheduler answers" in str(e.value.code)
-    assert "--scheduler" in str(e.value.code)
+    assert "--scheduler" in str(e.value.code) and "waited 0.5 s" in str(e.value.code)
     assert time.perf_counter() - t0 < 20
     assert not data.exists()
 

@@ -52,7 +52,7 @@ def test_webserver_graph_and_a_materialization_through_graphql(tmp_path):
             return False
 
     try:
-        wait_for(up, timeout=400, every=2)
+        wait_for(up, timeout=400, every=0.25)
         nodes = {tuple(n["assetKey"]["path"]): n for n in gql(ASSET_GRAPH)["assetNodes"]}
         assert {k[0] for k in nodes} >= {"dataset", "checkpoint", "logits", "moments", "dependencies",
                                          "between_dependencies", "comparisons"}
@@ -65,7 +65,7 @@ def test_webserver_graph_and_a_materialization_through_graphql(tmp_path):
         assert launched["__typename"] == "LaunchRunSuccess", launched
         run_id = launched["run"]["runId"]
         wait_for(lambda: gql(RUN, {"id": run_id})["runOrError"]["status"] in ("SUCCESS", "FAILURE", "CANCELED"),
-                 timeout=400, every=2)
+                 timeout=400, every=0.25)
         assert gql(RUN, {"id": run_id})["runOrError"]["status"] == "SUCCESS"
         (mat,) = gql(LATEST)["assetNodes"][0]["assetMaterializations"]
         meta = {e["label"]: e for e in mat["metadataEntries"]}

@@ -12,11 +12,14 @@ class SchedulerUnreachable(ConnectionError):
     """No Dask scheduler answers at the configured address."""
 
 
-def check_scheduler(address: str, timeout: float = SCHEDULER_TIMEOUT, origin: str = "executor.scheduler") -> None:
+def check_scheduler(address: str, timeout: float | None = None, origin: str = "executor.scheduler") -> None:
     """Connect to the Dask scheduler at ``address`` and disconnect; `SchedulerUnreachable` naming the
-    address and where it came from (``origin``) when none answers within ``timeout`` seconds (a
-    closed port, an unknown host, a malformed address, something else listening)."""
+    address and where it came from (``origin``) when none answers within ``timeout`` seconds (default:
+    :data:`SCHEDULER_TIMEOUT`, read at call time) (a closed port, an unknown host, a malformed address,
+    something else listening)."""
     from distributed import Client
+
+    timeout = SCHEDULER_TIMEOUT if timeout is None else timeout
 
     try:
         with Client(address, timeout=timeout, set_as_default=False):

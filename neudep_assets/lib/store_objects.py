@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import re
 import uuid
@@ -104,15 +105,21 @@ def move_remote(unit: Path, dest: Path, manifest: Path) -> Path:
     return dest
 
 
+@functools.lru_cache(maxsize=16)
+def _statements(schema: str) -> tuple[str, ...]:
+    """The statements of a schema.sql text, parsed once per text (every query's sandbox builds its
+    views from them: parsing cost a DuckDB connection per query)."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        return tuple(s.query.rstrip().rstrip(";") for s in con.extract_statements(schema))
+
+
 def catalog_sql(schema_sql: Path, tables_dir: Path, base: Mapping[str, str]) -> str:
     """Base views (one per table, from `base`) then `schema_sql`'s derived views; a base view that
     schema.sql defines is skipped (base views read committed files only, and come from TABLES)."""
-    import duckdb
-
     views = "".join(f"CREATE OR REPLACE VIEW {t} AS {q};\n" for t, q in base.items())
-    schema = schema_sql.read_text().replace("{{STORE}}", sql_str(tables_dir)[1:-1])
-    with duckdb.connect() as con:
-        statements = [s.query.rstrip().rstrip(";") for s in con.extract_statements(schema)]
+    statements = _statements(schema_sql.read_text().replace("{{STORE}}", sql_str(tables_dir)[1:-1]))
     view = re.compile(r"(?is)(?:\s|--[^\n]*\n|/\*.*?\*/)*create\s+(?:or\s+replace\s+)?view\s+(\w+)")
     return views + "".join(f"{s};\n" for s in statements if not ((m := view.match(s)) and m.group(1) in base))
 
