@@ -205,3 +205,13 @@ def test_mean_logit_penalty_removes_the_offset_and_keeps_predictions_learnable()
             offsets[alpha] = logit_stats(model(torch.from_numpy(x)).numpy())["offset_share"]
         assert res["val_acc"] > 0.9
     assert offsets[0.0] > 0.3 and offsets[1.0] < 0.05, offsets
+
+
+def test_centering_in_blocks_is_the_float64_difference_rounded_once():
+    rng = np.random.default_rng(3)
+    f = (rng.normal(size=(5000, 37)) * 4 + rng.normal(size=(5000, 1)) * 30).astype(np.float32)
+    want = (f.astype(np.float64) - f.astype(np.float64).mean(axis=1, keepdims=True)).astype(np.float32)
+    got = apply_gauge(f, "centered")
+    assert got.dtype == np.float32 and got.shape == f.shape
+    np.testing.assert_array_equal(got, want)
+    assert apply_gauge(f, "raw") is f

@@ -48,7 +48,11 @@ def apply_gauge(logits: np.ndarray, gauge: str) -> np.ndarray:
     if gauge == "raw":
         return logits
     f = np.asarray(logits)
-    return (f - f.mean(axis=1, keepdims=True, dtype=np.float64)).astype(f.dtype, copy=False)
+    m = f.mean(axis=1, keepdims=True, dtype=np.float64)
+    out = np.empty_like(f)
+    for s in range(0, f.shape[0], 2048):  # in blocks of rows: f − m in float64, rounded once, no N × n float64 copy
+        np.subtract(f[s:s + 2048], m[s:s + 2048], out=out[s:s + 2048], casting="same_kind")
+    return out
 
 
 def gauge_moment(M: np.ndarray, gauge: str) -> np.ndarray:
