@@ -114,9 +114,10 @@ def find_dependencies(fit_logits, *, eval_logits=None, eval_labels=None, lambdas
     dev = inputs.solver_device(device)
 
     res = solve(within_problem(second_moment(F), ev, lab, eff.logit_gauge), eff, device=dev)
-    data = _digest(F) + "|" + _digest(E, None if eval_labels is None else lab)
+    fit = _digest(F)  # sha256 of the fit logits, once (80 MB at 20,000 × 1,000: ≈ 0.15 s)
+    data = fit + "|" + _digest(E, None if eval_labels is None else lab)
     key = "within-" + stable_hash({"data": data, "cfg": identity(eff), "code": DEPENDENCIES_CODE_VERSION})
-    return Dependencies(res, eff, names, kind="within", run_key=key, moments_id=f"api-{_digest(F)[:16]}")
+    return Dependencies(res, eff, names, kind="within", run_key=key, moments_id=f"api-{fit[:16]}")
 
 
 def between_dependencies(source_fit, target_fit, *, source_eval=None, target_eval=None, eval_labels=None,
