@@ -168,14 +168,20 @@ def test_a_gauge_that_does_not_exist_is_refused_naming_it():
 
 
 @pytest.mark.parametrize("between", [False, True])
-def test_the_torch_homotopy_solves_the_centered_gauge_as_the_numba_one_does(between):
+def test_the_torch_homotopy_solves_the_centered_gauge_as_the_numba_one_does(between, monkeypatch):
     """The batched torch path (on the CPU here; the same code runs on CUDA) applies each target's correction
     where it reads C: same coefficients as the numba kernels, certified, nothing handed back to numba."""
+    from neudep_assets.lib.covlasso import solver
+
     F, G = _logits(seed=9, n=16)
     Fc = apply_gauge(F, "centered")
     C = second_moment(Fc)
     cross = second_moment(Fc, apply_gauge(G, "centered")) if between else None
     want = solve_path(C, [0.3, 0.1, 0.02], cross=cross, gauge="centered")
+
+    def no_fallback(*args, **kwargs):  # a target the torch path got wrong would be re-solved by numba here
+        raise AssertionError("the torch path handed targets back to numba")
+    monkeypatch.setattr(solver, "_solve_numba", no_fallback)
     got = solve_path(C, [0.3, 0.1, 0.02], cross=cross, gauge="centered", device="torch:cpu")
     assert got.device == "torch:cpu" and got.certified and (got.status == 0).all()
     np.testing.assert_allclose(got.coef, want.coef, atol=1e-9 * np.abs(want.coef).max())
